@@ -1,0 +1,5 @@
+"""``python -m model_signing``."""
+
+from model_signing.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""The command-line interface: a thin typer layer over the public API.
+
+Each command group lives in its own small module and registers itself on :data:`app`.  Errors are
+turned into one line on stderr and an exit code here, in one place (:func:`main`), never in commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from model_signing.cli import _digest, _local, _sign, _verify
+from model_signing.errors import ModelSigningError
+
+app = typer.Typer(
+    name="model-signing",
+    help="Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
+
+
+for _module in (_digest, _sign, _verify, _local):
+    _module.register(app)
+
+EXIT_BAD_INPUT = 1
+
+
+def _fail(message: str, code: int) -> None:
+    # One line, always: collapse any newlines a library put in its message.
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; the only place that maps errors to exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="model-signing", standalone_mode=False)
+    except ModelSigningError as exc:
+        _fail(str(exc), exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.exceptions.UsageError as exc:
+        # click uses exit code 2 for usage errors; here 2 means "signature invalid", so bad
+        # arguments exit 1 like every other bad input.
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _fail(exc.format_message() + hint, EXIT_BAD_INPUT)
+    except click.exceptions.ClickException as exc:
+        _fail(exc.format_message(), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", EXIT_BAD_INPUT)
+    except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
+        if os.environ.get("MODEL_SIGNING_DEBUG"):
+            raise
+        _fail(f"internal error: {exc!r} (set MODEL_SIGNING_DEBUG=1 for a traceback and report it)", 1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,9 @@
+"""CLI: `verify` commands (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `verify` command(s) to the app."""

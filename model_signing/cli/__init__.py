@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}", EXIT_BAD_INPUT)
-    except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
+    except Exception as exc:  # the CLI promises no tracebacks
         if os.environ.get("MODEL_SIGNING_DEBUG"):
             raise
         _fail(f"internal error: {exc!r} (set MODEL_SIGNING_DEBUG=1 for a traceback and report it)", 1)

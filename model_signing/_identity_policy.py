@@ -1,0 +1,98 @@
+"""Who must have signed a keyless bundle: identity (exact or regexp), issuer, and GitHub workflow claims.
+
+Builds a sigstore ``VerificationPolicy`` (composed with sigstore's ``AllOf``) that the sigstore Verifier
+checks against the Fulcio certificate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from model_signing.errors import InputError
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+    from sigstore.verify.policy import VerificationPolicy
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """The expected signer of a keyless bundle.
+
+    Exactly one of ``identity`` / ``identity_regexp`` is required, and ``issuer`` always: an identity
+    is only meaningful together with the OIDC issuer that vouched for it.
+    """
+
+    issuer: str
+    identity: str | None = None
+    identity_regexp: str | None = None
+    #: GitHub Actions claims, checked when given (``owner/repo``, ``refs/heads/main``, workflow name).
+    repository: str | None = None
+    ref: str | None = None
+    workflow: str | None = None
+    workflow_trigger: str | None = None
+    workflow_sha: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.issuer:
+            raise InputError("--identity-provider is required: the OIDC issuer URL the signer used")
+        if (self.identity is None) == (self.identity_regexp is None):
+            raise InputError("pass exactly one of --identity and --identity-regexp")
+        if self.identity_regexp is not None:
+            try:
+                re.compile(self.identity_regexp)
+            except re.error as exc:
+                raise InputError(f"--identity-regexp {self.identity_regexp!r} is not a valid regexp: {exc}") from None
+
+    def describe(self) -> str:
+        """A short human description for reports."""
+        who = self.identity if self.identity is not None else f"/{self.identity_regexp}/"
+        return f"{who} via {self.issuer}"
+
+    def to_sigstore(self) -> VerificationPolicy:
+        """The equivalent sigstore verification policy."""
+        from sigstore.verify import policy
+
+        children: list[VerificationPolicy] = []
+        if self.identity is not None:
+            children.append(policy.Identity(identity=self.identity, issuer=self.issuer))
+        else:
+            assert self.identity_regexp is not None
+            children.append(policy.OIDCIssuer(self.issuer))
+            children.append(_IdentityRegexp(self.identity_regexp))
+        for value, kind in (
+            (self.repository, policy.GitHubWorkflowRepository),
+            (self.ref, policy.GitHubWorkflowRef),
+            (self.workflow, policy.GitHubWorkflowName),
+            (self.workflow_trigger, policy.GitHubWorkflowTrigger),
+            (self.workflow_sha, policy.GitHubWorkflowSHA),
+        ):
+            if value is not None:
+                children.append(kind(value))
+        return policy.AllOf(children)
+
+
+class _IdentityRegexp:
+    """A sigstore VerificationPolicy: some SAN (email, URI or Sigstore other-name) fully matches a regexp."""
+
+    def __init__(self, pattern: str) -> None:
+        self._pattern = re.compile(pattern)
+
+    def verify(self, cert: Certificate) -> None:
+        from cryptography.x509 import (
+            OtherName,
+            RFC822Name,
+            SubjectAlternativeName,
+            UniformResourceIdentifier,
+        )
+        from sigstore.errors import VerificationError
+
+        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+        names: list[str] = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
+        names += [o.value.decode(errors="replace") for o in san.get_values_for_type(OtherName)]
+        if not any(self._pattern.fullmatch(n) for n in names):
+            raise VerificationError(
+                f"no certificate identity matches /{self._pattern.pattern}/; actual identities: {sorted(names)}"
+            )

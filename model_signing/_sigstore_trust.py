@@ -1,0 +1,109 @@
+"""Which Sigstore instance to trust: public good, staging, or a private one from a ClientTrustConfig file.
+
+sigstore is imported lazily (inside functions) so the CLI's ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from model_signing.errors import InputError
+
+if TYPE_CHECKING:
+    from sigstore.models import ClientTrustConfig, TrustedRoot
+
+_PRODUCTION_TUF = "https://tuf-repo-cdn.sigstore.dev"
+_STAGING_TUF = "https://tuf-repo-cdn.sigstage.dev"
+
+
+def load_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
+    """Read a ClientTrustConfig JSON file (trusted root + signing config)."""
+    from sigstore.models import ClientTrustConfig
+
+    raw = _read(path, "--trust-config")
+    try:
+        return ClientTrustConfig.from_json(raw)
+    except Exception as exc:  # noqa: BLE001 - sigstore raises assorted parse errors
+        raise InputError(
+            f"{path}: not a valid Sigstore ClientTrustConfig JSON ({type(exc).__name__}); "
+            "pass the file written by 'sigstore-local serve --trust-config-out' or your instance's config"
+        ) from None
+
+
+def signing_trust_config(trust_config: str | os.PathLike[str] | None, staging: bool) -> ClientTrustConfig:
+    """The trust config used to sign: an explicit file, staging, or the public-good instance (via TUF)."""
+    if trust_config is not None:
+        if staging:
+            raise InputError("--staging and --trust-config are exclusive; pass only one")
+        return load_trust_config(trust_config)
+    from sigstore.models import ClientTrustConfig
+
+    try:
+        return ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
+    except Exception as exc:  # noqa: BLE001 - TUF refresh failures are network errors here
+        instance = "staging" if staging else "public-good"
+        raise InputError(
+            f"cannot fetch the {instance} Sigstore trust root ({type(exc).__name__}); check the network, "
+            "or pass --trust-config FILE for a private instance"
+        ) from None
+
+
+def verification_trusted_root(
+    *,
+    trust_config: str | os.PathLike[str] | None,
+    trusted_root: str | os.PathLike[str] | None,
+    staging: bool,
+    offline: bool,
+) -> TrustedRoot:
+    """The trusted root to verify against.
+
+    An explicit ``--trusted-root`` or ``--trust-config`` is used as is (no network).  Otherwise the
+    public-good (or staging) root: refreshed through TUF online, or, with ``offline``, the copy that
+    ships inside the sigstore package, so air-gapped machines verify public-good bundles.
+    """
+    if trusted_root is not None and trust_config is not None:
+        raise InputError("--trusted-root and --trust-config are exclusive; pass only one")
+    if trusted_root is not None:
+        return _parse_trusted_root(_read(trusted_root, "--trusted-root"), str(trusted_root))
+    if trust_config is not None:
+        return load_trust_config(trust_config).trusted_root
+    if offline:
+        return _embedded_trusted_root(_STAGING_TUF if staging else _PRODUCTION_TUF)
+    return signing_trust_config(None, staging).trusted_root
+
+
+def _embedded_trusted_root(tuf_url: str) -> TrustedRoot:
+    # sigstore ships the trusted roots of its two public instances as package data, keyed by the
+    # percent-encoded TUF URL; read it directly rather than through a user-writable TUF cache.
+    from urllib.parse import quote
+
+    data = resources.files("sigstore._store").joinpath(quote(tuf_url, safe=""), "trusted_root.json")
+    try:
+        raw = data.read_bytes()
+    except OSError:
+        raise InputError(
+            "this sigstore installation ships no embedded trusted root; "
+            "pass --trusted-root FILE with --offline"
+        ) from None
+    return _parse_trusted_root(raw, f"embedded trusted root for {tuf_url}")
+
+
+def _parse_trusted_root(raw: str | bytes, where: str) -> TrustedRoot:
+    from sigstore.models import TrustedRoot
+    from sigstore_models.trustroot import v1 as trustroot_v1
+
+    try:
+        return TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
+    except Exception as exc:  # noqa: BLE001 - pydantic/json errors
+        raise InputError(f"{where}: not a valid Sigstore trusted root JSON ({type(exc).__name__})") from None
+
+
+def _read(path: str | os.PathLike[str], option: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"{path}: cannot read {option} file ({reason})") from None

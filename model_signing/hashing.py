@@ -10,7 +10,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model_signing.manifest import DEFAULT_SHARD_SIZE, HashType, Manifest, Method
+from model_signing.errors import InputError, ModelPathError
+from model_signing.manifest import (
+    DEFAULT_SHARD_SIZE,
+    HASH_TYPES,
+    METHODS,
+    HashType,
+    Manifest,
+    Method,
+    Resource,
+    Serialization,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,48 @@ class HashingConfig:
     #: Progress bar on stderr: ``None`` = only when stderr is a terminal.
     progress: bool | None = None
 
+    def validate(self) -> None:
+        """Raise :class:`InputError` for settings that cannot be used."""
+        if self.method not in METHODS:
+            raise InputError(f"unknown serialization {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.hash_type not in HASH_TYPES:
+            raise InputError(f"unknown hash {self.hash_type!r}; use one of {', '.join(HASH_TYPES)}")
+        if isinstance(self.shard_size, bool) or not isinstance(self.shard_size, int) or self.shard_size <= 0:
+            raise InputError(f"shard size must be a positive number of bytes, not {self.shard_size!r}")
+        if self.max_workers is not None and (
+            isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int) or self.max_workers < 1
+        ):
+            raise InputError(f"max workers must be a positive integer, not {self.max_workers!r}")
+        if isinstance(self.ignore_paths, str):
+            raise InputError("ignore_paths must be a list of paths, not a single string")
+
+    @classmethod
+    def from_serialization(cls, serialization: Serialization, **overrides: object) -> HashingConfig:
+        """The configuration that re-enumerates a model exactly as ``serialization`` records it.
+
+        Verification uses this so the model is hashed with the settings that were signed.
+        ``overrides`` may set ``max_workers`` and ``progress``.
+        """
+        base = cls(
+            method=serialization.method,
+            hash_type=serialization.hash_type,
+            shard_size=serialization.shard_size or DEFAULT_SHARD_SIZE,
+            allow_symlinks=serialization.allow_symlinks,
+            ignore_paths=tuple(serialization.ignore_paths),
+        )
+        extra = {k: v for k, v in overrides.items() if k in ("max_workers", "progress")}
+        if len(extra) != len(overrides):
+            raise TypeError(f"from_serialization only overrides max_workers/progress, got {sorted(overrides)}")
+        return cls(**{**base.__dict__, **extra})
+
+
+def default_workers() -> int:
+    """The default number of worker processes: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
 
 def hash_model(
     path: str | os.PathLike[str],
@@ -37,8 +89,39 @@ def hash_model(
 ) -> Manifest:
     """Hash the model at ``path`` (a directory or a single file) and return its manifest.
 
-    ``signature_path`` is always excluded from the hashed set.  Raises
+    ``signature_path`` is always excluded from the hashed set (and recorded in
+    ``serialization.ignore_paths`` when it lies inside the model, as the peer does).  Raises
+    :class:`~model_signing.errors.InputError` if ``path`` does not exist,
     :class:`~model_signing.errors.ModelPathError` for trees that cannot be enumerated and
     :class:`~model_signing.errors.FileChangedError` when a file changes while it is read.
     """
-    raise NotImplementedError("implemented by the hasher")
+    from model_signing import _plan, _progress, _walk, _workers
+
+    config.validate()
+    walked = _walk.walk(
+        path,
+        allow_symlinks=config.allow_symlinks,
+        ignore_paths=config.ignore_paths,
+        signature_path=signature_path,
+    )
+    plan = _plan.make_plan(walked.files, config.method, config.shard_size)
+    if not plan.names:
+        raise ModelPathError(
+            f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
+            "nothing to sign; use --serialization files"
+        )
+    workers = config.max_workers or default_workers()
+    with _progress.Progress(plan.total_bytes, config.progress) as bar:
+        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start)
+    serialization = Serialization(
+        method=config.method,
+        hash_type=config.hash_type,
+        allow_symlinks=config.allow_symlinks,
+        shard_size=config.shard_size if config.method == "shards" else None,
+        ignore_paths=walked.ignore_paths,
+    )
+    resources = tuple(
+        Resource(name=name, algorithm=config.hash_type, digest=digest)
+        for name, digest in zip(plan.names, digests, strict=True)
+    )
+    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources)

@@ -1,0 +1,103 @@
+"""Planning: from enumerated files to named resources and to the work items the workers hash.
+
+A *resource* is what the manifest lists: a whole file (``files``) or a byte range ``path:start:end``
+(``shards``).  A *work item* is what one worker hashes in one go: one big range, or a batch of small
+files so that per-task overhead does not dominate models made of many small files.  Items are sorted
+largest first so the longest jobs start early and the workers finish together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from model_signing._walk import FileEntry
+from model_signing.manifest import Method
+
+#: Ranges smaller than this are batched with others into one work item.
+SMALL_RANGE = 4 * 1024 * 1024
+#: A batch of small ranges stops growing at this many bytes or this many ranges.
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_COUNT = 64
+
+
+@dataclass(frozen=True)
+class Task:
+    """One resource to hash: a byte range of one file, plus the file identity seen by the walk."""
+
+    index: int  # position of the resource in manifest order
+    path: str
+    follow: bool
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resource names in manifest order and the work items that produce their digests."""
+
+    names: tuple[str, ...]
+    items: tuple[tuple[Task, ...], ...]
+    total_bytes: int
+
+
+def resource_order_key(name: str, start: int = 0) -> tuple[tuple[str, ...], int]:
+    """Sort key giving the peer's resource order (model-signing 1.1.1).
+
+    The peer sorts resources by ``(PurePosixPath(path), start)``: path components compared by Unicode
+    code point, then the shard start numerically.  This equals plain code-point order of the names
+    except when a name has a character below ``/`` (space, ``-``, ``.``...) where another has ``/``
+    (``a/b`` sorts before ``a-b``), or for shard offsets of different digit counts.  Using the
+    peer's order makes both tools produce the same root digest for the same model.
+    """
+    return (tuple(name.split("/")), start)
+
+
+def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges of ``shard_size`` bytes covering ``size`` bytes (none for an empty file)."""
+    return [(s, min(s + shard_size, size)) for s in range(0, size, shard_size)]
+
+
+def make_plan(files: Sequence[FileEntry], method: Method, shard_size: int) -> Plan:
+    """Resources in manifest order and work items, largest first."""
+    pending: list[tuple[tuple[tuple[str, ...], int], str, FileEntry, int, int]] = []
+    for f in files:
+        if method == "files":
+            pending.append((resource_order_key(f.name), f.name, f, 0, f.size))
+        else:
+            # Empty files have no shard and so no resource (OMS 6.3.2).
+            for start, end in shard_ranges(f.size, shard_size):
+                pending.append((resource_order_key(f.name, start), f"{f.name}:{start}:{end}", f, start, end))
+    pending.sort(key=lambda p: p[0])
+    names = tuple(p[1] for p in pending)
+
+    big: list[tuple[Task, ...]] = []
+    small: list[Task] = []
+    total = 0
+    for i, (_, _, f, start, end) in enumerate(pending):
+        task = Task(i, f.path, f.follow, f.size, f.mtime_ns, f.dev, f.ino, start, end)
+        total += end - start
+        if end - start >= SMALL_RANGE:
+            big.append((task,))
+        else:
+            small.append(task)
+
+    batches: list[tuple[Task, ...]] = []
+    batch: list[Task] = []
+    batch_bytes = 0
+    for task in small:
+        batch.append(task)
+        batch_bytes += task.end - task.start
+        if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_COUNT:
+            batches.append(tuple(batch))
+            batch, batch_bytes = [], 0
+    if batch:
+        batches.append(tuple(batch))
+
+    items = big + batches
+    items.sort(key=lambda item: (-sum(t.end - t.start for t in item), item[0].index))
+    return Plan(names, tuple(items), total)

@@ -1,0 +1,288 @@
+"""hash_model: digests, resource names and order, root digest, serialization record, workers.
+
+Expected digests are computed here with hashlib/blake3 directly, never taken from the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+import pytest
+
+from model_signing import HashingConfig, _plan, _workers, hash_model
+from model_signing.errors import FileChangedError, InputError, ModelPathError
+
+SHARD = 64
+
+
+def _h(hash_type: str, data: bytes) -> bytes:
+    if hash_type == "sha256":
+        return hashlib.sha256(data).digest()
+    if hash_type == "blake2b":
+        return hashlib.blake2b(data).digest()
+    return blake3.blake3(data).digest()
+
+
+def _root(digests: list[bytes]) -> str:
+    return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
+def _data(n: int, seed: int = 0) -> bytes:
+    return bytes((i * 31 + seed) % 251 for i in range(n))
+
+
+def _expected_files(root: Path, names: list[str], hash_type: str = "sha256") -> list[tuple[str, bytes]]:
+    return [(n, _h(hash_type, (root / n).read_bytes())) for n in names]
+
+
+def _expected_shards(root: Path, names: list[str], shard: int, hash_type: str = "sha256") -> list[tuple[str, bytes]]:
+    out = []
+    for n in names:
+        data = (root / n).read_bytes()
+        for start in range(0, len(data), shard):
+            end = min(start + shard, len(data))
+            out.append((f"{n}:{start}:{end}", _h(hash_type, data[start:end])))
+    return out
+
+
+def _pairs(manifest) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
+    return [(r.name, r.digest) for r in manifest.resources]
+
+
+@pytest.fixture(autouse=True)
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny batching limits, so that small test models still make several work items (and use the pool)."""
+    monkeypatch.setattr(_plan, "SMALL_RANGE", 32)
+    monkeypatch.setattr(_plan, "BATCH_BYTES", 64)
+    monkeypatch.setattr(_plan, "BATCH_COUNT", 2)
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    root = tmp_path / "model"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "weights.bin").write_bytes(_data(SHARD * 3 + 5, 1))
+    (root / "config.json").write_bytes(b'{"a": 1}\n')
+    (root / "sub" / "deeper" / "x.bin").write_bytes(_data(SHARD, 2))
+    (root / "sub" / "empty").write_bytes(b"")
+    return root
+
+
+# Files in the peer's order: by path components, then by shard start (see _plan.resource_order_key).
+MODEL_FILES = ["config.json", "sub/deeper/x.bin", "sub/empty", "weights.bin"]
+
+
+@pytest.mark.parametrize("hash_type", ["sha256", "blake2b", "blake3"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_files_mode_digests(model: Path, hash_type: str, workers: int) -> None:
+    m = hash_model(model, HashingConfig(hash_type=hash_type, max_workers=workers))  # type: ignore[arg-type]
+    expected = _expected_files(model, MODEL_FILES, hash_type)
+    assert _pairs(m) == expected
+    assert all(r.algorithm == hash_type for r in m.resources)
+    assert m.root_digest().hex() == _root([d for _, d in expected])
+    assert m.model_name == "model"
+    assert m.serialization.method == "files"
+    assert m.serialization.shard_size is None
+
+
+@pytest.mark.parametrize("hash_type", ["sha256", "blake2b", "blake3"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shards_mode_digests(model: Path, hash_type: str, workers: int) -> None:
+    cfg = HashingConfig(method="shards", shard_size=SHARD, hash_type=hash_type, max_workers=workers)  # type: ignore[arg-type]
+    m = hash_model(model, cfg)
+    # The empty file has no shard, so no resource.
+    expected = _expected_shards(model, MODEL_FILES, SHARD, hash_type)
+    assert _pairs(m) == expected
+    assert "sub/empty" not in {r.name.rsplit(":", 2)[0] for r in m.resources}
+    assert m.root_digest().hex() == _root([d for _, d in expected])
+    assert m.serialization.shard_size == SHARD
+    assert m.serialization.to_dict()["shard_size"] == SHARD
+
+
+def test_blake2b_is_64_bytes_like_the_peer(model: Path) -> None:
+    m = hash_model(model, HashingConfig(hash_type="blake2b", max_workers=1))
+    assert {len(r.digest) for r in m.resources} == {64}
+
+
+@pytest.mark.parametrize("size", [0, 1, SHARD - 1, SHARD, SHARD + 1, 3 * SHARD + 7])
+@pytest.mark.parametrize("method", ["files", "shards"])
+def test_one_and_many_workers_agree_for_boundary_sizes(tmp_path: Path, size: int, method: str) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "f").write_bytes(_data(size, size))
+    (root / "anchor").write_bytes(b"x")  # so the model is never empty in shards mode
+    for i in range(5):  # several items so the pool really is used
+        (root / f"g{i}").write_bytes(_data(size + i, i))
+    names = ["anchor", "f", *[f"g{i}" for i in range(5)]]
+    results = []
+    for workers in (1, 2, 3):
+        cfg = HashingConfig(method=method, shard_size=SHARD, max_workers=workers)  # type: ignore[arg-type]
+        results.append(_pairs(hash_model(root, cfg)))
+    expected = (
+        _expected_files(root, names) if method == "files" else _expected_shards(root, names, SHARD)
+    )
+    assert results[0] == expected
+    assert results[1] == expected
+    assert results[2] == expected
+
+
+def test_shard_order_is_numeric_by_start(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "w").write_bytes(_data(12 * 10 + 3))
+    m = hash_model(root, HashingConfig(method="shards", shard_size=10, max_workers=2))
+    starts = [int(r.name.split(":")[1]) for r in m.resources]
+    assert starts == sorted(starts) == list(range(0, 130, 10))  # 100 after 90, unlike string order
+
+
+def test_order_is_by_path_components_like_the_peer(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    (root / "a").mkdir(parents=True)
+    for name in ["a/b", "a-b", "a.txt", "a b", "B", "é", "_"]:
+        (root / name).write_bytes(name.encode())
+    m = hash_model(root, HashingConfig(max_workers=1))
+    assert [r.name for r in m.resources] == ["B", "_", "a/b", "a b", "a-b", "a.txt", "é"]
+
+
+def test_single_file_model_is_named_by_its_basename(tmp_path: Path) -> None:
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(_data(200))
+    m = hash_model(f, HashingConfig(max_workers=2))
+    assert [(r.name, r.digest) for r in m.resources] == [("model.safetensors", hashlib.sha256(_data(200)).digest())]
+    assert m.model_name == "model.safetensors"
+    s = hash_model(f, HashingConfig(method="shards", shard_size=64))
+    assert [r.name for r in s.resources] == [
+        "model.safetensors:0:64", "model.safetensors:64:128", "model.safetensors:128:192", "model.safetensors:192:200"
+    ]
+
+
+def test_serialization_records_defaults_user_paths_and_signature(model: Path) -> None:
+    (model / "README.md").write_text("readme")
+    (model / "model.sig").write_text("{}")
+    m = hash_model(
+        model,
+        HashingConfig(ignore_paths=["README.md", str(model / "sub" / "deeper")], max_workers=1),
+        signature_path=model / "model.sig",
+    )
+    assert m.serialization.ignore_paths == (
+        ".git", ".gitattributes", ".github", ".gitignore", "README.md", "model.sig", "sub/deeper"
+    )
+    assert [r.name for r in m.resources] == ["config.json", "sub/empty", "weights.bin"]
+
+
+def test_signature_outside_model_is_not_recorded(model: Path, tmp_path: Path) -> None:
+    m = hash_model(model, HashingConfig(max_workers=1), signature_path=tmp_path / "model.sig")
+    assert m.serialization.ignore_paths == (".git", ".gitattributes", ".github", ".gitignore")
+
+
+def test_missing_path_is_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="nope does not exist"):
+        hash_model(tmp_path / "nope")
+
+
+def test_only_empty_files_in_shards_mode_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "e").write_bytes(b"")
+    assert len(hash_model(root, HashingConfig(max_workers=1)).resources) == 1
+    with pytest.raises(ModelPathError, match="only empty files"):
+        hash_model(root, HashingConfig(method="shards", shard_size=SHARD))
+
+
+def _run_with_hook(hook: Callable[[str], None], fn: Callable[[], object]) -> object:
+    old = _workers._after_open_hook
+    _workers._after_open_hook = hook
+    try:
+        return fn()
+    finally:
+        _workers._after_open_hook = old
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_file_growing_while_hashed_is_an_error(model: Path, workers: int) -> None:
+    target = str(model / "weights.bin")
+
+    def grow(path: str) -> None:
+        if path == target:
+            with open(path, "ab") as f:
+                f.write(b"more")
+
+    with pytest.raises(FileChangedError, match=r"weights\.bin changed while it was being hashed"):
+        _run_with_hook(grow, lambda: hash_model(model, HashingConfig(max_workers=workers)))
+
+
+def test_file_shrinking_while_hashed_is_an_error(model: Path) -> None:
+    target = str(model / "weights.bin")
+
+    def shrink(path: str) -> None:
+        if path == target:
+            os.truncate(path, 3)
+
+    with pytest.raises(FileChangedError, match=r"weights\.bin changed"):
+        _run_with_hook(shrink, lambda: hash_model(model, HashingConfig(max_workers=1)))
+
+
+def test_file_rewritten_same_size_while_hashed_is_an_error(model: Path) -> None:
+    target = str(model / "config.json")
+
+    def rewrite(path: str) -> None:
+        if path == target:
+            st = os.stat(path)
+            with open(path, "r+b") as f:
+                f.write(b"[")
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+    with pytest.raises(FileChangedError, match="modification time"):
+        _run_with_hook(rewrite, lambda: hash_model(model, HashingConfig(max_workers=1)))
+
+
+def test_file_changed_between_walk_and_hash_is_an_error(model: Path) -> None:
+    from model_signing import _plan, _walk
+
+    walked = _walk.walk(model)
+    (model / "config.json").write_bytes(b"changed, and longer than before")
+    plan = _plan.make_plan(walked.files, "files", SHARD)
+    with pytest.raises(FileChangedError, match=r"config\.json changed"):
+        _workers.hash_items(plan.items, len(plan.names), "sha256", 1)
+
+
+def test_concurrent_calls_from_threads_give_the_same_result(model: Path) -> None:
+    expected = _pairs(hash_model(model, HashingConfig(max_workers=1)))
+    out: list[object] = []
+    threads = [threading.Thread(target=lambda: out.append(_pairs(hash_model(model, HashingConfig(max_workers=1)))))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == [expected] * 3
+
+
+def test_workers_are_other_processes(model: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+
+    def record(path: str) -> None:
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    cfg = HashingConfig(method="shards", shard_size=SHARD, max_workers=2)
+    m = _run_with_hook(record, lambda: hash_model(model, cfg))
+    seen = {int(x) for x in pids.read_text().split()}
+    assert os.getpid() not in seen
+    assert 1 <= len(seen) <= 2
+    assert len(m.resources) == 6  # type: ignore[attr-defined]  # 4 + 1 + 1 shards
+
+
+def test_plan_batches_small_files_and_sorts_largest_first(model: Path) -> None:
+    from model_signing import _walk
+
+    plan = _plan.make_plan(_walk.walk(model).files, "shards", SHARD)
+    sizes = [sum(t.end - t.start for t in item) for item in plan.items]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sum(sizes) == plan.total_bytes == (SHARD * 3 + 5) + 9 + SHARD
+    assert sorted(t.index for item in plan.items for t in item) == list(range(len(plan.names)))

@@ -7,20 +7,29 @@ A file is opened, checked against the identity the walk recorded (device, inode,
 and checked again: a file that changes while it is hashed raises
 :class:`~model_signing.errors.FileChangedError` instead of yielding a digest of nothing in particular.
 
+The pool is a few forked processes fed over pipes (not ``multiprocessing``, whose import alone costs
+~70 ms here, a few percent of hashing a 6 GB model): the parent hands the next item, largest first, to
+whichever worker reports a result, so the load balances itself.
+
 Ctrl-C: workers ignore SIGINT (it is delivered to the whole foreground process group) and the parent,
-on ``KeyboardInterrupt`` or any error, terminates them and reaps them before re-raising.  Workers also
-ask the kernel to kill them if the parent dies (``PR_SET_PDEATHSIG``), so none outlive it.
+on ``KeyboardInterrupt`` or any error, kills and reaps them before re-raising.  Workers also exit when
+their task pipe closes and ask the kernel to kill them if the parent dies (``PR_SET_PDEATHSIG``), so
+none outlive it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import multiprocessing
-import multiprocessing.pool
 import os
+import pickle
+import select
 import signal
 import stat
-from collections.abc import Callable, Iterator, Sequence
+import struct
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from model_signing._plan import Task
@@ -34,11 +43,9 @@ _PROGRESS_STEP = 64 * 1024 * 1024
 
 
 class _State:
-    """Per-process state: the reused read buffer and this worker's progress slot."""
+    """Per-process state: the reused read buffer."""
 
     buffer: bytearray | None = None
-    progress_slots: Any = None  # shared RawArray, one counter per worker
-    progress_slot = -1
 
 
 #: Private test seam: if set, called with the file's path after the file is opened and checked and
@@ -131,41 +138,123 @@ def hash_task(
         os.close(fd)
 
 
-def _publish(n: int) -> None:
-    if _State.progress_slots is not None and _State.progress_slot >= 0:
-        _State.progress_slots[_State.progress_slot] += n
 
-
-def hash_item(item: Sequence[Task], hash_type: HashType, threads: int = 1) -> list[tuple[int, bytes]]:
+def hash_item(
+    item: Sequence[Task], hash_type: HashType, threads: int = 1, progress: Callable[[int], None] | None = None
+) -> list[tuple[int, bytes]]:
     """Digests of every task of one work item, as ``(resource index, digest)``."""
-    return [(t.index, hash_task(t, hash_type, threads, _publish)) for t in item]
-
-
-def _hash_item_args(args: tuple[Sequence[Task], HashType, int]) -> list[tuple[int, bytes]]:
-    return hash_item(*args)
-
-
-def _init_worker(slots: Any, counter: Any) -> None:
-    # Ctrl-C goes to the whole process group; only the parent reacts (by terminating us).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:  # die with the parent, even if it is SIGKILLed (Linux only; best effort elsewhere)
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:
-            os._exit(1)
-    except (OSError, AttributeError):
-        pass
-    with counter.get_lock():
-        _State.progress_slot = counter.value
-        counter.value += 1
-    _State.progress_slots = slots
+    return [(t.index, hash_task(t, hash_type, threads, progress)) for t in item]
 
 
 def item_bytes(item: Sequence[Task]) -> int:
     """Bytes hashed by one work item."""
     return sum(t.end - t.start for t in item)
+
+
+# ----------------------------------------------------------------------------------- the pool
+
+_HEADER = struct.Struct("<I")
+
+
+def _send(fd: int, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        data = os.read(fd, n)
+        if not data:
+            return None
+        chunks.append(data)
+        n -= len(data)
+    return b"".join(chunks)
+
+
+def _recv(fd: int) -> Any:
+    """The next message on ``fd``, or ``None`` at end of file."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    data = _read_exact(fd, _HEADER.unpack(header)[0])
+    return None if data is None else pickle.loads(data)
+
+
+def _worker_main(task_r: int, result_w: int, hash_type: HashType) -> None:
+    """Body of a worker process: hash items from ``task_r`` until it closes, answer on ``result_w``."""
+    # Ctrl-C goes to the whole process group; only the parent reacts (by killing us).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:  # die with the parent even if it is SIGKILLed (Linux; elsewhere the closed pipe does it)
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def progress(n: int) -> None:
+        _send(result_w, ("p", n))
+
+    while (item := _recv(task_r)) is not None:
+        try:
+            msg: tuple[str, object] = ("r", hash_item(item, hash_type, 1, progress))
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
+            msg = ("e", exc)
+        try:
+            _send(result_w, msg)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            _send(result_w, ("e", RuntimeError(repr(msg[1]))))
+
+
+@dataclass
+class _Worker:
+    pid: int
+    task_w: int
+    result_r: int
+    outstanding: int = 0
+
+
+def _spawn(hash_type: HashType, inherited: list[int]) -> _Worker:
+    task_r, task_w = os.pipe()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: never return into the caller's stack
+        code = 0
+        try:
+            os.close(task_w)
+            os.close(result_r)
+            for fd in inherited:  # other workers' pipe ends: close so EOF reaches them
+                os.close(fd)
+            _worker_main(task_r, result_w, hash_type)
+        except BaseException:  # noqa: BLE001 - a dying worker reports through its closed pipe
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(task_r)
+    os.close(result_w)
+    return _Worker(pid, task_w, result_r)
+
+
+def _stop(workers: list[_Worker], kill: bool) -> None:
+    """Close the pipes (workers exit at EOF), kill them if asked, and reap every one."""
+    # SIGINT blocked: a second Ctrl-C must not abandon half-reaped children.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for w in workers:
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signal.SIGKILL)
+            for fd in (w.task_w, w.result_r):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        for w in workers:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(w.pid, 0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def hash_items(
@@ -177,73 +266,69 @@ def hash_items(
 ) -> list[bytes]:
     """Digests of all resources, indexed by resource position.
 
+    ``items`` are handed out in the given order (largest first) to whichever worker is free.
     ``on_start`` is called once the worker processes exist (so a progress bar, and its monitor thread,
     never get forked) and returns the callback that receives byte counts as they are hashed.
     """
     digests: list[bytes | None] = [None] * n_resources
-    workers = max(1, min(max_workers, len(items)))
-    if workers == 1:
+    n_workers = max(1, min(max_workers, len(items)))
+    if n_workers == 1:
         progress = on_start() if on_start is not None else None
         # blake3 can use its own threads when there is a single stream to hash.
         threads = max_workers if hash_type == "blake3" else 1
         for item in items:
-            for t in item:
-                digests[t.index] = hash_task(t, hash_type, threads, progress)
+            for index, digest in hash_item(item, hash_type, threads, progress):
+                digests[index] = digest
         return _complete(digests)
 
-    ctx = multiprocessing.get_context("fork")
-    slots = ctx.RawArray("q", workers)
-    counter = ctx.Value("i", 0)
-    # Block SIGINT while forking so no worker can be interrupted before it has set SIG_IGN; a Ctrl-C
-    # that arrives meanwhile is delivered to the parent as soon as the mask is restored, inside the
-    # try block below, which then cleans up.
+    workers: list[_Worker] = []
+    ok = False
+    # Block SIGINT while forking so no worker can be interrupted before it ignores SIGINT; a Ctrl-C
+    # arriving meanwhile reaches the parent when the mask is restored, inside this try block.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    pool: multiprocessing.pool.Pool | None = None
     try:
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(slots, counter))
+        for _ in range(n_workers):
+            inherited = [fd for w in workers for fd in (w.task_w, w.result_r)]
+            workers.append(_spawn(hash_type, inherited))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         progress = on_start() if on_start is not None else None
-        threads = 1
-        results: Iterator[list[tuple[int, bytes]]] = pool.imap_unordered(
-            _hash_item_args, ((item, hash_type, threads) for item in items), chunksize=1
-        )
-        reported = 0
-        done_bytes = 0
+        pending = deque(items)
+        by_fd = {w.result_r: w for w in workers}
+        # Two items in flight per worker hide the round trip between small batches.
+        for _ in range(2):
+            for w in workers:
+                if pending:
+                    _send(w.task_w, pending.popleft())
+                    w.outstanding += 1
         remaining = len(items)
+        poller = select.poll()
+        for w in workers:
+            poller.register(w.result_r, select.POLLIN)
         while remaining:
-            try:
-                res = results.next(timeout=0.2)  # type: ignore[attr-defined]
-            except multiprocessing.TimeoutError:
-                res = None
-            if res is not None:
-                remaining -= 1
-                for index, digest in res:
+            for fd, _event in poller.poll():
+                w = by_fd[fd]
+                msg = _recv(fd)
+                if msg is None:
+                    raise RuntimeError(f"internal error: hashing worker {w.pid} died unexpectedly")
+                kind, payload = msg
+                if kind == "p":
+                    if progress is not None:
+                        progress(payload)
+                    continue
+                if kind == "e":
+                    raise payload
+                for index, digest in payload:
                     digests[index] = digest
-            if progress is not None:
-                done_bytes = sum(slots)
-                if done_bytes > reported:
-                    progress(done_bytes - reported)
-                    reported = done_bytes
-        pool.close()
-        pool.join()
-        pool = None
+                remaining -= 1
+                w.outstanding -= 1
+                if pending:
+                    _send(w.task_w, pending.popleft())
+                    w.outstanding += 1
+        ok = True
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        if pool is not None:
-            _terminate(pool)
+        _stop(workers, kill=not ok)
     return _complete(digests)
-
-
-def _terminate(pool: multiprocessing.pool.Pool) -> None:
-    """Stop the workers at once and reap them, whatever they are doing."""
-    # Pool.terminate() SIGTERMs the workers and joins them and the pool's threads.  Run it with
-    # SIGINT blocked so a second Ctrl-C cannot abandon half-reaped children.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        pool.terminate()
-        pool.join()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _complete(digests: list[bytes | None]) -> list[bytes]:
@@ -251,4 +336,3 @@ def _complete(digests: list[bytes | None]) -> list[bytes]:
     if len(out) != len(digests):  # pragma: no cover - a planning bug, never user input
         raise RuntimeError("internal error: some resources were not hashed")
     return out
-

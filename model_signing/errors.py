@@ -45,6 +45,14 @@ class SignatureExistsError(InputError):
     """Refusing to overwrite an existing signature without ``--overwrite``."""
 
 
+class StatementError(SignatureFormatError):
+    """The signed statement inside a signature is not a well-formed OMS statement."""
+
+
+class UnsafePathError(StatementError):
+    """A signed resource or ignore path is absolute, contains ``..`` or otherwise escapes the model root."""
+
+
 class SigningError(ModelSigningError):
     """Signing failed after the inputs were accepted (e.g. a Sigstore service refused)."""
 

@@ -1,0 +1,328 @@
+"""The DSSE envelope and the Sigstore bundle (v0.3) around an OMS statement: build, parse, check.
+
+Building and parsing go through sigstore's own types (``sigstore_models``: the Bundle / Envelope models
+that ``sigstore.models.Bundle`` wraps), so what we write is what the Sigstore ecosystem reads.
+``sigstore.models.Bundle`` itself only represents keyless bundles (it requires a Fulcio certificate and a
+log entry), which is why the key and certificate methods use the underlying models directly.
+
+Parsing is strict and happens before any signature check: the file must be UTF-8 JSON without duplicate
+keys, carry a Sigstore bundle media type, and have the shape the OMS bundle/envelope schemas require
+(exactly one DSSE signature, in-toto payload type, canonical base64, one kind of verification material).
+Pre-v1.1 relaxations are applied as the OMS spec (section 11.2) says: ``publicKey.rawBytes`` instead of
+``hint``, ``keyid`` absent/empty/null, ``tlogEntries`` absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from model_signing._statement import PAYLOAD_TYPE
+from model_signing.errors import SignatureFormatError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sigstore_models.bundle.v1 import Bundle, VerificationMaterial
+
+BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
+#: Every Sigstore bundle media type sigstore-python accepts (the OMS schema allows any of them).
+KNOWN_MEDIA_TYPES = (
+    BUNDLE_MEDIA_TYPE,
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+)
+
+SigningMethod = Literal["key", "certificate", "sigstore"]
+
+_TOP_KEYS = frozenset({"mediaType", "verificationMaterial", "dsseEnvelope"})
+_ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
+_MATERIAL_KINDS = ("publicKey", "x509CertificateChain", "certificate")
+
+
+def pae(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
+    """DSSE v1 pre-authentication encoding: what is actually signed (DSSE protocol.md).
+
+    sigstore only exposes this through an already-signed ``Envelope``; the tests check that both agree.
+    """
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def legacy_pae(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
+    """The encoding model-signing v0.2 actually signed (read-only compatibility).
+
+    That version formatted the payload's Python ``repr`` (``b'...'``) into the string and wrote
+    ``DSSEV1``; its signatures only verify over this exact byte string.  The different prefix means it
+    can never collide with a real DSSE PAE.
+    """
+    return f"DSSEV1 {len(payload_type)} {payload_type} {len(payload)} {payload!r}".encode()
+
+
+def public_key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The ``publicKey.hint`` of a key: hex SHA-256 of its PEM SubjectPublicKeyInfo (as the peer writes)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(pem).hexdigest()
+
+
+def key_material(public_key: ec.EllipticCurvePublicKey) -> VerificationMaterial:
+    """Verification material of the ``key`` method: only a hint; the verifier brings the key."""
+    from sigstore_models.bundle.v1 import VerificationMaterial
+    from sigstore_models.common.v1 import PublicKeyIdentifier
+
+    return VerificationMaterial(public_key=PublicKeyIdentifier(hint=public_key_hint(public_key)), tlog_entries=[])
+
+
+def certificate_material(chain: Sequence[x509.Certificate]) -> VerificationMaterial:
+    """Verification material of the ``certificate`` method: leaf first, then the rest of the chain."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from sigstore_models.bundle.v1 import VerificationMaterial
+    from sigstore_models.common.v1 import X509Certificate, X509CertificateChain
+
+    certs = [X509Certificate(raw_bytes=base64.b64encode(c.public_bytes(Encoding.DER))) for c in chain]
+    return VerificationMaterial(x509_certificate_chain=X509CertificateChain(certificates=certs), tlog_entries=[])
+
+
+def assemble(payload: bytes, signature: bytes, material: VerificationMaterial) -> Bundle:
+    """A v0.3 bundle holding the DSSE envelope of ``payload`` signed as ``signature``."""
+    from sigstore_models.bundle.v1 import Bundle
+    from sigstore_models.intoto import Envelope, Signature
+
+    envelope = Envelope(
+        payload=base64.b64encode(payload),
+        payload_type=PAYLOAD_TYPE,
+        # keyid "" as the reference implementation and the spec's example write it.
+        signatures=[Signature(sig=base64.b64encode(signature), keyid="")],
+    )
+    return Bundle(media_type=BUNDLE_MEDIA_TYPE, verification_material=material, dsse_envelope=envelope)
+
+
+def bundle_json(bundle: Bundle) -> str:
+    """The bundle as the JSON text written to the signature file."""
+    return bundle.to_json()
+
+
+@dataclass(frozen=True)
+class SignatureBundle:
+    """A parsed, structurally valid OMS bundle whose signature has NOT been checked yet."""
+
+    #: The file as read: a keyless verifier hands it to ``sigstore.models.Bundle.from_json`` unchanged.
+    raw: bytes
+    #: The bundle as sigstore's model (pre-v1.1 fields already normalised).
+    bundle: Bundle
+    method: SigningMethod
+    #: Where it came from, for messages.
+    source: str
+    #: ``publicKey.rawBytes`` of a pre-v1.1 key bundle, if that is what it carried instead of a hint.
+    legacy_public_key: bytes | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The DSSE payload bytes (unverified until a verifier says otherwise)."""
+        assert self.bundle.dsse_envelope is not None  # guaranteed by parse_bundle
+        return self.bundle.dsse_envelope.payload
+
+    @property
+    def payload_type(self) -> str:
+        """The DSSE payload type."""
+        assert self.bundle.dsse_envelope is not None
+        return self.bundle.dsse_envelope.payload_type
+
+    @property
+    def signature(self) -> bytes:
+        """The (single) DSSE signature."""
+        assert self.bundle.dsse_envelope is not None
+        return self.bundle.dsse_envelope.signatures[0].sig
+
+    @property
+    def key_hint(self) -> str | None:
+        """``publicKey.hint`` of a key bundle (``None`` if absent)."""
+        pk = self.bundle.verification_material.public_key
+        return pk.hint if pk is not None else None
+
+    def certificate_chain(self) -> list[x509.Certificate]:
+        """The ``x509CertificateChain`` certificates (leaf first); empty for other methods."""
+        from cryptography import x509
+
+        chain = self.bundle.verification_material.x509_certificate_chain
+        if chain is None:
+            return []
+        out = []
+        for i, cert in enumerate(chain.certificates):
+            try:
+                out.append(x509.load_der_x509_certificate(cert.raw_bytes))
+            except ValueError:
+                raise SignatureFormatError(
+                    f"{self.source}: verificationMaterial.x509CertificateChain.certificates[{i}] is not a "
+                    "DER X.509 certificate"
+                ) from None
+        return out
+
+
+def read_bundle(path: str | os.PathLike[str]) -> SignatureBundle:
+    """Read and parse the signature file at ``path`` (see :func:`parse_bundle`)."""
+    where = os.fspath(path)
+    try:
+        with open(where, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise SignatureFormatError(f"signature {where} does not exist; pass the bundle with --signature") from None
+    except IsADirectoryError:
+        raise SignatureFormatError(f"signature {where} is a directory; pass the bundle file") from None
+    except OSError as exc:
+        raise SignatureFormatError(f"signature {where} cannot be read ({exc.strerror})") from None
+    return parse_bundle(raw, source=where)
+
+
+def parse_bundle(raw: bytes, *, source: str = "signature") -> SignatureBundle:
+    """Parse and structurally validate an OMS bundle; raise :class:`SignatureFormatError` if it is not one."""
+    doc = _load(raw, source)
+    media_type = doc.get("mediaType")
+    if media_type not in KNOWN_MEDIA_TYPES:
+        raise SignatureFormatError(
+            f"{source}: mediaType {media_type!r} is not a Sigstore bundle media type; expected {BUNDLE_MEDIA_TYPE}"
+        )
+    if "dsseEnvelope" not in doc:
+        what = "signs a single blob (messageSignature)" if "messageSignature" in doc else "has no dsseEnvelope"
+        raise SignatureFormatError(f"{source}: not an OMS model signature: the bundle {what}")
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise SignatureFormatError(f"{source}: unexpected bundle fields: {', '.join(unknown)}")
+    _check_envelope(doc["dsseEnvelope"], source)
+    material, legacy_key = _normalise_material(doc.get("verificationMaterial"), source)
+    doc = {**doc, "verificationMaterial": material}
+
+    from pydantic import ValidationError
+    from sigstore_models.bundle.v1 import Bundle
+
+    try:
+        bundle = Bundle.from_dict(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise SignatureFormatError(
+            f"{source}: malformed Sigstore bundle at {loc or 'top level'}: {first['msg']}"
+        ) from None
+    return SignatureBundle(
+        raw=raw, bundle=bundle, method=_method(material, media_type), source=source, legacy_public_key=legacy_key
+    )
+
+
+def _load(raw: bytes, source: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureFormatError(f"{source} is not a signature bundle (not UTF-8 JSON)") from None
+    if not text.strip():
+        raise SignatureFormatError(f"{source} is empty; it is not a signature bundle")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise SignatureFormatError(f"{source}: the JSON key {key!r} appears twice")
+            out[key] = value
+        return out
+
+    try:
+        doc = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise SignatureFormatError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "is it really a signature bundle?"
+        ) from None
+    if not isinstance(doc, dict):
+        raise SignatureFormatError(f"{source}: a signature bundle is a JSON object")
+    return doc
+
+
+def _b64(value: object, what: str, source: str, *, allow_empty: bool = False) -> bytes:
+    if not isinstance(value, str):
+        raise SignatureFormatError(f"{source}: {what} must be a base64 string")
+    try:
+        out = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureFormatError(f"{source}: {what} is not valid base64") from None
+    if not out and not allow_empty:
+        raise SignatureFormatError(f"{source}: {what} is empty")
+    return out
+
+
+def _check_envelope(env: object, source: str) -> None:
+    if not isinstance(env, dict):
+        raise SignatureFormatError(f"{source}: dsseEnvelope must be a JSON object")
+    unknown = sorted(set(env) - _ENVELOPE_KEYS)
+    if unknown:
+        raise SignatureFormatError(f"{source}: unexpected dsseEnvelope fields: {', '.join(unknown)}")
+    _b64(env.get("payload"), "dsseEnvelope.payload", source)
+    if env.get("payloadType") != PAYLOAD_TYPE:
+        raise SignatureFormatError(
+            f"{source}: dsseEnvelope.payloadType is {env.get('payloadType')!r}, expected {PAYLOAD_TYPE}"
+        )
+    sigs = env.get("signatures")
+    if not isinstance(sigs, list) or len(sigs) != 1:
+        count = len(sigs) if isinstance(sigs, list) else "no"
+        raise SignatureFormatError(f"{source}: dsseEnvelope must carry exactly one signature (it has {count})")
+    sig = sigs[0]
+    if not isinstance(sig, dict) or set(sig) - {"sig", "keyid"}:
+        raise SignatureFormatError(f"{source}: dsseEnvelope.signatures[0] must hold only 'sig' and 'keyid'")
+    _b64(sig.get("sig"), "dsseEnvelope.signatures[0].sig", source)
+    if sig.get("keyid") is not None and not isinstance(sig["keyid"], str):
+        raise SignatureFormatError(f"{source}: dsseEnvelope.signatures[0].keyid must be a string or null")
+
+
+def _normalise_material(material: object, source: str) -> tuple[dict[str, Any], bytes | None]:
+    if not isinstance(material, dict):
+        raise SignatureFormatError(f"{source}: the bundle has no verificationMaterial object")
+    kinds = [k for k in _MATERIAL_KINDS if k in material]
+    if len(kinds) != 1:
+        raise SignatureFormatError(
+            f"{source}: verificationMaterial must hold exactly one of publicKey, x509CertificateChain or "
+            f"certificate (found {', '.join(kinds) or 'none'})"
+        )
+    out = dict(material)
+    out.setdefault("tlogEntries", [])  # optional for key/certificate (OMS 11.1)
+    legacy_key = None
+    if kinds[0] == "publicKey":
+        pk = material["publicKey"]
+        if not isinstance(pk, dict):
+            raise SignatureFormatError(f"{source}: verificationMaterial.publicKey must be a JSON object")
+        hint = pk.get("hint")
+        if hint is not None and not isinstance(hint, str):
+            raise SignatureFormatError(f"{source}: verificationMaterial.publicKey.hint must be a string")
+        if "rawBytes" in pk:
+            legacy_key = _b64(pk["rawBytes"], "verificationMaterial.publicKey.rawBytes", source)
+        elif not hint:
+            raise SignatureFormatError(f"{source}: verificationMaterial.publicKey has neither hint nor rawBytes")
+        # sigstore's model knows only "hint"; pre-v1.1 bundles carried rawBytes (+ keyDetails) instead.
+        out["publicKey"] = {"hint": hint}
+    elif kinds[0] == "x509CertificateChain":
+        chain = material["x509CertificateChain"]
+        certs = chain.get("certificates") if isinstance(chain, dict) else None
+        if not isinstance(certs, list) or not certs:
+            raise SignatureFormatError(f"{source}: verificationMaterial.x509CertificateChain has no certificates")
+        for i, cert in enumerate(certs):
+            raw = cert.get("rawBytes") if isinstance(cert, dict) else None
+            _b64(raw, f"verificationMaterial.x509CertificateChain.certificates[{i}].rawBytes", source)
+    return out, legacy_key
+
+
+def _method(material: dict[str, Any], media_type: str) -> SigningMethod:
+    if "publicKey" in material:
+        return "key"
+    if "certificate" in material:
+        return "sigstore"
+    # Before bundle v0.3, keyless bundles also carried their Fulcio certificate as a "chain".
+    if material.get("tlogEntries") and media_type != BUNDLE_MEDIA_TYPE:
+        return "sigstore"
+    return "certificate"

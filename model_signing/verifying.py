@@ -1,0 +1,324 @@
+"""Verifying a model against its signature (public API), strictly and in a fixed order.
+
+```python
+import model_signing as ms
+
+result = ms.verify("path/to/model", ms.KeyVerifier("signing-key.pub"), signature_path="model.sig")
+```
+
+Order (every method shares it; a :class:`Verifier` only does step 2):
+
+1. parse and structurally validate the bundle (media type, OMS bundle/envelope shape);
+2. check the DSSE signature with the method's trust material -> the verified payload bytes
+   (a bundle made with another method is refused);
+3. validate the statement (``_type``, predicate type, one subject consistent with the resources,
+   resources and serialization well formed, every name safe) -- before any model file is opened;
+4. re-enumerate the model with the SIGNED serialization settings (method, hash, shard size,
+   allow_symlinks, ignore paths) plus the caller's extra ignore paths, and re-hash;
+5. compare, reporting every difference.
+
+Errors: :class:`~model_signing.errors.SignatureFormatError` (exit 1) for unreadable/malformed
+signatures or statements, :class:`~model_signing.errors.VerificationError` (exit 2) when the signature
+does not verify, :class:`~model_signing.errors.ModelMismatchError` (exit 3, with every
+:class:`~model_signing.errors.Difference`) when it does but the model differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from model_signing import _bundle, _compare, _keymaterial, _paths, _statement
+from model_signing._bundle import SignatureBundle
+from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, VerificationError
+from model_signing.hashing import HashingConfig, hash_model
+from model_signing.manifest import Manifest, Resource
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+PathLike = str | os.PathLike[str]
+
+__all__ = [
+    "CertificateVerifier",
+    "KeyVerifier",
+    "SignatureBundle",
+    "VerifiedSignature",
+    "Verifier",
+    "VerifyResult",
+    "verify",
+]
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """The outcome of a successful signature check: the payload it covers and who signed it."""
+
+    payload: bytes
+    #: A description of the signer for the report (key fingerprint, certificate subject, identity).
+    signer: str
+    #: The signature is over model-signing v0.2's non-standard encoding (see ``_bundle.legacy_pae``).
+    legacy_encoding: bool = False
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Checks a bundle's signature with one method's trust material."""
+
+    #: ``"key"``, ``"certificate"`` or ``"sigstore"``: the only bundles this verifier accepts.
+    method: str
+
+    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
+        """Verify the DSSE signature and return the verified payload; raise ``VerificationError``."""
+        ...
+
+
+class KeyVerifier:
+    """The ``key`` method: the EC public key (PEM) paired with the signing key."""
+
+    method = "key"
+
+    def __init__(self, public_key: PathLike | ec.EllipticCurvePublicKey):
+        """Load ``public_key`` (a PEM file path or a key object)."""
+        if isinstance(public_key, str | os.PathLike):
+            self._key = _keymaterial.load_public_key(public_key)
+        else:
+            _keymaterial.check_ec(public_key, "the public key")
+            self._key = public_key
+        self._hint = _bundle.public_key_hint(self._key)
+
+    @property
+    def description(self) -> str:
+        """``P-256 key sha256:<hint>``."""
+        return f"{_keymaterial.curve_name(self._key)} key sha256:{self._hint}"
+
+    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
+        """Check the key hint (when present) and the ECDSA signature over the DSSE PAE."""
+        _require_method(bundle, self.method)
+        hint = bundle.key_hint
+        if hint and hint != self._hint:
+            raise VerificationError(
+                f"{bundle.source} was signed with a different key (key hint {hint}, the given public key "
+                f"is {self._hint})"
+            )
+        if not hint and bundle.legacy_public_key is not None:
+            legacy = _legacy_key(bundle.legacy_public_key)
+            if legacy is not None and _bundle.public_key_hint(legacy) != self._hint:
+                raise VerificationError(f"{bundle.source} was signed with a different key than the one given")
+        payload, legacy_encoding = _check_dsse(self._key, bundle, "the given public key")
+        return VerifiedSignature(payload, self.description, legacy_encoding)
+
+
+class CertificateVerifier:
+    """The ``certificate`` method: trusted root certificates (PEM) that the bundle's chain must lead to.
+
+    The chain is validated *now* (key and certificate bundles carry no trusted timestamp): every
+    certificate must be within its validity period at verification time, so a signature made with a
+    certificate that has since expired stops verifying and the model must be re-signed.  ``at``
+    overrides the time (for audits).
+    """
+
+    method = "certificate"
+
+    def __init__(
+        self,
+        certificate_chain: Sequence[PathLike] | Sequence[x509.Certificate],
+        *,
+        at: dt.datetime | None = None,
+    ):
+        """Load the trusted certificates (each PEM file may hold several)."""
+        from cryptography import x509
+
+        certs = list(certificate_chain)
+        if certs and all(isinstance(c, x509.Certificate) for c in certs):
+            self._roots: list[x509.Certificate] = certs  # type: ignore[assignment]
+        else:
+            paths = [c for c in certs if isinstance(c, str | os.PathLike)]
+            if len(paths) != len(certs):
+                raise TypeError("certificate_chain takes file paths or x509.Certificate objects, not a mix")
+            self._roots = _keymaterial.load_certificates(paths, "certificate chain file")
+        if not self._roots:
+            raise KeyMaterialError("no trusted certificates given; pass the root CA with --certificate-chain")
+        self._at = at
+
+    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
+        """Validate the bundle's chain to the trusted roots, then the signature with the leaf's key."""
+        _require_method(bundle, self.method)
+        leaf, *intermediates = bundle.certificate_chain()
+        at = self._at or dt.datetime.now(dt.UTC)
+        _keymaterial.verify_chain(leaf, intermediates, self._roots, at)
+        key = _keymaterial.public_key_of(leaf, "the signing certificate")
+        payload, legacy_encoding = _check_dsse(key, bundle, "the signing certificate's key")
+        return VerifiedSignature(payload, "certificate " + _keymaterial.describe_certificate(leaf), legacy_encoding)
+
+
+def _require_method(bundle: SignatureBundle, method: str) -> None:
+    if bundle.method != method:
+        raise VerificationError(
+            f"{bundle.source} is a {bundle.method} signature, not a {method} one; verify it with "
+            f"'verify {bundle.method}'"
+        )
+
+
+def _legacy_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
+    """Best-effort parse of a pre-v1.1 ``publicKey.rawBytes`` (PEM or DER SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    for load in (serialization.load_pem_public_key, serialization.load_der_public_key):
+        try:
+            key = load(raw)
+        except ValueError:
+            continue
+        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+    return None
+
+
+def _check_dsse(key: ec.EllipticCurvePublicKey, bundle: SignatureBundle, what: str) -> tuple[bytes, bool]:
+    """Verify the DSSE signature over the PAE; fall back to model-signing v0.2's encoding (read-only)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    payload, signature = bundle.payload, bundle.signature
+    preferred = _keymaterial.signature_hash(key)
+    try:
+        key.verify(signature, _bundle.pae(payload, bundle.payload_type), ec.ECDSA(preferred))
+        return payload, False
+    except InvalidSignature:
+        pass
+    # v0.2 signed a different byte string, and always hashed with SHA-256.
+    for algorithm in (preferred, hashes.SHA256()) if preferred.name != "sha256" else (preferred,):
+        try:
+            key.verify(signature, _bundle.legacy_pae(payload, bundle.payload_type), ec.ECDSA(algorithm))
+            return payload, True
+        except InvalidSignature:
+            continue
+    raise VerificationError(
+        f"the signature in {bundle.source} does not verify with {what}: wrong key, or the envelope was "
+        "tampered with"
+    )
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """A successful verification."""
+
+    model_path: str
+    signature_path: str
+    method: str
+    signer: str
+    #: The signed manifest that the model matched.
+    manifest: Manifest
+    #: The statement subject digest (hex); ``None`` for v0.2 signatures, which have none.
+    root_digest: str | None
+    predicate_type: str
+    #: Files present in the model but not in the signature, skipped by ``ignore_unsigned_files``.
+    unsigned_files: tuple[str, ...] = ()
+    legacy_encoding: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (``verify --json``)."""
+        return {
+            "verified": True,
+            "model_path": self.model_path,
+            "signature_path": self.signature_path,
+            "method": self.method,
+            "signer": self.signer,
+            "model_name": self.manifest.model_name,
+            "root_digest": self.root_digest,
+            "predicate_type": self.predicate_type,
+            "resources": len(self.manifest.resources),
+            "serialization": self.manifest.serialization.to_dict(),
+            "unsigned_files": list(self.unsigned_files),
+            "differences": [],
+        }
+
+
+def verify(
+    model_path: PathLike,
+    verifier: Verifier,
+    *,
+    signature_path: PathLike,
+    ignore_unsigned_files: bool = False,
+    ignore_paths: Sequence[PathLike] = (),
+    max_workers: int | None = None,
+    progress: bool | None = None,
+) -> VerifyResult:
+    """Verify the model at ``model_path`` against the bundle at ``signature_path`` (see module docs).
+
+    ``ignore_paths`` are excluded in addition to the paths the signer ignored;
+    ``ignore_unsigned_files`` skips files the signature does not mention (every signed file is still
+    checked, and a signed file with unsigned shards still fails).
+    """
+    model = os.fspath(model_path)
+    sig_path = os.fspath(signature_path)
+    if not os.path.lexists(model):
+        raise InputError(f"model {model} does not exist; give the path of the signed model directory or file")
+
+    bundle = _bundle.read_bundle(sig_path)
+    if bundle.method != verifier.method:
+        _require_method(bundle, verifier.method)
+    verified = verifier.verify(bundle)
+    statement = _statement.parse_statement(verified.payload)
+    signed = _for_model_path(statement.manifest, model)
+
+    config = HashingConfig.from_serialization(signed.serialization, max_workers=max_workers, progress=progress)
+    extra = [os.fspath(p) for p in ignore_paths]
+    unsigned: tuple[str, ...] = ()
+    if ignore_unsigned_files:
+        unsigned = _unsigned_files(model, signed, config, extra, sig_path)
+    config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, *extra, *unsigned))
+    actual = hash_model(model, config, signature_path=sig_path)
+
+    differences = _compare.compare(signed, actual, ignore_unsigned_files=ignore_unsigned_files)
+    if differences:
+        raise ModelMismatchError(differences)
+    return VerifyResult(
+        model_path=model,
+        signature_path=sig_path,
+        method=bundle.method,
+        signer=verified.signer,
+        manifest=statement.manifest,
+        root_digest=statement.root_digest.hex() if statement.root_digest is not None else None,
+        predicate_type=statement.predicate_type,
+        unsigned_files=unsigned,
+        legacy_encoding=verified.legacy_encoding,
+    )
+
+
+def _for_model_path(signed: Manifest, model: str) -> Manifest:
+    """Map the peer's single-file resource name ``"."`` to the file's basename (the spec's name)."""
+    if not os.path.isfile(model):
+        return signed
+    method = signed.serialization.method
+    if _compare.signed_files(signed) != {_paths.SINGLE_FILE_NAME}:
+        return signed
+    base = os.path.basename(os.path.normpath(model))
+
+    def rename(r: Resource) -> Resource:
+        rest = r.name[len(_paths.SINGLE_FILE_NAME) :] if method == "shards" else ""
+        return Resource(name=base + rest, algorithm=r.algorithm, digest=r.digest)
+
+    return dataclasses.replace(signed, resources=tuple(rename(r) for r in signed.resources))
+
+
+def _unsigned_files(
+    model: str, signed: Manifest, config: HashingConfig, extra: list[str], sig_path: str
+) -> tuple[str, ...]:
+    """Files the walk finds that the signature does not cover (excluded from hashing, never opened)."""
+    from model_signing import _walk
+
+    walked = _walk.walk(
+        model,
+        allow_symlinks=config.allow_symlinks,
+        ignore_paths=(*config.ignore_paths, *extra),
+        signature_path=sig_path,
+    )
+    covered = _compare.signed_files(signed)
+    return tuple(sorted(f.name for f in walked.files if f.name not in covered))

@@ -202,13 +202,13 @@ def parse_bundle(raw: bytes, *, source: str = "signature") -> SignatureBundle:
     material, legacy_key = _normalise_material(doc.get("verificationMaterial"), source)
     doc = {**doc, "verificationMaterial": material}
 
-    from pydantic import ValidationError
     from sigstore_models.bundle.v1 import Bundle
 
     try:
         bundle = Bundle.from_dict(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        errors = getattr(exc, "errors", None)
+        first = errors()[0] if callable(errors) else {"msg": str(exc)}
         loc = ".".join(str(p) for p in first.get("loc", ()))
         raise SignatureFormatError(
             f"{source}: malformed Sigstore bundle at {loc or 'top level'}: {first['msg']}"

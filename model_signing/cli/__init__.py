@@ -13,7 +13,7 @@ import click
 import typer
 
 from model_signing.cli import _digest, _local, _sign, _verify
-from model_signing.errors import ModelSigningError
+from model_signing.errors import ModelMismatchError, ModelSigningError
 
 app = typer.Typer(
     name="model-signing",
@@ -42,11 +42,23 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _printable(name: str) -> str:
+    # A file name may hold newlines or control characters: escape them so one difference stays one line.
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the only place that maps errors to exit codes."""
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="model-signing", standalone_mode=False)
+    except ModelMismatchError as exc:
+        # The one multi-line report: the summary, then every difference on its own line.
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        for d in exc.differences:
+            print(f"  {d.kind}: {_printable(d.name)} expected {d.expected or '-'} actual {d.actual or '-'}",
+                  file=sys.stderr)
+        sys.exit(exc.exit_code)
     except ModelSigningError as exc:
         _fail(str(exc), exc.exit_code)
     except click.exceptions.Abort:

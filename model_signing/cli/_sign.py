@@ -1,9 +1,120 @@
-"""CLI: `sign` commands (placeholder until implemented)."""
+"""CLI: ``sign key`` and ``sign certificate`` (the ``sign`` group also hosts the keyless ``sign sigstore``).
+
+The group is a :class:`~model_signing.cli._options.DefaultGroup`: once a ``sigstore`` subcommand is
+registered on :data:`sign_app`, ``sign MODEL`` / ``sign --path MODEL`` run it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from model_signing.cli import _options as opt
+
+if TYPE_CHECKING:
+    from model_signing.hashing import HashingConfig
+    from model_signing.signing import Signer, SignResult
+
+sign_app = typer.Typer(
+    name="sign",
+    cls=opt.DefaultGroup,
+    help="Sign a model: writes an OMS v1.0 signature (a Sigstore bundle) beside it.",
+    no_args_is_help=True,
+)
+
+SigningCertificate = Annotated[
+    str, typer.Option("--signing-certificate", help="The leaf certificate of the private key (PEM).")
+]
+CertificateChain = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--certificate-chain",
+        help="Intermediate certificates to include in the bundle, leaf's issuer first (PEM; repeatable).",
+    ),
+]
+
+
+def _run(
+    path: str, signer: Signer, config: HashingConfig, *, signature: str | None, overwrite: bool, as_json: bool
+) -> None:
+    from model_signing.signing import sign
+
+    result = sign(path, signer, hashing=config, signature_path=signature, overwrite=overwrite)
+    _report(result, as_json)
+
+
+def _report(result: SignResult, as_json: bool) -> None:
+    if as_json:
+        opt.print_json(result.as_dict())
+        return
+    print(
+        f"signed {result.model_path}: {len(result.manifest.resources)} resources, root digest "
+        f"sha256:{result.root_digest}\nsignature written to {result.signature_path} ({result.signer})"
+    )
+
+
+@sign_app.command("key")
+def sign_key(  # noqa: PLR0917 - one parameter per CLI option
+    path: opt.ModelPath,
+    private_key: opt.PrivateKey,
+    password_env: opt.PasswordEnv = None,
+    signature: opt.SignatureOut = None,
+    overwrite: opt.Overwrite = False,
+    serialization: opt.Serialization = opt.SerializationChoice.files,
+    shard_size: opt.ShardSize = None,
+    hash_type: opt.Hash = opt.HashChoice.sha256,
+    ignore_paths: opt.IgnorePaths = None,
+    allow_symlinks: opt.AllowSymlinks = False,
+    max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
+    from model_signing.signing import KeySigner
+
+    config = opt.hashing_config(
+        serialization=serialization, shard_size=shard_size, hash_type=hash_type, ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks, max_workers=max_workers, quiet=quiet,
+    )
+    signer = KeySigner(private_key, password=opt.password_from_env(password_env))
+    _run(path, signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+
+
+@sign_app.command("certificate")
+def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
+    path: opt.ModelPath,
+    private_key: opt.PrivateKey,
+    signing_certificate: SigningCertificate,
+    certificate_chain: CertificateChain = None,
+    password_env: opt.PasswordEnv = None,
+    signature: opt.SignatureOut = None,
+    overwrite: opt.Overwrite = False,
+    serialization: opt.Serialization = opt.SerializationChoice.files,
+    shard_size: opt.ShardSize = None,
+    hash_type: opt.Hash = opt.HashChoice.sha256,
+    ignore_paths: opt.IgnorePaths = None,
+    allow_symlinks: opt.AllowSymlinks = False,
+    max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
+    from model_signing.signing import CertificateSigner
+
+    config = opt.hashing_config(
+        serialization=serialization, shard_size=shard_size, hash_type=hash_type, ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks, max_workers=max_workers, quiet=quiet,
+    )
+    signer = CertificateSigner(
+        private_key,
+        signing_certificate,
+        tuple(certificate_chain or ()),
+        password=opt.password_from_env(password_env),
+    )
+    _run(path, signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `sign` command(s) to the app."""
+    """Add the ``sign`` group to the app."""
+    app.add_typer(sign_app, name="sign")

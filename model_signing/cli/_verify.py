@@ -1,9 +1,153 @@
-"""CLI: `verify` commands (placeholder until implemented)."""
+"""CLI: ``verify key`` and ``verify certificate`` (the ``verify`` group also hosts keyless ``verify sigstore``).
+
+Exit codes come from the error raised (mapped in :func:`model_signing.cli.main`): 0 verified, 1 bad
+input, 2 signature invalid, 3 model mismatch -- with every difference listed on stderr.  With ``--json``
+a result object is printed on stdout in every case (``verified``, ``exit_code``, ``error``,
+``differences``) before the error propagates.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from model_signing.cli import _options as opt
+
+if TYPE_CHECKING:
+    from model_signing.verifying import Verifier
+
+verify_app = typer.Typer(
+    name="verify",
+    cls=opt.DefaultGroup,
+    help="Verify a model against its OMS v1.0 signature.",
+    no_args_is_help=True,
+)
+
+PublicKey = Annotated[str, typer.Option("--public-key", help="EC public key (PEM) paired with the signing key.")]
+TrustedCertificates = Annotated[
+    list[str],
+    typer.Option(
+        "--certificate-chain",
+        help="Trusted root certificate(s) the signing certificate must chain to (PEM; repeatable).",
+    ),
+]
+IgnoreUnsigned = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-unsigned-files",
+        help="Accept files the signature does not mention (every signed file is still checked).",
+    ),
+]
+ExtraIgnorePaths = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore-paths",
+        help="Path to exclude in addition to the paths the signer excluded (repeatable).",
+    ),
+]
+
+
+def run_verify(
+    path: str,
+    verifier: Verifier,
+    *,
+    signature: str | None,
+    ignore_unsigned_files: bool,
+    ignore_paths: list[str] | None,
+    max_workers: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Run :func:`model_signing.verify` and report; shared by every ``verify`` subcommand."""
+    from model_signing.errors import ModelMismatchError, ModelSigningError
+    from model_signing.signing import default_signature_path
+    from model_signing.verifying import verify
+
+    sig = signature if signature is not None else default_signature_path(path)
+    try:
+        result = verify(
+            path,
+            verifier,
+            signature_path=sig,
+            ignore_unsigned_files=ignore_unsigned_files,
+            ignore_paths=tuple(ignore_paths or ()),
+            max_workers=max_workers,
+            progress=False if quiet else None,
+        )
+    except ModelSigningError as exc:
+        if as_json:
+            differences = exc.differences if isinstance(exc, ModelMismatchError) else ()
+            opt.print_json(
+                {
+                    "verified": False,
+                    "model_path": path,
+                    "signature_path": sig,
+                    "exit_code": exc.exit_code,
+                    "error": str(exc),
+                    "differences": [
+                        {"kind": d.kind, "name": d.name, "expected": d.expected, "actual": d.actual}
+                        for d in differences
+                    ],
+                }
+            )
+        raise  # main() turns it into the message and the exit code
+    if as_json:
+        opt.print_json(result.as_dict())
+        return
+    extra = f"; {len(result.unsigned_files)} unsigned files ignored" if result.unsigned_files else ""
+    legacy = " (legacy v0.2 signature)" if result.legacy_encoding or result.root_digest is None else ""
+    print(
+        f"verified {result.model_path} against {result.signature_path}{legacy}: "
+        f"{len(result.manifest.resources)} resources match{extra}\nsigned by {result.signer}"
+    )
+
+
+@verify_app.command("key")
+def verify_key(  # noqa: PLR0917 - one parameter per CLI option
+    path: opt.ModelPath,
+    public_key: PublicKey,
+    signature: opt.SignatureIn = None,
+    ignore_unsigned_files: IgnoreUnsigned = False,
+    ignore_paths: ExtraIgnorePaths = None,
+    max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Verify a signature made with `sign key`, using the paired public key."""
+    from model_signing.verifying import KeyVerifier
+
+    run_verify(
+        path, KeyVerifier(public_key), signature=signature, ignore_unsigned_files=ignore_unsigned_files,
+        ignore_paths=ignore_paths, max_workers=max_workers, quiet=quiet, as_json=as_json,
+    )
+
+
+@verify_app.command("certificate")
+def verify_certificate(  # noqa: PLR0917 - one parameter per CLI option
+    path: opt.ModelPath,
+    certificate_chain: TrustedCertificates,
+    signature: opt.SignatureIn = None,
+    ignore_unsigned_files: IgnoreUnsigned = False,
+    ignore_paths: ExtraIgnorePaths = None,
+    max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Verify a signature made with `sign certificate` against trusted root certificates.
+
+    The certificates are checked at the current time: key and certificate bundles carry no trusted
+    timestamp, so a signature made with a certificate that has since expired no longer verifies.
+    """
+    from model_signing.verifying import CertificateVerifier
+
+    run_verify(
+        path, CertificateVerifier(certificate_chain), signature=signature,
+        ignore_unsigned_files=ignore_unsigned_files, ignore_paths=ignore_paths, max_workers=max_workers,
+        quiet=quiet, as_json=as_json,
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `verify` command(s) to the app."""
+    """Add the ``verify`` group to the app."""
+    app.add_typer(verify_app, name="verify")

@@ -1,0 +1,359 @@
+"""A local Sigstore instance: OIDC issuer, Fulcio CA (with CT SCTs), Rekor v1 log and RFC 3161 TSA.
+
+For tests and air-gapped sites: everything is served from one port on 127.0.0.1, the unmodified
+``sigstore`` client signs and verifies against it through the ClientTrustConfig it writes, and its keys,
+certificates and log live in a state directory, so a restarted instance still verifies old bundles::
+
+    with LocalSigstore(state_dir) as inst:
+        token = inst.mint_token("alice@example.com")
+        # sign with ClientTrustConfig.from_json(inst.trust_config_json()) and token;
+        # verify with Identity(identity="alice@example.com", issuer=inst.oidc_issuer)
+
+Identities: email addresses (email SAN) and URIs (URI SAN); GitHub-workflow tokens
+(:meth:`LocalSigstore.mint_github_token`, or ambient detection through
+:meth:`LocalSigstore.github_actions_env`) get a workflow URI SAN and Fulcio's GitHub extensions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from model_signing.errors import InputError
+from model_signing.sigstore_local import _oidc, _pki
+from model_signing.sigstore_local._ct import CTLog
+from model_signing.sigstore_local._fulcio import FulcioCA
+from model_signing.sigstore_local._keys import StateDir, atomic_write
+from model_signing.sigstore_local._oidc import AUDIENCE, OidcIssuer, github_workflow_identity
+from model_signing.sigstore_local._rekor import TransparencyLog
+from model_signing.sigstore_local._server import (
+    ACTIONS_TOKEN_PATH,
+    OIDC_PATH,
+    TSA_PATH,
+    HttpFrontEnd,
+    Services,
+)
+from model_signing.sigstore_local._trust import client_trust_config
+from model_signing.sigstore_local._tsa import TimestampAuthority, tsa_certificate
+
+__all__ = [
+    "AUDIENCE",
+    "LocalSigstore",
+    "github_claims",
+    "github_workflow_identity",
+    "mint_token",
+]
+
+_log = logging.getLogger("model_signing.sigstore_local")
+
+TRUST_CONFIG_FILE = "trust_config.json"
+_CLIENT_SECRET = "oidc-client"
+
+
+def github_claims(repository: str, **options: str) -> dict[str, Any]:
+    """The claims of a GitHub Actions ID token for ``repository`` ("owner/name").
+
+    ``options`` (all strings): ``workflow`` (path, default ``.github/workflows/release.yml``), ``ref``
+    (default ``refs/heads/main``), ``sha``, ``event_name`` (``push``), ``workflow_name``, ``run_id``,
+    ``run_attempt``, ``repository_id``, ``repository_owner_id``, ``repository_visibility``,
+    ``runner_environment``.  The certificate's SAN is :func:`github_workflow_identity` of the result.
+    """
+    try:
+        return _oidc.github_claims(repository, **options)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _token_claims(identity: str, extra_claims: Mapping[str, Any] | None) -> dict[str, Any]:
+    extra = dict(extra_claims or {})
+    try:
+        # A GitHub workflow token names its identity through its claims; ``sub`` is free-form there.
+        claims = {"sub": identity} if extra.get("job_workflow_ref") else _oidc.identity_claims(identity)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    claims.update(extra)
+    return claims
+
+
+def _issuer_from_state(state: StateDir) -> OidcIssuer:
+    info = state.read_instance()
+    if info is None:
+        raise InputError(
+            f"{state.path}: no running local Sigstore instance is recorded there; start one with "
+            "`sigstore-local serve --state-dir DIR` or pass the issuer URL"
+        )
+    pid = int(info.get("pid", 0))
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if pid > 0:
+            os.kill(pid, 0)
+            return OidcIssuer(state.load_private_key("oidc"), str(info["oidc_issuer"]), "")
+    raise InputError(
+        f"{state.path / 'instance.json'}: the recorded instance (pid {pid}) is not running; "
+        "start it again or pass the issuer URL"
+    )
+
+
+def mint_token(
+    state_dir: Path,
+    identity: str,
+    *,
+    issuer_url: str | None = None,
+    expires_in: int = 600,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> str:
+    """An ID token (``aud`` "sigstore") for ``identity`` from the instance whose state is ``state_dir``.
+
+    Needs no network: it signs with the issuer key kept in the state directory.  ``issuer_url`` defaults
+    to the issuer of the instance currently serving from that directory.
+    """
+    state = StateDir(state_dir)
+    if issuer_url is None:
+        issuer = _issuer_from_state(state)
+    else:
+        issuer = OidcIssuer(state.load_private_key("oidc"), issuer_url.rstrip("/"), "")
+    try:
+        return issuer.mint(_token_claims(identity, extra_claims), expires_in=expires_in)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+class LocalSigstore:
+    """A running local Sigstore instance (use as a context manager, or :meth:`start` / :meth:`close`)."""
+
+    def __init__(self, state_dir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        """Configure an instance; ``state_dir`` None means a fresh temporary one, removed on close.
+
+        ``port`` None reuses the port the state directory was last served on (so the issuer URL, which
+        certificates embed, stays the same across restarts) and otherwise picks a free one; 0 always
+        picks a free one.
+        """
+        self._requested_state_dir = state_dir
+        self._host = host
+        self._port = port
+        self._stack = contextlib.ExitStack()
+        self._stopped = threading.Event()
+        self._services: Services | None = None
+        self._state: StateDir | None = None
+        self.base_url = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> LocalSigstore:
+        """Load (or create) keys, bind the port, write the trust config and start serving."""
+        if self._services is not None:
+            raise RuntimeError("this LocalSigstore is already running")
+        if ":" in self._host:
+            raise InputError(f"host {self._host!r}: only IPv4 addresses and host names are supported")
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self._requested_state_dir is None:
+            path = Path(tempfile.mkdtemp(prefix="sigstore-local-"))
+            self._stack.callback(shutil.rmtree, path, ignore_errors=True)
+        else:
+            path = self._requested_state_dir
+        state = StateDir(path)
+        self._stack.enter_context(state.exclusive())
+        self._state = state
+
+        front = self._bind(state)
+        self._stack.callback(front.stop)
+        state.update_metadata(port=front.port)
+        url_host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host
+        self.base_url = f"http://{url_host}:{front.port}"
+
+        self._services = self._build_services(state)
+        atomic_write(self.trust_config_path, self.trust_config_json().encode())
+        front.start(self._services)
+        state.write_instance(
+            {"base_url": self.base_url, "oidc_issuer": self.oidc_issuer, "pid": os.getpid(),
+             "trust_config": str(self.trust_config_path)}
+        )
+        self._stack.callback(self._forget_instance, state)
+
+    def _bind(self, state: StateDir) -> HttpFrontEnd:
+        last = state.metadata().get("port")
+        if self._port is not None or not last:
+            return HttpFrontEnd(self._host, self._port or 0)
+        try:
+            return HttpFrontEnd(self._host, int(last))
+        except OSError:
+            front = HttpFrontEnd(self._host, 0)
+            _log.warning(
+                "port %s, which %s was served on before, is busy; serving on %d instead, so the OIDC issuer "
+                "URL changed (bundles signed before name the old issuer, http://%s:%s%s)",
+                last, state.path, front.port, self._host, last, OIDC_PATH,
+            )
+            return front
+
+    def _build_services(self, state: StateDir) -> Services:
+        created = state.created
+        root_key = state.private_key("fulcio-root")
+        root = state.certificate(
+            "fulcio-root",
+            lambda: _pki.ca_certificate(key=root_key, subject=_pki.name("local fulcio root"),
+                                        not_before=created, path_length=1),
+        )
+        intermediate_key = state.private_key("fulcio-intermediate")
+        intermediate = state.certificate(
+            "fulcio-intermediate",
+            lambda: _pki.ca_certificate(key=intermediate_key, subject=_pki.name("local fulcio intermediate"),
+                                        not_before=created, issuer_key=root_key, issuer_cert=root,
+                                        path_length=0),
+        )
+        tsa_root_key = state.private_key("tsa-root")
+        tsa_root = state.certificate(
+            "tsa-root",
+            lambda: _pki.ca_certificate(key=tsa_root_key, subject=_pki.name("local timestamp root"),
+                                        not_before=created, path_length=0),
+        )
+        tsa_key = state.private_key("tsa")
+        tsa_cert = state.certificate(
+            "tsa", lambda: tsa_certificate(key=tsa_key, root_key=tsa_root_key, root=tsa_root, not_before=created)
+        )
+        issuer = OidcIssuer(state.private_key("oidc"), self.oidc_issuer, state.secret(_CLIENT_SECRET))
+        ctlog = CTLog(state.private_key("ctlog"))
+        return Services(
+            issuer=issuer,
+            ctlog=ctlog,
+            fulcio=FulcioCA(root=root, intermediate=intermediate, intermediate_key=intermediate_key,
+                            ctlog=ctlog, issuer=issuer),
+            rekor=TransparencyLog(state.private_key("rekor"), state.tree_id, state.path / "rekor" / "entries.jsonl"),
+            tsa=TimestampAuthority(tsa_key, tsa_cert, tsa_root),
+        )
+
+    @staticmethod
+    def _forget_instance(state: StateDir) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (state.path / "instance.json").unlink()
+
+    def close(self) -> None:
+        """Stop serving (the state directory is kept unless it was a temporary one)."""
+        self._services = None
+        self._stack.close()
+        self._stopped.set()
+
+    def wait(self) -> None:
+        """Block until :meth:`close` is called (from another thread) or KeyboardInterrupt."""
+        while not self._stopped.wait(0.5):
+            pass
+
+    def __enter__(self) -> LocalSigstore:
+        """Start the instance."""
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop the instance."""
+        self.close()
+
+    # -- where things are --------------------------------------------------------------------------
+
+    def _running(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the LocalSigstore instance is not running (use it as a context manager)")
+        return self._services
+
+    def _state_or_fail(self) -> StateDir:
+        if self._state is None:
+            raise RuntimeError("the LocalSigstore instance is not running (use it as a context manager)")
+        return self._state
+
+    @property
+    def state_dir(self) -> Path:
+        """The state directory (keys, certificates, log, trust config)."""
+        return self._state_or_fail().path
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The OIDC issuer URL: tokens' ``iss`` and the certificates' issuer extension."""
+        return f"{self.base_url}{OIDC_PATH}"
+
+    @property
+    def tsa_url(self) -> str:
+        """The RFC 3161 timestamp endpoint."""
+        return f"{self.base_url}{TSA_PATH}"
+
+    @property
+    def trust_config_path(self) -> Path:
+        """The ClientTrustConfig JSON written into the state directory at start."""
+        return self.state_dir / TRUST_CONFIG_FILE
+
+    def trust_config(self) -> dict[str, Any]:
+        """The ClientTrustConfig describing this instance (trusted root + signing config)."""
+        services = self._running()
+        return client_trust_config(
+            base_url=self.base_url,
+            oidc_url=self.oidc_issuer,
+            tsa_url=self.tsa_url,
+            fulcio_chain=services.fulcio.chain,
+            ctlog_key=services.ctlog.key.public_key(),
+            rekor_key=services.rekor.key.public_key(),
+            tsa_chain=services.tsa.chain,
+            keys_created=self._state_or_fail().created,
+        )
+
+    def trust_config_json(self) -> str:
+        """:meth:`trust_config` as JSON text (what ``ClientTrustConfig.from_json`` reads)."""
+        return json.dumps(self.trust_config(), indent=2) + "\n"
+
+    def write_trust_config(self, path: Path, *, overwrite: bool = False) -> None:
+        """Write the trust config to ``path`` atomically; refuses to replace a file unless ``overwrite``."""
+        if path.exists() and not overwrite:
+            raise InputError(f"{path}: already exists; pass --overwrite to replace it")
+        atomic_write(path, self.trust_config_json().encode())
+
+    # -- identity tokens ---------------------------------------------------------------------------
+
+    def mint_token(
+        self,
+        identity: str,
+        *,
+        expires_in: int = 600,
+        audience: str = AUDIENCE,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A signed ID token for ``identity`` (email address or URI), ``aud`` "sigstore" by default.
+
+        ``extra_claims`` are merged in (and win), e.g. to test Fulcio's checks with odd claims.
+        """
+        try:
+            return self._running().issuer.mint(
+                _token_claims(identity, extra_claims), audience=audience, expires_in=expires_in
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+    def mint_github_token(self, repository: str, *, expires_in: int = 600, **options: str) -> str:
+        """An ID token shaped like a GitHub Actions workflow's (see :func:`github_claims`)."""
+        claims = github_claims(repository, **options)
+        return self.mint_token(str(claims["sub"]), expires_in=expires_in, extra_claims=claims)
+
+    def github_actions_env(self, repository: str, *, lifetime: int = 3600, **options: str) -> dict[str, str]:
+        """Environment variables that make sigstore's ambient detection fetch a workflow token from here.
+
+        ``GITHUB_ACTIONS``, ``ACTIONS_ID_TOKEN_REQUEST_URL`` and ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``: the
+        request token (valid ``lifetime`` seconds) carries :func:`github_claims` of the arguments.
+        """
+        claims = github_claims(repository, **options)
+        request_token = self._running().issuer.actions_request_token(claims, expires_in=lifetime)
+        return {
+            "GITHUB_ACTIONS": "true",
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"{self.base_url}{ACTIONS_TOKEN_PATH}",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": request_token,
+        }

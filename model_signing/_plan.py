@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from model_signing._walk import FileEntry
 from model_signing.manifest import Method
@@ -21,11 +22,13 @@ BATCH_BYTES = 8 * 1024 * 1024
 BATCH_COUNT = 64
 
 
-@dataclass(frozen=True)
-class Task:
-    """One resource to hash: a byte range of one file, plus the file identity seen by the walk."""
+class Task(NamedTuple):
+    """One resource to hash: a byte range of one file, plus the file identity seen by the walk.
 
-    index: int  # position of the resource in manifest order
+    A named tuple rather than a dataclass: thousands are built and pickled to workers per model.
+    """
+
+    pos: int  # position of the resource in manifest order
     path: str
     follow: bool
     size: int
@@ -99,5 +102,5 @@ def make_plan(files: Sequence[FileEntry], method: Method, shard_size: int) -> Pl
         batches.append(tuple(batch))
 
     items = big + batches
-    items.sort(key=lambda item: (-sum(t.end - t.start for t in item), item[0].index))
+    items.sort(key=lambda item: (-sum(t.end - t.start for t in item), item[0].pos))
     return Plan(names, tuple(items), total)

@@ -51,10 +51,11 @@ def _display(root_display: str, rel: str) -> str:
     return posixpath.join(root_display, rel) if rel else root_display
 
 
-def _check_utf8(name: str, where: str) -> None:
+def _check_utf8(name: str, rel: str, root_display: str) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
+        where = _display(root_display, rel)
         shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise ModelPathError(
             f"{where} has a name that is not valid UTF-8 ({shown!r}); OMS names must be UTF-8, "
@@ -178,7 +179,7 @@ def walk(
     if stat.S_ISREG(lst.st_mode):
         # Single-file model: its resource name is its basename (OMS 6.1.2 rule 5).
         name = os.path.basename(os.path.normpath(root))
-        _check_utf8(name, root_display)
+        _check_utf8(name, "", root_display)
         is_sig = signature_path is not None and os.path.realpath(signature_path) == os.path.realpath(root)
         if is_sig or _is_ignored(name, user_ignored):
             raise ModelPathError(f"{root_display}: the model is excluded by the ignore paths; nothing to hash")
@@ -213,44 +214,46 @@ def walk(
                 continue
             if sig_rel is not None and rel == sig_rel:
                 continue
-            if _is_ignored(rel, user_ignored):
+            if user_ignored and _is_ignored(rel, user_ignored):
                 continue
-            shown = _display(root_display, rel)
-            _check_utf8(de.name, shown)
+            _check_utf8(de.name, rel, root_display)
             try:
                 st = de.stat(follow_symlinks=False)
             except OSError as exc:
-                raise ModelPathError(f"{shown}: cannot stat it ({exc.strerror})") from None
+                raise ModelPathError(f"{_display(root_display, rel)}: cannot stat it ({exc.strerror})") from None
             follow = via_link
             if stat.S_ISLNK(st.st_mode):
                 if not allow_symlinks:
                     raise ModelPathError(
-                        f"{shown} is a symlink; pass --allow-symlinks to follow symlinks "
+                        f"{_display(root_display, rel)} is a symlink; pass --allow-symlinks to follow symlinks "
                         f"or --ignore-paths {rel} to skip it"
                     )
                 try:
                     st = os.stat(de.path)
                 except OSError:
                     raise ModelPathError(
-                        f"{shown} is a broken symlink (or a symlink loop); fix it or pass --ignore-paths {rel}"
+                        f"{_display(root_display, rel)} is a broken symlink (or a symlink loop); "
+                        f"fix it or pass --ignore-paths {rel}"
                     ) from None
                 target = os.path.realpath(de.path)
                 if target != root_real and not target.startswith(root_real.rstrip(os.sep) + os.sep):
-                    _log.warning("warning: %s is a symlink to %s, outside the model root", shown, target)
+                    _log.warning(
+                        "warning: %s is a symlink to %s, outside the model root", _display(root_display, rel), target
+                    )
                 follow = True
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
                     raise ModelPathError(
-                        f"{shown} is a symlink cycle (it leads back to one of its own parent directories); "
-                        f"remove it or pass --ignore-paths {rel}"
+                        f"{_display(root_display, rel)} is a symlink cycle (it leads back to one of its own "
+                        f"parent directories); remove it or pass --ignore-paths {rel}"
                     )
                 stack.append((de.path, rel, follow, (*ancestors, key)))
             elif stat.S_ISREG(st.st_mode):
                 files.append(FileEntry(rel, de.path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, follow))
             else:
                 raise ModelPathError(
-                    f"{shown} is {_special_kind(st.st_mode)}; only regular files can be hashed, "
+                    f"{_display(root_display, rel)} is {_special_kind(st.st_mode)}; only regular files can be hashed, "
                     f"so remove it or pass --ignore-paths {rel}"
                 )
     if not files:

@@ -28,7 +28,7 @@ import signal
 import stat
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ from model_signing.manifest import HashType
 
 #: Size of each process's reused read buffer.
 BUFFER_SIZE = 1024 * 1024
+#: Size of each of the two read-ahead buffers used when blake3 hashes one stream with several threads.
+READ_AHEAD_BUFFER = 2 * 1024 * 1024
 #: How often (in bytes read) a worker publishes its progress.
 _PROGRESS_STEP = 64 * 1024 * 1024
 
@@ -95,6 +97,66 @@ def _check_identity(task: Task, st: os.stat_result, when: str) -> None:
         raise _changed(task, f"modification time changed {when}")
 
 
+def _read(task: Task, fd: int) -> Generator[memoryview, None, None]:
+    """Bytes ``[task.start, task.end)`` of ``fd``, one buffer at a time, in the process's reused buffer."""
+    buf = _get_buffer()
+    size = len(buf)
+    pos, end = task.start, task.end
+    while pos < end:
+        want = end - pos
+        view = buf if want >= size else buf[:want]
+        n = os.preadv(fd, [view], pos)
+        if n <= 0:
+            raise _changed(task, f"it ended at byte {pos}, before the expected {end}")
+        yield view[:n] if n < len(view) else view
+        pos += n
+
+
+def _read_ahead(task: Task, fd: int) -> Generator[memoryview, None, None]:
+    """Like :func:`_read`, but a thread reads the next buffer while the caller hashes this one.
+
+    Two buffers of :data:`READ_AHEAD_BUFFER` bytes; used only for a single blake3 stream hashed with
+    several threads, in the calling process.
+    """
+    import queue
+    import threading
+
+    free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[memoryview, int] | BaseException | None] = queue.SimpleQueue()
+    for _ in range(2):
+        free.put(memoryview(bytearray(READ_AHEAD_BUFFER)))
+
+    def reader() -> None:
+        pos, end = task.start, task.end
+        try:
+            while pos < end:
+                buf = free.get()
+                if buf is None:  # the consumer stopped early
+                    return
+                n = os.preadv(fd, [buf[: min(len(buf), end - pos)]], pos)
+                if n <= 0:
+                    full.put(_changed(task, f"it ended at byte {pos}, before the expected {end}"))
+                    return
+                full.put((buf, n))
+                pos += n
+            full.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            full.put(exc)
+
+    thread = threading.Thread(target=reader, name="model_signing-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (got := full.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            buf, n = got
+            yield buf[:n]
+            free.put(buf)
+    finally:
+        free.put(None)  # wakes the reader if it waits for a buffer; it then stops
+        thread.join()  # the fd is closed by the caller only after this
+
+
 def hash_task(
     task: Task, hash_type: HashType, threads: int = 1, progress: Callable[[int], None] | None = None
 ) -> bytes:
@@ -113,23 +175,20 @@ def hash_task(
         if _after_open_hook is not None:
             _after_open_hook(task.path)
         h = new_hasher(hash_type, threads)
-        buf = _get_buffer()
-        size = len(buf)
-        pos, end = task.start, task.end
+        # One stream hashed by several blake3 threads: overlap reading with hashing, or the reads
+        # (single-threaded memcpy from the page cache) would idle the hashing threads.
+        chunks = _read_ahead(task, fd) if threads > 1 else _read(task, fd)
         unreported = 0
-        while pos < end:
-            want = end - pos
-            view = buf if want >= size else buf[:want]
-            n = os.preadv(fd, [view], pos)
-            if n <= 0:
-                raise _changed(task, f"it ended at byte {pos}, before the expected {end}")
-            h.update(view[:n] if n < len(view) else view)
-            pos += n
-            if progress is not None:
-                unreported += n
-                if unreported >= _PROGRESS_STEP:
-                    progress(unreported)
-                    unreported = 0
+        try:
+            for view in chunks:
+                h.update(view)
+                if progress is not None:
+                    unreported += len(view)
+                    if unreported >= _PROGRESS_STEP:
+                        progress(unreported)
+                        unreported = 0
+        finally:
+            chunks.close()
         if progress is not None and unreported:
             progress(unreported)
         _check_identity(task, os.fstat(fd), "while reading")
@@ -143,7 +202,7 @@ def hash_item(
     item: Sequence[Task], hash_type: HashType, threads: int = 1, progress: Callable[[int], None] | None = None
 ) -> list[tuple[int, bytes]]:
     """Digests of every task of one work item, as ``(resource index, digest)``."""
-    return [(t.index, hash_task(t, hash_type, threads, progress)) for t in item]
+    return [(t.pos, hash_task(t, hash_type, threads, progress)) for t in item]
 
 
 def item_bytes(item: Sequence[Task]) -> int:

@@ -285,4 +285,4 @@ def test_plan_batches_small_files_and_sorts_largest_first(model: Path) -> None:
     sizes = [sum(t.end - t.start for t in item) for item in plan.items]
     assert sizes == sorted(sizes, reverse=True)
     assert sum(sizes) == plan.total_bytes == (SHARD * 3 + 5) + 9 + SHARD
-    assert sorted(t.index for item in plan.items for t in item) == list(range(len(plan.names)))
+    assert sorted(t.pos for item in plan.items for t in item) == list(range(len(plan.names)))

@@ -4,11 +4,13 @@ A signed statement names resources (``dir/file`` or, for shards, ``dir/file:star
 paths relative to the model root.  A signature is attacker-controlled input until proven otherwise, and
 even a validly signed one must never make the verifier look outside the model, so every name is checked
 lexically here -- before any file is opened -- and rejected with :class:`UnsafePathError` when it is
-absolute, contains ``..`` (or ``.``/empty components), uses a Windows drive or separator, or contains NUL.
+absolute, contains ``..`` (or ``.``/empty components), a backslash (a Windows separator), a Windows
+drive (on Windows), or NUL.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import PureWindowsPath
 
@@ -33,10 +35,13 @@ def check_relative_path(name: object, *, what: str) -> str:
         raise UnsafePathError(f"{what} {shown} contains a NUL byte; the signature cannot be trusted")
     if name.startswith("/"):
         raise UnsafePathError(f"{what} {shown} is an absolute path; OMS names are relative to the model root")
-    # OMS names are POSIX.  A backslash or a drive letter would be a separator / an absolute path on
-    # Windows, so a name using them could escape the root there: refuse them everywhere.
-    if "\\" in name or PureWindowsPath(name).drive:
-        raise UnsafePathError(f"{what} {shown} uses a Windows drive or separator; OMS names are POSIX paths")
+    # OMS names are POSIX.  A backslash is a separator on Windows ("a\\..\\..\\x" would escape there), so
+    # it is refused everywhere: a signature must mean the same on every platform.  A colon is a legal
+    # POSIX name character (and shard names use it), so "c:x" is only refused where it is a drive.
+    if "\\" in name:
+        raise UnsafePathError(f"{what} {shown} contains a backslash; OMS names are POSIX paths")
+    if os.name == "nt" and PureWindowsPath(name).drive:  # pragma: no cover - Windows only
+        raise UnsafePathError(f"{what} {shown} names a Windows drive; OMS names are relative POSIX paths")
     for part in name.split("/"):
         if part == "..":
             raise UnsafePathError(f"{what} {shown} contains '..' and would escape the model root")

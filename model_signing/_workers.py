@@ -178,19 +178,13 @@ def hash_task(
         # One stream hashed by several blake3 threads: overlap reading with hashing, or the reads
         # (single-threaded memcpy from the page cache) would idle the hashing threads.
         chunks = _read_ahead(task, fd) if threads > 1 else _read(task, fd)
-        unreported = 0
         try:
             for view in chunks:
                 h.update(view)
                 if progress is not None:
-                    unreported += len(view)
-                    if unreported >= _PROGRESS_STEP:
-                        progress(unreported)
-                        unreported = 0
+                    progress(len(view))
         finally:
             chunks.close()
-        if progress is not None and unreported:
-            progress(unreported)
         _check_identity(task, os.fstat(fd), "while reading")
         return h.digest()
     finally:
@@ -254,18 +248,27 @@ def _worker_main(task_r: int, result_w: int, hash_type: HashType) -> None:
     except (OSError, AttributeError):
         pass
 
+    # Progress goes to the parent in steps of _PROGRESS_STEP bytes; the rest rides with the result,
+    # so a model of many small files costs one message per work item, not one per file.
+    unsent = 0
+
     def progress(n: int) -> None:
-        _send(result_w, ("p", n))
+        nonlocal unsent
+        unsent += n
+        if unsent >= _PROGRESS_STEP:
+            _send(result_w, ("p", unsent, 0))
+            unsent = 0
 
     while (item := _recv(task_r)) is not None:
         try:
-            msg: tuple[str, object] = ("r", hash_item(item, hash_type, 1, progress))
+            msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, 1, progress), unsent)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
-            msg = ("e", exc)
+            msg = ("e", exc, 0)
+        unsent = 0
         try:
             _send(result_w, msg)
         except (pickle.PicklingError, TypeError, AttributeError):
-            _send(result_w, ("e", RuntimeError(repr(msg[1]))))
+            _send(result_w, ("e", RuntimeError(repr(msg[1])), 0))
 
 
 @dataclass
@@ -369,13 +372,15 @@ def hash_items(
                 msg = _recv(fd)
                 if msg is None:
                     raise RuntimeError(f"internal error: hashing worker {w.pid} died unexpectedly")
-                kind, payload = msg
+                kind, payload, done = msg
                 if kind == "p":
                     if progress is not None:
                         progress(payload)
                     continue
                 if kind == "e":
                     raise payload
+                if progress is not None and done:
+                    progress(done)
                 for index, digest in payload:
                     digests[index] = digest
                 remaining -= 1

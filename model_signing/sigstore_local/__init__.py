@@ -115,6 +115,8 @@ def mint_token(
     Needs no network: it signs with the issuer key kept in the state directory.  ``issuer_url`` defaults
     to the issuer of the instance currently serving from that directory.
     """
+    if not state_dir.is_dir():
+        raise InputError(f"{state_dir}: no such state directory (the --state-dir of `sigstore-local serve`)")
     state = StateDir(state_dir)
     if issuer_url is None:
         issuer = _issuer_from_state(state)

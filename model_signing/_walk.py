@@ -51,7 +51,14 @@ def _display(root_display: str, rel: str) -> str:
     return posixpath.join(root_display, rel) if rel else root_display
 
 
-def _check_utf8(name: str, rel: str, root_display: str) -> None:
+def _check_name(name: str, rel: str, root_display: str) -> None:
+    if "\\" in name:
+        # Legal on POSIX, but a separator on Windows: the signed name would not mean the same file
+        # everywhere, so the statement layer refuses it; say so here, with the fix.
+        raise ModelPathError(
+            f"{_display(root_display, rel)} has a backslash in its name, which OMS forbids (it is a path "
+            "separator on Windows); rename it or exclude it with --ignore-paths"
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -179,7 +186,7 @@ def walk(
     if stat.S_ISREG(lst.st_mode):
         # Single-file model: its resource name is its basename (OMS 6.1.2 rule 5).
         name = os.path.basename(os.path.normpath(root))
-        _check_utf8(name, "", root_display)
+        _check_name(name, "", root_display)
         is_sig = signature_path is not None and os.path.realpath(signature_path) == os.path.realpath(root)
         if is_sig or _is_ignored(name, user_ignored):
             raise ModelPathError(f"{root_display}: the model is excluded by the ignore paths; nothing to hash")
@@ -216,7 +223,7 @@ def walk(
                 continue
             if user_ignored and _is_ignored(rel, user_ignored):
                 continue
-            _check_utf8(de.name, rel, root_display)
+            _check_name(de.name, rel, root_display)
             try:
                 st = de.stat(follow_symlinks=False)
             except OSError as exc:

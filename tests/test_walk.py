@@ -85,6 +85,13 @@ def test_non_utf8_name_is_rejected(tmp_path: Path) -> None:
         walk(root)
 
 
+def test_backslash_in_name_is_rejected(tmp_path: Path) -> None:
+    root = _mk(tmp_path / "m", "ok.bin", "dir/a\\b.bin")
+    with pytest.raises(ModelPathError, match=r"m/dir/a\\b\.bin has a backslash.*--ignore-paths"):
+        walk(root)
+    assert _names(root, ignore_paths=["dir"]) == ["ok.bin"]
+
+
 def test_empty_files_are_enumerated(tmp_path: Path) -> None:
     root = _mk(tmp_path / "m", "w.bin")
     (root / "empty").write_bytes(b"")

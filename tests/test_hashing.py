@@ -5,6 +5,7 @@ Expected digests are computed here with hashlib/blake3 directly, never taken fro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -286,3 +287,65 @@ def test_plan_batches_small_files_and_sorts_largest_first(model: Path) -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert sum(sizes) == plan.total_bytes == (SHARD * 3 + 5) + 9 + SHARD
     assert sorted(t.pos for item in plan.items for t in item) == list(range(len(plan.names)))
+
+
+_PEER_SCRIPT = """
+import json, sys
+from model_signing import hashing
+from model_signing._signing import signing
+out = []
+for root, method, alg, shard, ignore in json.loads(sys.argv[1]):
+    cfg = hashing.Config()
+    if method == "shards":
+        cfg.use_shard_serialization(hashing_algorithm=alg, shard_size=shard)
+    else:
+        cfg.use_file_serialization(hashing_algorithm=alg)
+    cfg.set_ignored_paths(paths=ignore)
+    stmt = signing.Payload(cfg.hash(root)).statement.pb
+    subject = stmt.subject[0]
+    pred = json.loads(__import__("google.protobuf.json_format", fromlist=["x"]).MessageToJson(stmt.predicate))
+    out.append({"root": subject.digest["sha256"], "resources": pred["resources"],
+                "ignore_paths": pred["serialization"].get("ignore_paths", [])})
+print(json.dumps(out))
+"""
+
+
+def test_same_resources_and_root_digest_as_the_peer(tmp_path: Path) -> None:
+    """Interop: the peer (model-signing 1.1.1, run in its own venv) agrees on names, order and digests."""
+    import json
+    import subprocess
+
+    from benchmarks.peer import ensure_peer_venv
+
+    root = tmp_path / "model"
+    for name, data in {
+        "a/b": b"ab", "a-b": b"a-b" * 50, "a.txt": _data(5), "sp ace": b"", ".hidden/h": b"h",
+        "w.bin": _data(1234, 3), ".git/HEAD": b"ref", ".gitignore": b"*", "sub/.gitignore": b"x",
+        "docs/readme.md": b"doc",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    configs = [
+        ("files", "sha256", 0, []),
+        ("shards", "sha256", 100, ["docs"]),  # 13 shards of w.bin: offsets 1000+ sort numerically
+        ("shards", "blake2b", 7, []),
+        ("files", "blake3", 0, ["docs/readme.md"]),
+    ]
+    peer_alg = {"sha256": "sha256", "blake2b": "blake2", "blake3": "blake3"}
+    spec = [[str(root), m, peer_alg[h], s or 1, ig] for m, h, s, ig in configs]
+    python = ensure_peer_venv()
+    proc = subprocess.run(
+        [str(python), "-I", "-c", _PEER_SCRIPT, json.dumps(spec)],
+        cwd="/", capture_output=True, text=True, check=True,
+    )
+    peer = json.loads(proc.stdout)
+    for (method, hash_type, shard, ignore), theirs in zip(configs, peer, strict=True):
+        cfg = HashingConfig(method=method, hash_type=hash_type, ignore_paths=ignore, max_workers=2)  # type: ignore[arg-type]
+        if shard:
+            cfg = dataclasses.replace(cfg, shard_size=shard)
+        ours = hash_model(root, cfg)
+        assert [r.name for r in ours.resources] == [r["name"] for r in theirs["resources"]]
+        # Not compared: the peer labels shard digests "sha256-sharded-100"; OMS (and this engine) say "sha256".
+        assert [r.hex for r in ours.resources] == [r["digest"] for r in theirs["resources"]]
+        assert ours.root_digest().hex() == theirs["root"]
+        assert list(ours.serialization.ignore_paths) == sorted(theirs["ignore_paths"])

@@ -349,3 +349,42 @@ def test_same_resources_and_root_digest_as_the_peer(tmp_path: Path) -> None:
         assert [r.hex for r in ours.resources] == [r["digest"] for r in theirs["resources"]]
         assert ours.root_digest().hex() == theirs["root"]
         assert list(ours.serialization.ignore_paths) == sorted(theirs["ignore_paths"])
+
+
+def _my_children() -> set[int]:
+    out: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            out.update(int(x) for x in f.read().split())
+    return out
+
+
+def test_error_in_a_worker_leaves_no_processes(model: Path) -> None:
+    target = str(model / "weights.bin")
+    before = _my_children()
+
+    def grow(path: str) -> None:
+        if path == target:
+            with open(path, "ab") as f:
+                f.write(b"x")
+
+    with pytest.raises(FileChangedError):
+        _run_with_hook(grow, lambda: hash_model(model, HashingConfig(method="shards", shard_size=SHARD, max_workers=3)))
+    assert _my_children() == before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_every_byte_once(model: Path, workers: int) -> None:
+    from model_signing import _walk
+
+    plan = _plan.make_plan(_walk.walk(model).files, "shards", SHARD)
+    seen: list[int] = []
+    _workers.hash_items(plan.items, len(plan.names), "sha256", workers, lambda: seen.append)
+    assert sum(seen) == plan.total_bytes == (SHARD * 3 + 5) + 9 + SHARD
+
+
+def test_progress_bar_on_stderr_when_asked(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hash_model(model, HashingConfig(max_workers=1, progress=True))
+    assert "hashing" in capsys.readouterr().err
+    hash_model(model, HashingConfig(max_workers=1, progress=False))
+    assert capsys.readouterr().err == ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sigstore.models import ClientTrustConfig
+from sigstore.models import Bundle, ClientTrustConfig
 from sigstore.oidc import IdentityToken
 from sigstore.sign import SigningContext
 from sigstore.verify import Verifier, policy
@@ -154,6 +154,12 @@ def test_peer_signs_and_verifies_against_the_instance(served: Served, tmp_path: 
     assert sign.returncode == 0, sign.stderr
     bundle = json.loads(signature.read_text())
     assert bundle["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["kind"] == "dsse"
+    # The peer's bundle is a standard one: the sigstore client verifies it against our trust root too.
+    trust = ClientTrustConfig.from_json(served.trust_config.read_text())
+    payload_type, _ = Verifier(trusted_root=trust.trusted_root).verify_dsse(
+        Bundle.from_json(signature.read_text()), policy.Identity(identity=EMAIL, issuer=served.issuer)
+    )
+    assert payload_type == "application/vnd.in-toto+json"
 
     def peer_verify(identity: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from rfc3161_client import TimestampRequestBuilder, VerifierBuilder, decode_timestamp_response
 
+from model_signing.errors import InputError
 from model_signing.sigstore_local import LocalSigstore
 from model_signing.sigstore_local._merkle import MerkleTree
 
@@ -219,6 +220,26 @@ def test_rekor_unknown_entries_are_404(inst: LocalSigstore) -> None:
     assert requests.get(f"{inst.base_url}/api/v1/log/entries/{'00' * 32}", timeout=30).status_code == 404
     assert requests.get(f"{inst.base_url}/api/v1/log/entries", params={"logIndex": 10**6},
                         timeout=30).status_code == 404
+
+
+def test_rekor_log_survives_a_torn_last_line_and_refuses_corruption(tmp_path: Any) -> None:
+    state = tmp_path / "state"
+    with LocalSigstore(state) as first:
+        assert rekor_post(first, hashedrekord(b"kept", ec.generate_private_key(ec.SECP256R1()))).status_code == 201
+    log = state / "rekor" / "entries.jsonl"
+    kept = log.read_bytes()
+    log.write_bytes(kept + b'{"body": "trunc')  # a crash in the middle of an append
+    with LocalSigstore(state) as again:
+        assert requests.get(f"{again.base_url}/api/v1/log", timeout=30).json()["treeSize"] == 1
+    assert log.read_bytes() == kept
+    log.write_bytes(kept + b"not json\n")
+    with pytest.raises(InputError, match=r"entries\.jsonl:2: corrupt transparency log entry"):
+        LocalSigstore(state).start()
+
+
+def test_a_state_dir_serves_one_instance_at_a_time(tmp_path: Any) -> None:
+    with LocalSigstore(tmp_path / "state"), pytest.raises(InputError, match="in use by another running"):
+        LocalSigstore(tmp_path / "state").start()
 
 
 # An independent RFC 6962 / RFC 9162 implementation to check the tree against.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -70,6 +71,9 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
         print(f"  state dir:     {inst.state_dir}")
         print(f"  trust config:  {shown_config}")
         print(f"mint a token:  sigstore-local token --state-dir {inst.state_dir} --identity you@example.com")
+        if urllib.request.getproxies().get("http") and not urllib.request.proxy_bypass(inst.base_url.split("//")[1]):
+            print(f"warning: an HTTP proxy is configured; clients need NO_PROXY={host} to reach this instance",
+                  file=sys.stderr)
         print("Press Ctrl-C to stop.", flush=True)
         try:
             inst.wait()

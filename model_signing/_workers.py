@@ -236,7 +236,7 @@ def _recv(fd: int) -> Any:
     return None if data is None else pickle.loads(data)
 
 
-def _worker_main(task_r: int, result_w: int, hash_type: HashType) -> None:
+def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int) -> None:
     """Body of a worker process: hash items from ``task_r`` until it closes, answer on ``result_w``."""
     # Ctrl-C goes to the whole process group; only the parent reacts (by killing us).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -261,7 +261,7 @@ def _worker_main(task_r: int, result_w: int, hash_type: HashType) -> None:
 
     while (item := _recv(task_r)) is not None:
         try:
-            msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, 1, progress), unsent)
+            msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, threads, progress), unsent)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
             msg = ("e", exc, 0)
         unsent = 0
@@ -279,7 +279,7 @@ class _Worker:
     outstanding: int = 0
 
 
-def _spawn(hash_type: HashType, inherited: list[int]) -> _Worker:
+def _spawn(hash_type: HashType, threads: int, inherited: list[int]) -> _Worker:
     task_r, task_w = os.pipe()
     result_r, result_w = os.pipe()
     pid = os.fork()
@@ -290,7 +290,7 @@ def _spawn(hash_type: HashType, inherited: list[int]) -> _Worker:
             os.close(result_r)
             for fd in inherited:  # other workers' pipe ends: close so EOF reaches them
                 os.close(fd)
-            _worker_main(task_r, result_w, hash_type)
+            _worker_main(task_r, result_w, hash_type, threads)
         except BaseException:  # noqa: BLE001 - a dying worker reports through its closed pipe
             code = 1
         finally:
@@ -343,6 +343,8 @@ def hash_items(
                 digests[index] = digest
         return _complete(digests)
 
+    # Fewer items than allowed workers: blake3 spreads the spare cores over its own threads.
+    threads = max(1, max_workers // n_workers) if hash_type == "blake3" else 1
     workers: list[_Worker] = []
     ok = False
     # Block SIGINT while forking so no worker can be interrupted before it ignores SIGINT; a Ctrl-C
@@ -351,7 +353,7 @@ def hash_items(
     try:
         for _ in range(n_workers):
             inherited = [fd for w in workers for fd in (w.task_w, w.result_r)]
-            workers.append(_spawn(hash_type, inherited))
+            workers.append(_spawn(hash_type, threads, inherited))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         progress = on_start() if on_start is not None else None
         pending = deque(items)

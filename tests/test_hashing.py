@@ -388,3 +388,12 @@ def test_progress_bar_on_stderr_when_asked(model: Path, capsys: pytest.CaptureFi
     assert "hashing" in capsys.readouterr().err
     hash_model(model, HashingConfig(max_workers=1, progress=False))
     assert capsys.readouterr().err == ""
+
+
+def test_blake3_with_spare_cores_uses_threads_and_agrees(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    for i in range(2):
+        (root / f"w{i}").write_bytes(_data(5 * 1024 * 1024 + i, i))  # above SMALL_RANGE: one item each
+    m = hash_model(root, HashingConfig(hash_type="blake3", max_workers=4))
+    assert _pairs(m) == _expected_files(root, ["w0", "w1"], "blake3")

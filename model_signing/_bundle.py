@@ -291,6 +291,9 @@ def _normalise_material(material: object, source: str) -> tuple[dict[str, Any], 
             f"certificate (found {', '.join(kinds) or 'none'})"
         )
     out = dict(material)
+    if kinds[0] == "certificate" and not material.get("tlogEntries"):
+        # A lone certificate is the keyless (sigstore) method, which needs its transparency-log entry.
+        raise SignatureFormatError(f"{source}: a keyless (sigstore) bundle must carry tlogEntries; it has none")
     out.setdefault("tlogEntries", [])  # optional for key/certificate (OMS 11.1)
     legacy_key = None
     if kinds[0] == "publicKey":

@@ -155,10 +155,12 @@ class LocalSigstore:
             raise RuntimeError("this LocalSigstore is already running")
         if ":" in self._host:
             raise InputError(f"host {self._host!r}: only IPv4 addresses and host names are supported")
+        self._stopped.clear()
         try:
             self._start()
         except BaseException:
             self._stack.close()
+            self._state = None
             raise
         return self
 

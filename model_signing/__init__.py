@@ -7,7 +7,7 @@ The public API is re-exported here; see ``model_signing.hashing``, ``model_signi
 from model_signing.errors import ModelSigningError
 from model_signing.hashing import HashingConfig, hash_model
 from model_signing.manifest import Manifest, Resource, Serialization
-from model_signing.signing import CertificateSigner, KeySigner, SignResult, Signer, sign
+from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
 from model_signing.verifying import CertificateVerifier, KeyVerifier, Verifier, VerifyResult, verify
 
 __all__ = [

@@ -6,6 +6,7 @@ The public API is re-exported here; see ``model_signing.hashing``, ``model_signi
 
 from model_signing.errors import ModelSigningError
 from model_signing.hashing import HashingConfig, hash_model
+from model_signing.keyless import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
 from model_signing.manifest import Manifest, Resource, Serialization
 from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
 from model_signing.verifying import CertificateVerifier, KeyVerifier, Verifier, VerifyResult, verify
@@ -14,6 +15,7 @@ __all__ = [
     "CertificateSigner",
     "CertificateVerifier",
     "HashingConfig",
+    "IdentityPolicy",
     "KeySigner",
     "KeyVerifier",
     "Manifest",
@@ -22,6 +24,9 @@ __all__ = [
     "Serialization",
     "SignResult",
     "Signer",
+    "SigstoreSigner",
+    "SigstoreVerifier",
+    "TokenSource",
     "Verifier",
     "VerifyResult",
     "hash_model",

@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from model_signing.cli import _digest, _local, _sign, _verify
+from model_signing.cli import _digest, _keyless, _local, _sign, _verify
 from model_signing.errors import ModelMismatchError, ModelSigningError
 
 app = typer.Typer(
@@ -30,7 +30,7 @@ def _root() -> None:
     """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
 
 
-for _module in (_digest, _sign, _verify, _local):
+for _module in (_digest, _sign, _verify, _keyless, _local):
     _module.register(app)
 
 EXIT_BAD_INPUT = 1

@@ -1,0 +1,170 @@
+"""CLI: ``sign sigstore`` and ``verify sigstore`` (keyless; the default method of both groups).
+
+``sign MODEL`` / ``sign --path MODEL`` and ``verify --path MODEL --identity ... --identity-provider ...``
+(the seed's forms) reach these commands through the groups' default subcommand.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from model_signing.cli import _options as opt
+from model_signing.cli._sign import _run as run_sign
+from model_signing.cli._sign import sign_app
+from model_signing.cli._verify import ExtraIgnorePaths, IgnoreUnsigned, run_verify, verify_app
+
+OptionalModelPath = Annotated[
+    str | None, typer.Argument(help="Model directory or single model file.", show_default=False)
+]
+PathOption = Annotated[str | None, typer.Option("--path", help="The model (alternative to the argument).")]
+TrustConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--trust-config", help="ClientTrustConfig JSON of a private instance (trusted root + signing config)."
+    ),
+]
+Staging = Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging instance.")]
+
+
+def _model(path: str | None, path_option: str | None) -> str:
+    from model_signing.errors import InputError
+
+    if path is not None and path_option is not None and path != path_option:
+        raise InputError("give the model once: either as the argument or with --path")
+    model = path if path is not None else path_option
+    if model is None:
+        raise InputError("missing model path: pass MODEL or --path MODEL")
+    return model
+
+
+@sign_app.command("sigstore")
+def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
+    path: OptionalModelPath = None,
+    path_option: PathOption = None,
+    identity_token: Annotated[
+        str | None,
+        typer.Option(
+            "--identity-token",
+            envvar="SIGSTORE_IDENTITY_TOKEN",
+            show_envvar=True,
+            help="OIDC identity token to sign with (skips ambient detection and the browser flow).",
+        ),
+    ] = None,
+    disable_ambient: Annotated[
+        bool,
+        typer.Option(
+            "--oidc-disable-ambient-providers",
+            help="Do not pick up CI credentials (GitHub Actions, GitLab, Buildkite, GCP, CircleCI).",
+        ),
+    ] = False,
+    force_oob: Annotated[
+        bool, typer.Option("--oauth-force-oob", help="Out-of-band OAuth flow (print a URL, paste the code).")
+    ] = False,
+    client_id: Annotated[str, typer.Option("--client-id", help="OIDC client id.")] = "sigstore",
+    client_secret: Annotated[str, typer.Option("--client-secret", help="OIDC client secret.")] = "",
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option("--oidc-issuer", help="OIDC issuer for the browser flow (default: the instance's)."),
+    ] = None,
+    staging: Staging = False,
+    trust_config: TrustConfig = None,
+    signature: opt.SignatureOut = None,
+    overwrite: opt.Overwrite = False,
+    serialization: opt.Serialization = opt.SerializationChoice.files,
+    shard_size: opt.ShardSize = None,
+    hash_type: opt.Hash = opt.HashChoice.sha256,
+    ignore_paths: opt.IgnorePaths = None,
+    allow_symlinks: opt.AllowSymlinks = False,
+    max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Sign keyless with Sigstore (the default): OIDC identity -> Fulcio certificate -> Rekor entry."""
+    from model_signing.keyless import SigstoreSigner, TokenSource
+
+    model = _model(path, path_option)
+    config = opt.hashing_config(
+        serialization=serialization, shard_size=shard_size, hash_type=hash_type, ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks, max_workers=max_workers, quiet=quiet,
+    )
+    source = TokenSource(
+        identity_token=identity_token,
+        use_ambient_credentials=not disable_ambient,
+        oauth_force_oob=force_oob,
+        client_id=client_id,
+        client_secret=client_secret,
+        oidc_issuer=oidc_issuer,
+    )
+    signer = SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source)
+    run_sign(model, signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+
+
+@verify_app.command("sigstore")
+def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
+    path: OptionalModelPath = None,
+    path_option: PathOption = None,
+    identity: Annotated[
+        str | None, typer.Option("--identity", "--cert-identity", help="Expected signer identity (email or URI).")
+    ] = None,
+    identity_regexp: Annotated[
+        str | None,
+        typer.Option("--identity-regexp", "--cert-identity-regexp", help="Regexp the signer identity must match."),
+    ] = None,
+    identity_provider: Annotated[
+        str | None,
+        typer.Option("--identity-provider", "--cert-oidc-issuer", help="Expected OIDC issuer URL of the signer."),
+    ] = None,
+    repository: Annotated[
+        str | None, typer.Option("--repository", help="GitHub Actions: expected repository (owner/repo).")
+    ] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="GitHub Actions: expected git ref (refs/...).")] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="GitHub Actions: expected workflow name.")] = None,
+    workflow_trigger: Annotated[
+        str | None, typer.Option("--workflow-trigger", help="GitHub Actions: expected event (e.g. push).")
+    ] = None,
+    workflow_sha: Annotated[
+        str | None, typer.Option("--workflow-sha", help="GitHub Actions: expected commit SHA.")
+    ] = None,
+    staging: Staging = False,
+    trust_config: TrustConfig = None,
+    trusted_root: Annotated[
+        str | None, typer.Option("--trusted-root", help="Trusted root JSON to verify against (no network).")
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="No network: use --trust-config/--trusted-root, or the public-good root shipped with sigstore.",
+        ),
+    ] = False,
+    signature: opt.SignatureIn = None,
+    ignore_unsigned_files: IgnoreUnsigned = False,
+    ignore_paths: ExtraIgnorePaths = None,
+    max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Verify a keyless signature: certificate chain, transparency log, and the signer's identity."""
+    from model_signing.errors import InputError
+    from model_signing.keyless import IdentityPolicy, SigstoreVerifier
+
+    model = _model(path, path_option)
+    if identity_provider is None:
+        raise InputError("--identity-provider is required: the OIDC issuer URL the signer authenticated with")
+    policy = IdentityPolicy(
+        issuer=identity_provider, identity=identity, identity_regexp=identity_regexp, repository=repository,
+        ref=ref, workflow=workflow, workflow_trigger=workflow_trigger, workflow_sha=workflow_sha,
+    )
+    verifier = SigstoreVerifier(
+        policy, trust_config=trust_config, trusted_root=trusted_root, staging=staging, offline=offline
+    )
+    run_verify(
+        model, verifier, signature=signature, ignore_unsigned_files=ignore_unsigned_files,
+        ignore_paths=ignore_paths, max_workers=max_workers, quiet=quiet, as_json=as_json,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """The commands attach to the ``sign`` / ``verify`` groups on import; nothing to add to ``app``."""

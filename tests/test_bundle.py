@@ -191,3 +191,12 @@ def test_certificate_chain_with_garbage_der_is_rejected(pki: _pki.Pki) -> None:
     ).decode()
     with pytest.raises(SignatureFormatError, match=r"not a DER X\.509 certificate"):
         _parse(doc).certificate_chain()
+
+
+def test_read_bundle_refuses_special_files(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading would block without O_NONBLOCK
+    for special in (tmp_path / "fifo", Path("/dev/zero")):
+        with pytest.raises(SignatureFormatError, match="not a regular file"):
+            read_bundle(special)

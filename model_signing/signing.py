@@ -198,6 +198,15 @@ def sign(
         raise InputError(f"signature path {sig_path} is a directory; give a file name such as {DEFAULT_SIGNATURE_NAME}")
     if not overwrite and os.path.lexists(sig_path):
         raise SignatureExistsError(f"signature {sig_path} already exists; pass --overwrite to replace it")
+    if overwrite and os.path.lexists(sig_path) and _inside_model(model, sig_path):
+        # --overwrite replaces an old signature, never a model file that happens to be named like one.
+        try:
+            _bundle.read_bundle(sig_path)
+        except InputError:
+            raise InputError(
+                f"refusing to overwrite {sig_path}: it is part of the model and not a signature; choose another "
+                "--signature path"
+            ) from None
     sig_dir = os.path.dirname(os.path.abspath(sig_path))
     if not os.path.isdir(sig_dir):
         raise InputError(f"cannot write signature {sig_path}: directory {sig_dir} does not exist")
@@ -223,6 +232,13 @@ def sign(
         manifest=manifest,
         root_digest=manifest.root_digest().hex(),
     )
+
+
+def _inside_model(model: str, path: str) -> bool:
+    model_real, path_real = os.path.realpath(model), os.path.realpath(path)
+    if not os.path.isdir(model_real):
+        return path_real == model_real
+    return path_real.startswith(model_real.rstrip(os.sep) + os.sep)
 
 
 def write_atomic(path: str, text: str, *, overwrite: bool) -> None:

@@ -260,3 +260,17 @@ def test_missing_paths_are_input_errors(small_model: Path, ec_keypair: Keypair, 
     with pytest.raises(SignatureFormatError, match="does not exist"):
         _verify(small_model, pub, tmp_path / "missing.sig")
     assert not os.path.exists(tmp_path / "x.sig")
+
+
+def test_overwrite_never_replaces_a_model_file(small_model: Path, ec_keypair: Keypair) -> None:
+    priv, pub = ec_keypair()
+    target = small_model / "config.json"
+    before = target.read_bytes()
+    with pytest.raises(InputError, match="part of the model and not a signature"):
+        _sign(small_model, priv, target, overwrite=True)
+    assert target.read_bytes() == before
+    # An old signature inside the model may be replaced.
+    sig = small_model / "model.sig"
+    _sign(small_model, priv, sig)
+    _sign(small_model, priv, sig, overwrite=True)
+    assert _verify(small_model, pub, sig).method == "key"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -19,10 +20,21 @@ local_app = typer.Typer(
 )
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGINT and SIGTERM both stop the server cleanly (state kept).  Installed explicitly because a
-    # shell starting `serve &` without job control makes the process inherit an *ignored* SIGINT.
-    raise KeyboardInterrupt
+def _stop_on_signals() -> threading.Event:
+    """SIGINT and SIGTERM set the returned event, so the server stops cleanly (state kept, exit 0).
+
+    Installed explicitly because a shell starting ``serve &`` without job control makes the process inherit
+    an *ignored* SIGINT.  The handler only sets an event (rather than raising KeyboardInterrupt) so a
+    signal can never land in the middle of start-up output or shutdown and turn into exit code 130.
+    """
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
 
 
 @local_app.command()
@@ -57,9 +69,7 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
         logger = logging.getLogger("model_signing.sigstore_local")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-
+    stop = _stop_on_signals()
     with LocalSigstore(state_dir, host=host, port=port) as inst:
         if trust_config_out is not None:
             inst.write_trust_config(trust_config_out, overwrite=overwrite)
@@ -75,10 +85,9 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
             print(f"warning: an HTTP proxy is configured; clients need NO_PROXY={host} to reach this instance",
                   file=sys.stderr)
         print("Press Ctrl-C to stop.", flush=True)
-        try:
-            inst.wait()
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
+        while not stop.wait(0.5):
+            pass
+        print("stopped", file=sys.stderr)
 
 
 @local_app.command()

@@ -200,3 +200,16 @@ def test_read_bundle_refuses_special_files(tmp_path: Path) -> None:
     for special in (tmp_path / "fifo", Path("/dev/zero")):
         with pytest.raises(SignatureFormatError, match="not a regular file"):
             read_bundle(special)
+
+
+def test_sigstore_statement_keeps_our_canonical_bytes(small_model: Path) -> None:
+    """The keyless signer hands ``sigstore.dsse.Statement(payload)`` to ``sign_dsse``: same bytes, same PAE."""
+    from sigstore.dsse import Statement
+
+    from model_signing import HashingConfig, hash_model
+    from model_signing._statement import statement_payload
+
+    payload = statement_payload(hash_model(small_model, HashingConfig(max_workers=1)))
+    statement = Statement(payload)
+    assert statement._contents == payload
+    assert statement._pae() == pae(payload)

@@ -300,21 +300,39 @@ def _spawn(hash_type: HashType, threads: int, inherited: list[int]) -> _Worker:
     return _Worker(pid, task_w, result_r)
 
 
+def _check_alive(workers: list[_Worker]) -> None:
+    for w in workers:
+        pid, status = os.waitpid(w.pid, os.WNOHANG)
+        if pid:
+            w.pid = -1  # reaped here; _stop must not wait for it
+            raise RuntimeError(
+                f"internal error: hashing worker {pid} died unexpectedly (status {status:#x})"
+            )
+
+
 def _stop(workers: list[_Worker], kill: bool) -> None:
-    """Close the pipes (workers exit at EOF), kill them if asked, and reap every one."""
+    """Tell the workers to exit (or kill them), close the pipes and reap every one."""
     # SIGINT blocked: a second Ctrl-C must not abandon half-reaped children.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         for w in workers:
-            if kill:
+            if w.pid <= 0:
+                pass
+            elif kill:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(w.pid, signal.SIGKILL)
+            else:
+                # An explicit "stop" rather than EOF: if another thread is hashing concurrently, its
+                # forked workers hold copies of this pipe, and EOF would never come.
+                with contextlib.suppress(OSError):
+                    _send(w.task_w, None)
             for fd in (w.task_w, w.result_r):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         for w in workers:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(w.pid, 0)
+            if w.pid > 0:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(w.pid, 0)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
@@ -369,7 +387,10 @@ def hash_items(
         for w in workers:
             poller.register(w.result_r, select.POLLIN)
         while remaining:
-            for fd, _event in poller.poll():
+            events = poller.poll(1000)
+            if not events:
+                _check_alive(workers)  # EOF may never come if another thread's workers hold our pipes
+            for fd, _event in events:
                 w = by_fd[fd]
                 msg = _recv(fd)
                 if msg is None:

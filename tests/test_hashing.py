@@ -397,3 +397,30 @@ def test_blake3_with_spare_cores_uses_threads_and_agrees(tmp_path: Path) -> None
         (root / f"w{i}").write_bytes(_data(5 * 1024 * 1024 + i, i))  # above SMALL_RANGE: one item each
     m = hash_model(root, HashingConfig(hash_type="blake3", max_workers=4))
     assert _pairs(m) == _expected_files(root, ["w0", "w1"], "blake3")
+
+
+def test_concurrent_pools_from_threads_do_not_deadlock(model: Path) -> None:
+    # Each call forks workers that inherit the other calls' pipes; stopping must not rely on EOF.
+    cfg = HashingConfig(method="shards", shard_size=SHARD, max_workers=2)
+    expected = _pairs(hash_model(model, cfg))
+    out: list[object] = []
+    threads = [threading.Thread(target=lambda: out.append(_pairs(hash_model(model, cfg)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert out == [expected] * 4
+
+
+def test_a_worker_killed_from_outside_is_an_error_not_a_hang(model: Path) -> None:
+    import signal as _signal
+
+    before = _my_children()
+
+    def die(path: str) -> None:
+        os.kill(os.getpid(), _signal.SIGKILL)  # runs in a worker: it dies mid-item
+
+    cfg = HashingConfig(method="shards", shard_size=SHARD, max_workers=2)
+    with pytest.raises(RuntimeError, match="died unexpectedly"):
+        _run_with_hook(die, lambda: hash_model(model, cfg))
+    assert _my_children() == before

@@ -12,9 +12,10 @@ The pool is a few forked processes fed over pipes (not ``multiprocessing``, whos
 whichever worker reports a result, so the load balances itself.
 
 Ctrl-C: workers ignore SIGINT (it is delivered to the whole foreground process group) and the parent,
-on ``KeyboardInterrupt`` or any error, kills and reaps them before re-raising.  Workers also exit when
-their task pipe closes and ask the kernel to kill them if the parent dies (``PR_SET_PDEATHSIG``), so
-none outlive it.
+on ``KeyboardInterrupt`` or any error, kills and reaps them before re-raising.  On success they get an
+explicit stop message and are reaped.  Workers also exit when their task pipe reaches EOF and ask the
+kernel to kill them if the parent dies (``PR_SET_PDEATHSIG``), so none outlive it.  Workers are forked
+(not spawned) so that starting them costs ~2 ms, not an interpreter start-up and imports each.
 """
 
 from __future__ import annotations

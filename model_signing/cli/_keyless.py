@@ -47,9 +47,9 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         str | None,
         typer.Option(
             "--identity-token",
-            envvar="SIGSTORE_IDENTITY_TOKEN",
-            show_envvar=True,
-            help="OIDC identity token to sign with (skips ambient detection and the browser flow).",
+            # SIGSTORE_IDENTITY_TOKEN is read by the library (not as a typer envvar) so errors name the source.
+            help="OIDC identity token to sign with (default: env SIGSTORE_IDENTITY_TOKEN); skips ambient "
+            "detection and the browser flow.",
         ),
     ] = None,
     disable_ambient: Annotated[

@@ -82,6 +82,7 @@ class _IdentityRegexp:
 
     def verify(self, cert: Certificate) -> None:
         from cryptography.x509 import (
+            ExtensionNotFound,
             OtherName,
             RFC822Name,
             SubjectAlternativeName,
@@ -89,7 +90,10 @@ class _IdentityRegexp:
         )
         from sigstore.errors import VerificationError
 
-        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+        try:
+            san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+        except ExtensionNotFound:
+            raise VerificationError("the signing certificate has no subject alternative name") from None
         names: list[str] = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
         names += [o.value.decode(errors="replace") for o in san.get_values_for_type(OtherName)]
         if not any(self._pattern.fullmatch(n) for n in names):

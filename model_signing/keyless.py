@@ -67,16 +67,22 @@ class SigstoreSigner:
 
         default_issuer = _oidc_url(self._trust)
         self._token: IdentityToken = obtain_identity_token(token_source or TokenSource(), default_issuer)
+        self._certified: str | None = None
 
     @property
     def description(self) -> str:
-        """The token's identity and issuer."""
+        """Who signs: once signed, the certificate's identity (what ``verify --identity`` must name).
+
+        Before signing only the token is known, whose ``sub`` may differ from the certificate's SAN
+        (a GitHub workflow token's ``sub`` is ``repo:owner/name:ref:...``, its SAN the workflow URI).
+        """
+        if self._certified is not None:
+            return self._certified
         return f"{self._token.identity} via {self._token.issuer}"
 
     def sign(self, payload: bytes) -> Bundle:
         """Sign ``payload`` (the canonical statement) with sigstore's ``Signer.sign_dsse``."""
         from sigstore.dsse import Statement
-        from sigstore.errors import Error as SigstoreError
         from sigstore.sign import SigningContext
         from sigstore_models.bundle.v1 import Bundle
 
@@ -86,10 +92,9 @@ class SigstoreSigner:
             # access, so the certificate and the DSSE signature would belong to different keys.
             with context.signer(self._token, cache=True) as signer:
                 signed = signer.sign_dsse(Statement(payload))
-        except SigstoreError as exc:
-            raise SigningError(f"Sigstore signing failed: {_one_line(exc)}") from None
-        except OSError as exc:  # requests' ConnectionError is an OSError
-            raise SigningError(f"cannot reach the Sigstore instance ({_one_line(exc)}); check the network") from None
+        except Exception as exc:  # noqa: BLE001 - sigstore's service clients raise assorted (partly private) types
+            raise SigningError(_signing_failure(exc)) from None
+        self._certified = _certificate_identity(signed.signing_certificate)
         # sigstore's Bundle wraps the same protobuf-JSON model our pipeline uses; convert via its JSON form.
         return Bundle.from_json(signed.to_json())
 
@@ -139,11 +144,12 @@ class SigstoreVerifier:
             )
         except SigstoreError as exc:
             raise VerificationError(
-                f"{bundle.source} does not verify for {self._policy.describe()}: {_one_line(exc)}"
+                f"{bundle.source} does not verify for {self._policy.describe()}: {_one_line(exc, limit=300)}"
             ) from None
         if payload_type != _IN_TOTO:
             raise VerificationError(f"{bundle.source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
-        return VerifiedSignature(payload, _describe_certificate(sigstore_bundle.signing_certificate))
+        signer = _certificate_identity(sigstore_bundle.signing_certificate)
+        return VerifiedSignature(payload, f"{signer} (Sigstore certificate)")
 
 
 def _oidc_url(trust: ClientTrustConfig) -> str | None:
@@ -153,26 +159,91 @@ def _oidc_url(trust: ClientTrustConfig) -> str | None:
         return None
 
 
-def _describe_certificate(cert: x509.Certificate) -> str:
-    from cryptography.x509 import RFC822Name, SubjectAlternativeName, UniformResourceIdentifier
-    from cryptography.x509.oid import ObjectIdentifier
+def _certificate_identity(cert: x509.Certificate) -> str:
+    """``<SAN identities> via <OIDC issuer>`` from a Fulcio certificate."""
+    from asn1crypto.core import UTF8String
+    from cryptography.x509 import (
+        ExtensionNotFound,
+        ObjectIdentifier,
+        RFC822Name,
+        SubjectAlternativeName,
+        UniformResourceIdentifier,
+    )
 
-    san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
-    names = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
+    try:
+        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+        names = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
+    except ExtensionNotFound:
+        names = []
     issuer = "unknown issuer"
     for oid in ("1.3.6.1.4.1.57264.1.8", "1.3.6.1.4.1.57264.1.1"):
         try:
-            raw = cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value
-        except Exception:  # noqa: BLE001 - absent extension: try the legacy one
+            value: bytes = getattr(cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value, "value", b"")
+        except ExtensionNotFound:
             continue
-        value = getattr(raw, "value", b"")
-        # .1.8 is DER UTF8String (tag 0x0c + length); .1.1 is the raw string.
-        issuer = (value[2:] if value[:1] == b"\x0c" else value).decode(errors="replace")
+        try:
+            # .1.8 holds a DER UTF8String (any length form); the legacy .1.1 the raw string bytes.
+            issuer = str(UTF8String.load(value).native) if oid.endswith(".8") else value.decode(errors="replace")
+        except ValueError:
+            continue
         break
-    return f"{', '.join(names) or 'no identity'} via {issuer} (Sigstore certificate)"
+    return f"{', '.join(names) or 'no identity'} via {issuer}"
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+# sigstore's service-client errors (private classes, not ``sigstore.errors.Error``), by class name.
+_SERVICES = {
+    "FulcioClientError": "the Fulcio CA",
+    "RekorClientError": "the Rekor transparency log",
+    "TimestampError": "the timestamp authority",
+}
+
+
+def _signing_failure(exc: Exception) -> str:
+    """One line naming the service that failed and why.
+
+    sigstore often raises its client errors without a message (the HTTP status and the service's own
+    explanation sit in the chained ``requests`` exception), so the cause chain is searched.
+    """
+    service = next((_SERVICES[c.__name__] for c in type(exc).__mro__ if c.__name__ in _SERVICES), None)
+    chain: list[BaseException] = [exc]
+    while len(chain) < 8 and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(nxt)
+    for link in chain:
+        response = getattr(link, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            detail = _response_message(response)
+            return (
+                f"{service or 'a Sigstore service'} refused the request (HTTP {status} from "
+                f"{getattr(response, 'url', '?')}{': ' + detail if detail else ''})"
+            )
+    for link in chain:
+        if isinstance(link, OSError):  # requests' ConnectionError and Timeout are OSErrors
+            return (
+                f"cannot reach {service or 'the Sigstore instance'} ({_one_line(link)}); check the network and "
+                "the instance's URLs (--trust-config)"
+            )
+    messages = list(dict.fromkeys(m for link in chain if (m := " ".join(str(link).split()))))
+    where = f" at {service}" if service else ""
+    return f"Sigstore signing failed{where}: {'; '.join(messages) or type(exc).__name__}"
+
+
+def _response_message(response: object) -> str:
+    try:
+        body = response.json()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not JSON: fall back to the text
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            if isinstance(body.get(key), str):
+                return " ".join(body[key].split())
+    text = " ".join(str(getattr(response, "text", "")).split())
+    return text[:200]
+
+
+def _one_line(exc: BaseException, *, limit: int | None = None) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    # Some sigstore messages append whole reprs (a checkpoint, raw hashes) after the reason: keep the reason.
+    return text if limit is None or len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 

@@ -197,6 +197,10 @@ _SERVICES = {
     "TimestampError": "the timestamp authority",
 }
 
+# When a request fails before any response, the URL tells which service it was for.
+_SERVICE_PATHS = (("/signingCert", "the Fulcio CA"), ("/api/v1/log", "the Rekor transparency log"),
+                  ("/api/v2/log", "the Rekor transparency log"), ("timestamp", "the timestamp authority"))
+
 
 def _signing_failure(exc: Exception) -> str:
     """One line naming the service that failed and why.
@@ -217,12 +221,19 @@ def _signing_failure(exc: Exception) -> str:
                 f"{service or 'a Sigstore service'} refused the request (HTTP {status} from "
                 f"{getattr(response, 'url', '?')}{': ' + detail if detail else ''})"
             )
-    for link in chain:
-        if isinstance(link, OSError):  # requests' ConnectionError and Timeout are OSErrors
-            return (
-                f"cannot reach {service or 'the Sigstore instance'} ({_one_line(link)}); check the network and "
-                "the instance's URLs (--trust-config)"
-            )
+    if any(isinstance(link, OSError) for link in chain):  # requests' ConnectionError and Timeout are OSErrors
+        url = next((u for link in chain if isinstance(u := getattr(getattr(link, "request", None), "url", None), str)),
+                   None)
+        if service is None and url is not None:
+            service = next((name for part, name in _SERVICE_PATHS if part in url), None)
+        # The innermost OS error says it best ("Connection refused"); requests' own message is a repr pile.
+        reason = next((link.strerror for link in reversed(chain) if isinstance(link, OSError) and link.strerror),
+                      None) or _one_line(next(link for link in chain if isinstance(link, OSError)), limit=200)
+        where = f" at {url}" if url else ""
+        return (
+            f"cannot reach {service or 'the Sigstore instance'}{where} ({reason}); check the network and the "
+            "instance's URLs (--trust-config)"
+        )
     messages = list(dict.fromkeys(m for link in chain if (m := " ".join(str(link).split()))))
     where = f" at {service}" if service else ""
     return f"Sigstore signing failed{where}: {'; '.join(messages) or type(exc).__name__}"

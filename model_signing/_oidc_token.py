@@ -94,6 +94,37 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
         ) from None
 
 
+def fresh_identity_token(source: TokenSource, token: IdentityToken) -> IdentityToken:
+    """``token`` while it is valid; once it has expired, a new one where no person is needed, else an error.
+
+    The token is obtained before hashing (so a bad one fails fast), and CI tokens are short-lived, so
+    hashing a large model can outlive it.  Only ambient CI credentials can be asked again unattended, and
+    only a token for the same identity is accepted in its place.
+    """
+    from sigstore.oidc import IdentityError, IdentityToken, detect_credential
+
+    if token.in_validity_period():
+        return token
+    if not (source.identity_token or os.environ.get(TOKEN_ENV)) and source.use_ambient_credentials:
+        try:
+            raw = detect_credential(source.client_id)
+            renewed = IdentityToken(raw.strip(), client_id=source.client_id) if raw else None
+        except IdentityError:
+            renewed = None
+        if (
+            renewed is not None
+            and renewed.in_validity_period()
+            and (renewed.identity, renewed.issuer) == (token.identity, token.issuer)
+        ):
+            return renewed
+    expired = _when(_unverified_claims(str(token)).get("exp"))
+    raise KeyMaterialError(
+        f"the identity token for {token.identity} expired at {expired}, before the signature was made "
+        "(hashing the model took longer than the token lives); sign again with a fresh token, or one "
+        "with a longer lifetime"
+    )
+
+
 def _stdin_is_terminal() -> bool:
     try:
         return sys.stdin is not None and sys.stdin.isatty()

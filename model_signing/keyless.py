@@ -65,8 +65,8 @@ class SigstoreSigner:
             self._trust = trust_config
         from model_signing._oidc_token import obtain_identity_token
 
-        default_issuer = _oidc_url(self._trust)
-        self._token: IdentityToken = obtain_identity_token(token_source or TokenSource(), default_issuer)
+        self._source = token_source or TokenSource()
+        self._token: IdentityToken = obtain_identity_token(self._source, _oidc_url(self._trust))
         self._certified: str | None = None
 
     @property
@@ -86,6 +86,11 @@ class SigstoreSigner:
         from sigstore.sign import SigningContext
         from sigstore_models.bundle.v1 import Bundle
 
+        from model_signing._oidc_token import fresh_identity_token
+
+        # Hashing may have outlived a short-lived (CI) token: renew it or say so, rather than sigstore's
+        # message-less ExpiredIdentity.
+        self._token = fresh_identity_token(self._source, self._token)
         try:
             context = SigningContext.from_trust_config(self._trust)
             # cache=True is required: with cache=False sigstore 4.5 generates a fresh ephemeral key on every

@@ -16,10 +16,12 @@ from pathlib import Path
 import jwt
 import pytest
 from sigstore.models import ClientTrustConfig
+from sigstore.oidc import IdentityToken
 
 import model_signing as ms
+from model_signing._oidc_token import fresh_identity_token
 from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, SigningError, VerificationError
-from model_signing.sigstore_local import LocalSigstore
+from model_signing.sigstore_local import LocalSigstore, github_claims
 
 EMAIL = "alice@example.com"
 FAST = ms.HashingConfig(max_workers=1, progress=False)
@@ -284,6 +286,39 @@ def test_no_token_without_a_terminal(inst: LocalSigstore, monkeypatch: pytest.Mo
     with pytest.raises(KeyMaterialError, match=f"no terminal for the interactive sign-in with {inst.oidc_issuer}"):
         ms.SigstoreSigner(trust_config=inst.trust_config_path,
                           token_source=ms.TokenSource(use_ambient_credentials=False, interactive=False))
+
+
+def test_a_token_that_expires_while_hashing(
+    inst: LocalSigstore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model")
+    claims = github_claims(REPOSITORY)
+    now = int(time.time())
+    lifetime = {"iat": now, "nbf": now, "exp": now + 2}
+    explicit = signer_for(inst, inst.mint_token(EMAIL, extra_claims=lifetime))
+    short_ci = IdentityToken(inst.mint_token(str(claims["sub"]), extra_claims={**claims, **lifetime}))
+    while time.time() < now + 2.2:  # let both expire, as a long hash would
+        time.sleep(0.1)
+    assert not short_ci.in_validity_period()
+
+    # An explicit token cannot be renewed unattended: a clear error, no signature.
+    with pytest.raises(KeyMaterialError, match=f"the identity token for {EMAIL} expired at .*before the signature"):
+        ms.sign(model, explicit, signature_path=tmp_path / "x.sig", hashing=FAST)
+    assert not (tmp_path / "x.sig").exists()
+
+    # A CI token is fetched again from the ambient credentials, for the same workflow identity only.
+    monkeypatch.delenv("SIGSTORE_IDENTITY_TOKEN", raising=False)
+    for name, value in inst.github_actions_env(REPOSITORY).items():
+        monkeypatch.setenv(name, value)
+    renewed = fresh_identity_token(ms.TokenSource(), short_ci)
+    assert renewed.in_validity_period()
+    assert (renewed.identity, renewed.issuer) == (short_ci.identity, inst.oidc_issuer)
+    with pytest.raises(KeyMaterialError, match="expired"):
+        fresh_identity_token(ms.TokenSource(use_ambient_credentials=False), short_ci)
+    for name, value in inst.github_actions_env("octo-org/other").items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(KeyMaterialError, match="expired"):
+        fresh_identity_token(ms.TokenSource(), short_ci)
 
 
 def test_foreign_token_and_unreachable_instance(inst: LocalSigstore, tmp_path: Path) -> None:

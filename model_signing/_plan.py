@@ -48,16 +48,17 @@ class Plan:
     total_bytes: int
 
 
-def resource_order_key(name: str, start: int = 0) -> tuple[tuple[str, ...], int]:
-    """Sort key giving the peer's resource order (model-signing 1.1.1).
+def resource_order_key(name: str) -> str:
+    """Sort key of the OMS v1.0 resource order: the resource *name* by Unicode code point.
 
-    The peer sorts resources by ``(PurePosixPath(path), start)``: path components compared by Unicode
-    code point, then the shard start numerically.  This equals plain code-point order of the names
-    except when a name has a character below ``/`` (space, ``-``, ``.``...) where another has ``/``
-    (``a/b`` sorts before ``a-b``), or for shard offsets of different digit counts.  Using the
-    peer's order makes both tools produce the same root digest for the same model.
+    For shards the name is ``path:start:end``, so offsets sort as text (``w:1000:..`` before ``w:900:..``).
+    model-signing 1.1.1 orders by path components and numeric shard start instead; the two orders differ
+    only for names with a character below ``/`` where another has ``/`` (``a-b`` vs ``a/b``) or for shard
+    offsets of different lengths.  The order only feeds the root digest: both tools' verifiers recompute
+    it over the order the signature lists and compare resources by name, so they verify each other's
+    signatures either way; only the printed root digest can differ from the peer's in those cases.
     """
-    return (tuple(name.split("/")), start)
+    return name
 
 
 def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
@@ -67,21 +68,21 @@ def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
 
 def make_plan(files: Sequence[FileEntry], method: Method, shard_size: int) -> Plan:
     """Resources in manifest order and work items, largest first."""
-    pending: list[tuple[tuple[tuple[str, ...], int], str, FileEntry, int, int]] = []
+    pending: list[tuple[str, FileEntry, int, int]] = []
     for f in files:
         if method == "files":
-            pending.append((resource_order_key(f.name), f.name, f, 0, f.size))
+            pending.append((f.name, f, 0, f.size))
         else:
             # Empty files have no shard and so no resource (OMS 6.3.2).
             for start, end in shard_ranges(f.size, shard_size):
-                pending.append((resource_order_key(f.name, start), f"{f.name}:{start}:{end}", f, start, end))
-    pending.sort(key=lambda p: p[0])
-    names = tuple(p[1] for p in pending)
+                pending.append((f"{f.name}:{start}:{end}", f, start, end))
+    pending.sort(key=lambda p: resource_order_key(p[0]))
+    names = tuple(p[0] for p in pending)
 
     big: list[tuple[Task, ...]] = []
     small: list[Task] = []
     total = 0
-    for i, (_, _, f, start, end) in enumerate(pending):
+    for i, (_, f, start, end) in enumerate(pending):
         task = Task(i, f.path, f.follow, f.size, f.mtime_ns, f.dev, f.ino, start, end)
         total += end - start
         if end - start >= SMALL_RANGE:

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from model_signing.errors import InputError, ModelPathError
+from model_signing.errors import EmptyModelError, InputError, ModelPathError
 from model_signing.manifest import DEFAULT_IGNORED
 
 _log = logging.getLogger("model_signing")
@@ -189,7 +189,7 @@ def walk(
         _check_name(name, "", root_display)
         is_sig = signature_path is not None and os.path.realpath(signature_path) == os.path.realpath(root)
         if is_sig or _is_ignored(name, user_ignored):
-            raise ModelPathError(f"{root_display}: the model is excluded by the ignore paths; nothing to hash")
+            raise EmptyModelError(f"{root_display}: the model is excluded by the ignore paths; nothing to hash")
         entry = FileEntry(name, root, lst.st_size, lst.st_mtime_ns, lst.st_dev, lst.st_ino, follow_root)
         return WalkResult(model_name, (entry,), ignore_record)
     if not stat.S_ISDIR(lst.st_mode):
@@ -264,7 +264,7 @@ def walk(
                     f"so remove it or pass --ignore-paths {rel}"
                 )
     if not files:
-        raise ModelPathError(
+        raise EmptyModelError(
             f"{root_display} has no files to hash after exclusions; an empty model cannot be signed"
         )
     return WalkResult(model_name, tuple(files), ignore_record)

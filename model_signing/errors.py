@@ -29,6 +29,13 @@ class ModelPathError(InputError):
     """The model tree cannot be enumerated (symlink, special file, bad name, empty model, ...)."""
 
 
+class EmptyModelError(ModelPathError):
+    """The model has no file to hash (after exclusions): nothing can be signed.
+
+    At verification this is not bad input but the most extreme mismatch: every signed file is missing.
+    """
+
+
 class FileChangedError(InputError):
     """A file changed while it was being hashed, so its digest would be meaningless."""
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model_signing.errors import InputError, ModelPathError
+from model_signing.errors import EmptyModelError, InputError
 from model_signing.manifest import (
     DEFAULT_SHARD_SIZE,
     HASH_TYPES,
@@ -106,7 +106,7 @@ def hash_model(
     )
     plan = _plan.make_plan(walked.files, config.method, config.shard_size)
     if not plan.names:
-        raise ModelPathError(
+        raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
             "nothing to sign; use --serialization files"
         )

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from model_signing import _bundle, _compare, _keymaterial, _paths, _statement
 from model_signing._bundle import SignatureBundle
-from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, VerificationError
+from model_signing.errors import (
+    EmptyModelError,
+    InputError,
+    KeyMaterialError,
+    ModelMismatchError,
+    VerificationError,
+)
 from model_signing.hashing import HashingConfig, hash_model
 from model_signing.manifest import Manifest, Resource
 
@@ -274,7 +280,11 @@ def verify(
     if ignore_unsigned_files:
         unsigned = _unsigned_files(model, signed, config, extra, sig_path)
     config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, *extra, *unsigned))
-    actual = hash_model(model, config, signature_path=sig_path)
+    try:
+        actual = hash_model(model, config, signature_path=sig_path)
+    except EmptyModelError:
+        # Nothing left to hash is not bad input here: every signed file is missing (exit 3, listed).
+        actual = dataclasses.replace(signed, resources=())
 
     differences = _compare.compare(signed, actual, ignore_unsigned_files=ignore_unsigned_files)
     if differences:
@@ -314,11 +324,14 @@ def _unsigned_files(
     """Files the walk finds that the signature does not cover (excluded from hashing, never opened)."""
     from model_signing import _walk
 
-    walked = _walk.walk(
-        model,
-        allow_symlinks=config.allow_symlinks,
-        ignore_paths=(*config.ignore_paths, *extra),
-        signature_path=sig_path,
-    )
+    try:
+        walked = _walk.walk(
+            model,
+            allow_symlinks=config.allow_symlinks,
+            ignore_paths=(*config.ignore_paths, *extra),
+            signature_path=sig_path,
+        )
+    except EmptyModelError:
+        return ()
     covered = _compare.signed_files(signed)
     return tuple(sorted(f.name for f in walked.files if f.name not in covered))

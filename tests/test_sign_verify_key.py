@@ -193,6 +193,29 @@ def test_every_difference_is_reported(small_model: Path, ec_keypair: Keypair, tm
     assert info.value.exit_code == 3
 
 
+def test_emptied_model_lists_every_missing_file(small_model: Path, ec_keypair: Keypair, tmp_path: Path) -> None:
+    """A model whose files are all gone is a mismatch (exit 3, each file listed), not bad input."""
+    import shutil
+
+    priv, pub = ec_keypair()
+    sig = tmp_path / "model.sig"
+    result = _sign(small_model, priv, sig)
+    expected = {
+        str(p.relative_to(small_model)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in small_model.rglob("*")
+        if p.is_file()
+    }
+    shutil.rmtree(small_model)
+    small_model.mkdir()
+    with pytest.raises(ModelMismatchError) as info:
+        _verify(small_model, pub, sig)
+    got = {d.name: (d.kind, d.expected, d.actual) for d in info.value.differences}
+    assert got == {name: ("missing", digest, None) for name, digest in expected.items()}
+    assert len(got) == len(result.manifest.resources)
+    with pytest.raises(ModelMismatchError):
+        _verify(small_model, pub, sig, ignore_unsigned_files=True)
+
+
 def test_default_signature_path_is_beside_the_model(small_model: Path, ec_keypair: Keypair) -> None:
     priv, pub = ec_keypair()
     result = ms.sign(small_model, ms.KeySigner(priv), hashing=FAST)

@@ -1,15 +1,46 @@
 """Sign and verify machine-learning models with Sigstore, in the OpenSSF Model Signing (OMS) v1.0 format.
 
 The public API is re-exported here; see ``model_signing.hashing``, ``model_signing.manifest``,
-``model_signing.signing``, ``model_signing.verifying`` and ``model_signing.errors`` for the pieces.
+``model_signing.signing``, ``model_signing.verifying``, ``model_signing.keyless`` and
+``model_signing.errors`` for the pieces.  The re-exports are resolved lazily, so a program that only hashes
+(or only shows ``--help``) does not pay for importing the signing and verification stacks.
 """
 
-from model_signing.errors import ModelSigningError
-from model_signing.hashing import HashingConfig, hash_model
-from model_signing.keyless import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
-from model_signing.manifest import Manifest, Resource, Serialization
-from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
-from model_signing.verifying import CertificateVerifier, KeyVerifier, Verifier, VerifyResult, verify
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from model_signing.errors import ModelSigningError
+    from model_signing.hashing import HashingConfig, hash_model
+    from model_signing.keyless import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
+    from model_signing.manifest import Manifest, Resource, Serialization
+    from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
+    from model_signing.verifying import CertificateVerifier, KeyVerifier, Verifier, VerifyResult, verify
+
+_EXPORTS: dict[str, str] = {
+    "ModelSigningError": "errors",
+    "HashingConfig": "hashing",
+    "hash_model": "hashing",
+    "IdentityPolicy": "keyless",
+    "SigstoreSigner": "keyless",
+    "SigstoreVerifier": "keyless",
+    "TokenSource": "keyless",
+    "Manifest": "manifest",
+    "Resource": "manifest",
+    "Serialization": "manifest",
+    "CertificateSigner": "signing",
+    "KeySigner": "signing",
+    "SignResult": "signing",
+    "Signer": "signing",
+    "sign": "signing",
+    "CertificateVerifier": "verifying",
+    "KeyVerifier": "verifying",
+    "Verifier": "verifying",
+    "VerifyResult": "verifying",
+    "verify": "verifying",
+}
 
 __all__ = [
     "CertificateSigner",
@@ -35,3 +66,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'model_signing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"model_signing.{module}"), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -71,13 +71,25 @@ def canonical_manifest(manifest: Manifest) -> Manifest:
 
 
 def statement_dict(manifest: Manifest) -> dict[str, Any]:
-    """The OMS v1.0 in-toto statement for ``manifest`` (already canonical), as a JSON-ready dict."""
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [{"name": manifest.model_name, "digest": {"sha256": manifest.root_digest().hex()}}],
-        "predicateType": PREDICATE_TYPE,
-        "predicate": manifest.to_predicate(),
-    }
+    """The OMS v1.0 in-toto statement for ``manifest`` (already canonical), as a JSON-ready dict.
+
+    The statement is also built and validated with the in-toto attestation library's own ``Statement`` /
+    ``ResourceDescriptor`` types (subject rules, digest presence, predicate type).  The JSON is serialised
+    from our dict rather than from its protobuf form, because protobuf's ``Struct`` turns every number into
+    a float (``shard_size`` would become ``1000000000.0``, as model-signing 1.x writes it).
+    """
+    from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
+    from in_toto_attestation.v1.statement import Statement
+
+    subject = {"name": manifest.model_name, "digest": {"sha256": manifest.root_digest().hex()}}
+    predicate = manifest.to_predicate()
+    try:
+        Statement([ResourceDescriptor(**subject).pb], PREDICATE_TYPE, predicate).validate()
+    except ValueError as exc:
+        raise StatementError(
+            f"the statement for {manifest.model_name!r} is not a valid in-toto statement: {exc}"
+        ) from None
+    return {"_type": STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE, "predicate": predicate}
 
 
 def statement_payload(manifest: Manifest) -> bytes:

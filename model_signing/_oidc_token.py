@@ -88,9 +88,10 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
             force_oob=source.oauth_force_oob,
         )
     except Exception as exc:  # noqa: BLE001 - network, OAuth and input errors all end the flow
+        hint = "" if source.oauth_force_oob else ", or --oauth-force-oob on a machine without a browser"
         raise KeyMaterialError(
             f"interactive sign-in with {issuer_url} failed ({type(exc).__name__}: {_one_line(exc)}); "
-            "pass --identity-token, or --oauth-force-oob on a machine without a browser"
+            f"try again, or pass --identity-token{hint}"
         ) from None
 
 

@@ -13,6 +13,8 @@ import base64
 import hashlib
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -438,6 +440,41 @@ def test_no_token_and_no_terminal_fails_fast(inst: LocalSigstore, signed: Signed
     proc = cli("sign", signed.model, "--trust-config", inst.trust_config_path, "--oauth-force-oob",
                "--signature", signature)
     assert "no terminal" in error_line(proc, 1)
+    assert not signature.exists()
+
+
+def test_with_a_terminal_the_out_of_band_flow_runs(inst: LocalSigstore, signed: Signed, tmp_path: Path) -> None:
+    # stdin and stdout on a pseudo-terminal: the flow prints the link, reads the code typed in, and the
+    # issuer's refusal of a wrong code ends it with one clear error.
+    master, slave = pty.openpty()
+    signature = tmp_path / "x.sig"
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "sign", str(signed.model), "--trust-config", str(inst.trust_config_path),
+         "--oauth-force-oob", "--signature", str(signature)],
+        cwd=ROOT, env=clean_env(), stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    try:
+        assert proc.stderr is not None
+        prompt = b""
+        deadline = time.monotonic() + 60
+        while b"Enter verification code" not in prompt and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stderr], [], [], 0.2)[0]:
+                prompt += os.read(proc.stderr.fileno(), 4096)
+        assert f"{inst.oidc_issuer}/auth?".encode() in prompt, prompt
+        os.write(master, b"not-the-code\n")
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    errors = [line for line in (prompt + rest).decode().splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"error: interactive sign-in with {inst.oidc_issuer} failed (IdentityError: Token request failed with 400); "
+        "try again, or pass --identity-token"
+    ), prompt + rest
+    assert b"Traceback" not in rest
     assert not signature.exists()
 
 

@@ -59,7 +59,7 @@ def tokenizer_json(size: int, seed: int = 0) -> bytes:
 
 
 def source(size: int, name: str, seed: int = 0) -> bytes:
-    """Python-looking source code of about ``size`` bytes."""
+    """Valid Python source of about ``size`` bytes (whole functions, so it may run a little over)."""
     rng = random.Random(f"{seed}:{name}")
     lines = [f'"""{name}: generated stand-in for model code (same size as the original)."""', "", "import math", ""]
     total = sum(len(x) + 1 for x in lines)
@@ -70,7 +70,7 @@ def source(size: int, name: str, seed: int = 0) -> bytes:
         lines += block
         total += sum(len(x) + 1 for x in block)
         n += 1
-    return "\n".join(lines).encode()[: max(size, 1)]
+    return ("\n".join(lines) + "\n").encode()  # whole lines (about ``size``): it must stay valid Python
 
 
 def prose(size: int, seed: int = 0) -> bytes:

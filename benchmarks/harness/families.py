@@ -22,7 +22,7 @@ from benchmarks.harness._wire import Fill, Part, flat, pb_bytes, pb_int, pb_msg,
 
 Tensor = tuple[str, tuple[int, ...]]
 #: bump when a generator changes so cached layouts are rebuilt
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,219 @@
+"""The benchmark harness, offline, at a tiny size factor (seconds, not a benchmark: no timed assertions).
+
+Checks that every family is generated with its real structure (read back with the formats' own readers:
+safetensors, torch, onnx, protobuf, torch.hub), that both tools are driven (key and keyless), and that
+the report files are produced and parse.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.harness import bench, families, realmodels
+from benchmarks.harness.machine import describe
+from benchmarks.harness.runners import OURS, PEER, Context, OurRunner
+
+FACTOR = 0.0002
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+N_MODELS = len(families.LAYOUTS) + len(realmodels.REAL_MODELS)
+
+
+@pytest.fixture(scope="module")
+def key_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One offline run: every model, both tools, key signing, files mode, sign + verify."""
+    out = tmp_path_factory.mktemp("bench")
+    code = bench.main(["--offline", "--size-factor", str(FACTOR), "--repeats", "1", "--out", str(out),
+                       "--data-dir", str(out / "models"), "--methods", "key", "--modes", "files",
+                       "--peer-modes", "files", "--ops", "sign,verify", "--quiet"])
+    assert code == 0
+    return out
+
+
+def _results(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return data
+
+
+def _model(out: Path, prefix: str) -> dict[str, Any]:
+    matches: list[dict[str, Any]] = [m for m in _results(out)["models"] if m["name"].startswith(prefix)]
+    assert len(matches) == 1, prefix
+    return matches[0]
+
+
+def _unknown_fields(data: bytes) -> list[tuple[int, int, Any]]:
+    """Top-level (field number, wire type, value) of any protobuf message, parsed by the protobuf runtime."""
+    from google.protobuf import empty_pb2, unknown_fields  # type: ignore[import-untyped]
+
+    msg = empty_pb2.Empty()
+    msg.ParseFromString(data)
+    return [(f.field_number, f.wire_type, f.data) for f in unknown_fields.UnknownFieldSet(msg)]
+
+
+def test_huggingface_layouts(key_run: Path) -> None:
+    import torch
+    from safetensors import safe_open
+
+    root = Path(_model(key_run, "hf-falcon-7b-like")["path"])
+    names = sorted(p.name for p in root.iterdir())
+    assert [n for n in names if n.endswith(".bin")] == [f"pytorch_model-0000{i}-of-00002.bin" for i in (1, 2)]
+    assert [n for n in names if n.endswith(".safetensors")] == [
+        f"model-{i:05d}-of-00008.safetensors" for i in range(1, 9)]
+    for required in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                     "model.safetensors.index.json", "pytorch_model.bin.index.json", ".gitattributes"):
+        assert required in names
+    assert json.loads((root / "tokenizer.json").read_text())["model"]["type"] == "BPE"
+    expected_names = {name for name, _ in families.falcon_tensors()}
+    for index_name, suffix in (("model.safetensors.index.json", ".safetensors"),
+                               ("pytorch_model.bin.index.json", ".bin")):
+        index = json.loads((root / index_name).read_text())
+        assert set(index["weight_map"]) == expected_names
+        total = 0
+        for shard in sorted({f for f in index["weight_map"].values()}):
+            assert shard.endswith(suffix)
+            if suffix == ".safetensors":
+                with safe_open(root / shard, "pt") as fh:
+                    keys = set(fh.keys())
+                    tensors = [fh.get_tensor(k) for k in keys]
+            else:
+                state = torch.load(root / shard, weights_only=True)
+                keys, tensors = set(state), list(state.values())
+            assert keys == {k for k, v in index["weight_map"].items() if v == shard}
+            assert all(t.dtype == torch.bfloat16 for t in tensors)
+            total += sum(t.numel() * 2 for t in tensors)
+        assert index["metadata"]["total_size"] == total
+
+    minilm = Path(_model(key_run, "hf-all-minilm-l6-v2")["path"])
+    for required in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "1_Pooling/config.json"):
+        assert (minilm / required).is_file()
+    with safe_open(minilm / "model.safetensors", "pt") as fh:
+        assert any(k.endswith("embeddings.word_embeddings.weight") for k in fh.keys())  # noqa: SIM118 - safe_open is no dict
+
+
+def test_tf_savedmodel_layout(key_run: Path) -> None:
+    root = Path(_model(key_run, "tf-bertseq2seq-like")["path"])
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
+        "assets/vocab.txt", "fingerprint.pb", "saved_model.pb", "variables/variables.data-00000-of-00001",
+        "variables/variables.index"]
+    top = _unknown_fields((root / "saved_model.pb").read_bytes())
+    assert [(n, w) for n, w, _ in top] == [(1, 0), (2, 2)] and top[0][2] == 1  # schema version, meta graph
+    meta_graph = _unknown_fields(top[1][2])
+    assert [n for n, _, _ in meta_graph] == [1, 2]  # meta_info_def, graph_def
+    meta_info = _unknown_fields(meta_graph[0][2])
+    assert (4, 2, b"serve") in meta_info
+    graph_nodes = [n for n, _, _ in _unknown_fields(meta_graph[1][2])]
+    assert graph_nodes.count(1) == len(families.bertseq2seq_variables()) + 1  # VarHandleOps + a Const
+    fingerprint = _unknown_fields((root / "fingerprint.pb").read_bytes())
+    assert [n for n, _, _ in fingerprint] == [1, 2, 3, 4, 5, 6]
+    index = (root / "variables" / "variables.index").read_bytes()
+    assert index[-8:] == (0xDB4775248B80FB57).to_bytes(8, "little")  # leveldb table magic
+    data_size = (root / "variables" / "variables.data-00000-of-00001").stat().st_size
+    expected = sum(math.prod((max(1, round(s[0] * FACTOR)), *s[1:]) if len(s) > 1 else s) * 4
+                   for _, s in families.bertseq2seq_variables())
+    assert data_size == expected
+
+
+def test_pytorch_hub_layouts(key_run: Path) -> None:
+    import torch
+
+    yolop = _model(key_run, "torchhub-yolop-like")
+    root = Path(yolop["path"])
+    hubconf = ast.parse((root / "hubconf.py").read_text())
+    assigned = [t.id for n in hubconf.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    assert "dependencies" in assigned
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "yolop" for n in hubconf.body)
+    for rel in families.YOLOP_CODE:
+        if rel.endswith(".py"):
+            ast.parse((root / rel).read_text())  # the repo's code is valid Python
+    state = torch.load(root / "weights" / "End-to-end.pth", weights_only=True)
+    assert len(state) == len(families.yolop_tensors())
+    assert (root / ".git" / "HEAD").is_file() and (root / ".gitignore").is_file()
+    on_disk = [p for p in root.rglob("*") if p.is_file()]
+    hashed = [p for p in on_disk if p.relative_to(root).parts[0] not in (".git", ".gitignore")]
+    assert yolop["files"] == len(hashed) < len(on_disk)  # a clone's .git is not part of the model
+
+    tiny = Path(_model(key_run, "torchhub-tinynet")["path"])
+    model = torch.hub.load(str(tiny), "tinynet", source="local", trust_repo=True)  # type: ignore[no-untyped-call]
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    assert "2.13.0" in (tiny / "weights" / "VERSION").read_text()
+
+
+def test_onnx_layouts(key_run: Path) -> None:
+    import onnx
+
+    generated = _model(key_run, "onnx-roberta-base-11-like")
+    path = Path(generated["path"])
+    assert path.is_file() and path.suffix == ".onnx" and generated["files"] == 1
+    onnx.checker.check_model(str(path))
+    model = onnx.load(str(path))
+    assert len(model.graph.initializer) == len(families.roberta_tensors())
+    assert model.opset_import[0].version == 11
+    real = Path(_model(key_run, "onnx-resnet50-light")["path"])
+    onnx.checker.check_model(onnx.load(str(real)))
+
+
+def test_both_tools_driven(key_run: Path) -> None:
+    summary = _results(key_run)["summary"]
+    for tool in (OURS, PEER):
+        for op in ("sign", "verify"):
+            rows = [s for s in summary if s["tool"] == tool and s["op"] == op]
+            assert len(rows) == N_MODELS
+            assert all(s["status"] == "ok" and s["min_s"] > 0 and s["peak_rss_mb"] > 0 for s in rows), rows
+    sigs = sorted((key_run / "signatures").rglob("*.sig"))
+    assert len(sigs) == 2 * N_MODELS
+    for sig in sigs:
+        assert json.loads(sig.read_text())["mediaType"].startswith("application/vnd.dev.sigstore.bundle")
+
+
+def test_reports_parse(key_run: Path) -> None:
+    results = _results(key_run)
+    assert results["machine"]["cores"] >= 1 and results["machine"]["ram_bytes"] > 0
+    assert len(results["models"]) == N_MODELS
+    assert {lim["algo"] for lim in results["limits"]} == {"sha256"}
+    with (key_run / "runs.csv").open() as fh:
+        runs = list(csv.DictReader(fh))
+    timed = [r for r in runs if r["tool"] in (OURS, PEER)]
+    assert len(timed) == N_MODELS * 2 * 2 and all(float(r["wall_s"]) > 0 for r in timed)
+    with (key_run / "summary.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == N_MODELS * 2 * 2
+    md = (key_run / "results.md").read_text()
+    assert "| machine | model | size |" in md and "sign time | verify time" in md
+    assert all(f"| {m['name']} |" in md for m in results["models"])
+    png = (key_run / "plot.png").read_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 10_000
+
+
+def test_keyless_both_tools(tmp_path: Path) -> None:
+    """Keyless signing against the local Sigstore instance, every mode of ours, on one real model."""
+    out = tmp_path / "keyless"
+    assert bench.main(["--offline", "--models", "onnx-resnet50-light", "--repeats", "1", "--out", str(out),
+                       "--data-dir", str(tmp_path / "models"), "--methods", "sigstore", "--ops", "sign,verify",
+                       "--quiet"]) == 0
+    summary = _results(out)["summary"]
+    got = {(s["tool"], s["mode"], s["op"]): s["status"] for s in summary}
+    assert got == {**{(OURS, m, op): "ok" for m in ("files", "shards", "blake3") for op in ("sign", "verify")},
+                   (PEER, "files", "sign"): "ok", (PEER, "files", "verify"): "ok"}
+    bundle = json.loads((out / "signatures" / "onnx-resnet50-light" / "modelseal_sigstore_files.sig").read_text())
+    assert bundle["verificationMaterial"]["tlogEntries"]  # a real Rekor entry from the local instance
+
+
+def test_missing_command_is_reported_not_run(tmp_path: Path) -> None:
+    """A runner whose CLI command does not exist yet is "n/a" with the reason (here: a CLI that fails)."""
+    key = tmp_path / "k.pem"
+    ctx = Context("/bin/false", None, key, key, None)
+    reason = OurRunner(OURS, "key", "files").unavailable(ctx, "sign")
+    assert reason is not None and "main.py sign key" in reason and "not available" in reason
+    assert OurRunner(OURS, "sigstore", "files").unavailable(ctx, "sign") is not None
+
+
+def test_machine_description_from_proc(tmp_path: Path) -> None:
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test CPU  9000\n")
+    (tmp_path / "meminfo").write_text("MemTotal:       2048 kB\nMemFree: 1 kB\n")
+    machine = describe(tmp_path)
+    assert machine.cpu_model == "Test CPU 9000" and machine.ram_bytes == 2048 * 1024

@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): install/requirements.txt install/requirements-dev.txt pyproject.toml
+$(STAMP): install/requirements.txt install/requirements-dev.txt install/requirements-bench.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r install/requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r install/requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r install/requirements-bench.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -225,9 +225,12 @@ def test_matching_identity_regexp(inst: LocalSigstore, signed: Signed) -> None:
 def test_wrong_signer_exits_2(inst: LocalSigstore, signed: Signed, policy: list[str | None], message: str) -> None:
     args = [inst.oidc_issuer if a is None else a for a in policy]
     proc = cli("verify", "sigstore", signed.model, *args, "--trust-config", inst.trust_config_path,
-               "--signature", signed.signature, "-q")
+               "--signature", signed.signature, "-q", "--json")
     line = error_line(proc, 2)
     assert str(signed.signature) in line and message in line
+    # --json reports the failure on stdout too.
+    result = json.loads(proc.stdout)
+    assert (result["verified"], result["exit_code"]) == (False, 2) and message in result["error"]
 
 
 def test_policy_arguments_are_checked(inst: LocalSigstore, signed: Signed) -> None:

@@ -16,6 +16,7 @@ import functools
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,8 +96,7 @@ def keyless_setup(args: argparse.Namespace, out: Path) -> Iterator[tuple[Keyless
         yield None, "keyless not selected"
         return
     if args.online:
-        env_token = os.environ.get("SIGSTORE_IDENTITY_TOKEN")
-        yield KeylessMaterial(None, args.identity, args.identity_provider, lambda: env_token), ""
+        yield KeylessMaterial(None, args.identity, args.identity_provider, online_token), ""
         return
     try:
         from model_signing.sigstore_local import LocalSigstore
@@ -109,6 +109,19 @@ def keyless_setup(args: argparse.Namespace, out: Path) -> Iterator[tuple[Keyless
         shutil.copyfile(instance.trust_config_path, tc)
         yield KeylessMaterial(tc, BENCH_IDENTITY, instance.oidc_issuer,
                               lambda: instance.mint_token(BENCH_IDENTITY)), ""
+
+
+def online_token() -> str | None:
+    """An identity token for one public-good signing: a fresh one from ``$BENCH_TOKEN_COMMAND`` (e.g. a
+    cloud metadata query; real tokens live minutes, a big run lasts longer), else ``$SIGSTORE_IDENTITY_TOKEN``,
+    else None: each tool then finds ambient CI credentials itself."""
+    command = os.environ.get("BENCH_TOKEN_COMMAND")
+    if command:
+        proc = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise SystemExit(f"error: BENCH_TOKEN_COMMAND failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout.strip()
+    return os.environ.get("SIGSTORE_IDENTITY_TOKEN") or None
 
 
 def _slug(runner: Runner) -> str:
@@ -158,7 +171,13 @@ def run(args: argparse.Namespace) -> Results:
             ctx = Context(sys.executable, peer_python, private_key, public_key, keyless, args.shard_size)
             for src in sources:
                 bar.set_description(f"{src.name}: preparing")
-                path = src.materialize()
+                try:
+                    path = src.materialize()
+                except Exception as exc:  # noqa: BLE001 - a model that cannot be had is reported, not fatal
+                    _unobtainable(results, src, runners, ops, wanted_op=wanted_op,
+                                  reason=f"could not get the model: {exc}")
+                    bar.update(args.repeats * per_model)
+                    continue
                 files = model_files(path)
                 info = ModelInfo(src.name, src.family, src.source, str(path),
                                  sum(f.stat().st_size for f in files), len(files))
@@ -215,6 +234,14 @@ def run(args: argparse.Namespace) -> Results:
     finally:
         meter.close()
     return results
+
+
+def _unobtainable(results: Results, src: ModelSource, runners: list[Runner], ops: list[str], *,
+                  wanted_op: Callable[[Runner, str], bool], reason: str) -> None:
+    print(f"\n{src.name}: {reason}", file=sys.stderr)
+    results.models.append(ModelInfo(src.name, src.family, src.source, "", 0, 0))
+    results.runs.extend(Run(src.name, r.tool, r.method, r.mode, op, -1, "n/a", note=reason)
+                        for r in runners for op in ops if wanted_op(r, op))
 
 
 def _redact(cmd: list[str]) -> list[str]:

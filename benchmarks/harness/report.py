@@ -260,7 +260,11 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
     na = [s for s in summary if s.status not in ("ok",)]
     if na:
         lines += ["", "## Not measured", ""]
-        lines += [f"- {s.model} / {s.tool} {s.method} {s.mode} {s.op}: {s.status}: {s.note}" for s in na]
+        grouped: dict[tuple[str, str, str], list[str]] = {}
+        for s in na:  # one line per model and reason, naming the cases it hit
+            grouped.setdefault((s.model, s.status, s.note), []).append(f"{s.tool} {s.method} {s.mode} {s.op}")
+        lines += [f"- {model}: {status}: {note} ({'; '.join(cases)})"
+                  for (model, status, note), cases in grouped.items()]
     lines += ["", "![time vs model size](plot.png)", ""]
     return "\n".join(lines)
 
@@ -292,7 +296,8 @@ def plot(results: Results, summary: Sequence[Summary], path: Path) -> None:
         ax.set_ylabel(f"{op} time, min of repeats (s)")
         ax.set_title(op)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
     fig.suptitle(f"{results.machine.short()} - size factor {results.settings.get('size_factor')}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

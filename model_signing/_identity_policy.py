@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from model_signing.errors import InputError
 
 if TYPE_CHECKING:
-    from cryptography.x509 import Certificate
+    from cryptography.x509 import Certificate, OtherName
     from sigstore.verify.policy import VerificationPolicy
 
 
@@ -95,8 +95,28 @@ class _IdentityRegexp:
         except ExtensionNotFound:
             raise VerificationError("the signing certificate has no subject alternative name") from None
         names: list[str] = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
-        names += [o.value.decode(errors="replace") for o in san.get_values_for_type(OtherName)]
+        names += [n for o in san.get_values_for_type(OtherName) if (n := _sigstore_other_name(o)) is not None]
         if not any(self._pattern.fullmatch(n) for n in names):
             raise VerificationError(
                 f"no certificate identity matches /{self._pattern.pattern}/; actual identities: {sorted(names)}"
             )
+
+
+#: Fulcio's SAN other-name type for identities that are neither emails nor URIs (e.g. a username).
+_SIGSTORE_OTHER_NAME = "1.3.6.1.4.1.57264.1.7"
+
+
+def _sigstore_other_name(other: OtherName) -> str | None:
+    """The identity in a Sigstore other-name SAN (a DER UTF8String); ``None`` for any other type.
+
+    Other types are not identities Fulcio vouches for, so a regexp must never match them (as sigstore's
+    own ``Identity`` policy ignores them too).
+    """
+    from asn1crypto.core import UTF8String
+
+    if other.type_id.dotted_string != _SIGSTORE_OTHER_NAME:
+        return None
+    try:
+        return str(UTF8String.load(other.value).native)
+    except ValueError:
+        return None

@@ -7,6 +7,7 @@ its errors, trusted-root selection.  Digests are computed here with hashlib.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -15,6 +16,11 @@ from pathlib import Path
 
 import jwt
 import pytest
+from asn1crypto.core import UTF8String
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.models import ClientTrustConfig
 from sigstore.oidc import IdentityToken
 
@@ -146,6 +152,35 @@ def test_regexp_policy_matches_the_whole_identity(
     policy = ms.IdentityPolicy(issuer=inst.oidc_issuer, identity_regexp=r".+@example\.com")
     ms.verify(model, ms.SigstoreVerifier(policy, trust_config=inst.trust_config_path), signature_path=signature)
     assert policy.describe() == rf"/.+@example\.com/ via {inst.oidc_issuer}"
+
+
+def _certificate(san: x509.GeneralName, issuer: str) -> x509.Certificate:
+    """A self-signed certificate with one SAN and Fulcio's issuer extension (for policy checks only)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "policy test")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=True)
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode()),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_regexp_policy_reads_only_sigstore_other_names() -> None:
+    issuer = "https://issuer.example"
+    policy = ms.IdentityPolicy(issuer=issuer, identity_regexp=r"alice@example\.com").to_sigstore()
+    value = UTF8String("alice@example.com").dump()
+    # Fulcio's other-name type holds an identity: matched on its decoded text, not on the DER bytes.
+    policy.verify(_certificate(x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7"), value), issuer))
+    # Any other other-name type is not an identity Fulcio vouches for, whatever it contains.
+    anything = ms.IdentityPolicy(issuer=issuer, identity_regexp=r"(?s).*alice@example\.com").to_sigstore()
+    with pytest.raises(SigstoreVerificationError, match="no certificate identity matches"):
+        anything.verify(_certificate(x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), value), issuer))
+    with pytest.raises(SigstoreVerificationError, match="OIDCIssuer does not match"):
+        policy.verify(_certificate(x509.RFC822Name("alice@example.com"), "https://other.example"))
 
 
 def test_identity_policy_rejects_unusable_arguments() -> None:

@@ -40,6 +40,8 @@ class IdentityPolicy:
             raise InputError("--identity-provider is required: the OIDC issuer URL the signer used")
         if (self.identity is None) == (self.identity_regexp is None):
             raise InputError("pass exactly one of --identity and --identity-regexp")
+        if self.identity is not None and not self.identity.strip():
+            raise InputError("--identity is empty: give the signer's email address or workflow URI")
         if self.identity_regexp is not None:
             try:
                 re.compile(self.identity_regexp)

@@ -190,6 +190,8 @@ def test_identity_policy_rejects_unusable_arguments() -> None:
         ms.IdentityPolicy(issuer="https://issuer.example")
     with pytest.raises(InputError, match="exactly one of --identity and --identity-regexp"):
         ms.IdentityPolicy(issuer="https://issuer.example", identity=EMAIL, identity_regexp=".*")
+    with pytest.raises(InputError, match="--identity is empty"):
+        ms.IdentityPolicy(issuer="https://issuer.example", identity=" ")
     with pytest.raises(InputError, match="not a valid regexp"):
         ms.IdentityPolicy(issuer="https://issuer.example", identity_regexp="(unclosed")
 

@@ -429,6 +429,16 @@ def test_ambient_github_actions_credentials(inst: LocalSigstore, signed: Signed,
     assert "GitHubWorkflowRepository does not match" in line
 
 
+def test_github_actions_without_the_id_token_permission(inst: LocalSigstore, signed: Signed, tmp_path: Path) -> None:
+    # A workflow without `permissions: id-token: write` has GITHUB_ACTIONS but no token request variables.
+    proc = cli("sign", signed.model, "--trust-config", inst.trust_config_path, "--signature", tmp_path / "x.sig",
+               env=clean_env(GITHUB_ACTIONS="true"))
+    line = error_line(proc, 1)
+    assert "ambient CI credential detection failed" in line and "ACTIONS_ID_TOKEN_REQUEST_TOKEN" in line
+    assert "--identity-token" in line
+    assert not (tmp_path / "x.sig").exists()
+
+
 def test_no_token_and_no_terminal_fails_fast(inst: LocalSigstore, signed: Signed, tmp_path: Path) -> None:
     # Ambient credentials are there but disabled; nothing can answer the browser or code prompt.
     env = clean_env(**inst.github_actions_env(REPOSITORY))

@@ -25,11 +25,12 @@ from pathlib import Path
 from benchmarks.harness import families, fetch, realmodels
 from benchmarks.harness.machine import describe
 from benchmarks.harness.measure import LimitMeter, model_files, run_child
-from benchmarks.harness.report import LimitRun, ModelInfo, Results, Run, write_all
+from benchmarks.harness.report import LimitRun, ModelInfo, Results, Run, load, write_all
 from benchmarks.harness.runners import (
     METHODS,
     OPS,
     OUR_MODES,
+    OURS,
     PEER_MODES,
     ROOT,
     Context,
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace) -> Results:
                             bar.update(1)  # counted up front: the loop body has several exits
                             if (runner.label, op) in done:
                                 continue
-                            reason = (peer_reason if runner.tool != "modelseal" and peer_reason else "") or (
+                            reason = (peer_reason if runner.tool != OURS and peer_reason else "") or (
                                 keyless_reason if runner.method == "sigstore" and keyless is None else "") or (
                                 runner.unavailable(ctx, op) or "")
                             if not reason and op == "verify" and not signed:
@@ -285,6 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--identity-provider", default=None, help="online: the identity's OIDC issuer URL")
     p.add_argument("--cleanup", action="store_true", help="online: delete each model after its run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report-only", action="store_true", help="re-render the reports from OUT/results.json")
     args = p.parse_args(argv)
     if args.methods is None:
         args.methods = ["sigstore"] if args.online else list(METHODS)
@@ -308,7 +310,7 @@ def _csv(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the harness and write the reports; print where they are."""
     args = parse_args(argv)
-    results = run(args)
+    results = load(Path(args.out) / "results.json") if args.report_only else run(args)
     paths = write_all(results, Path(args.out))
     failed = [r for r in results.runs if r.status == "error"]
     for kind, path in paths.items():

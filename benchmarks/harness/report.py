@@ -269,12 +269,17 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
+_COLOURS = {(True, "files"): "tab:blue", (True, "shards"): "tab:green", (True, "blake3"): "tab:purple",
+            (False, "files"): "tab:red", (False, "shards"): "tab:orange", (False, "blake3"): "tab:brown"}
+
+
 def plot(results: Results, summary: Sequence[Summary], path: Path) -> None:
     """PNG: min time vs model size, one line per tool+method+mode, a panel per operation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ops = [op for op in ("sign", "verify", "digest") if any(s.op == op and s.min_s for s in summary)] or ["sign"]
     fig, axes = plt.subplots(1, len(ops), figsize=(6.2 * len(ops), 4.8), squeeze=False)
@@ -288,10 +293,17 @@ def plot(results: Results, summary: Sequence[Summary], path: Path) -> None:
             pts = sorted((s.size_bytes / 1e9, s.min_s) for s in summary
                          if s.op == op and f"{s.tool} {s.method} {s.mode}" == label and s.min_s)
             if pts:
-                style = "-" if label.startswith(OURS) else "--"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", markersize=4, label=label)
+                # this project solid, the peer dashed; key circles, keyless squares; a colour per mode
+                tool, method, mode = label.rsplit(" ", 2)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if tool == OURS else "--",
+                        marker="o" if method == "key" else "s", markersize=4, label=label,
+                        color=_COLOURS.get((tool == OURS, mode), "grey"))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # plain seconds on the time axis (log scale would print 3x10^-1)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 3.0, 5.0)))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("model size (GB)")
         ax.set_ylabel(f"{op} time, min of repeats (s)")
         ax.set_title(op)
@@ -302,6 +314,13 @@ def plot(results: Results, summary: Sequence[Summary], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def load(path: Path) -> Results:
+    """Read a ``results.json`` back (to re-render the reports without re-measuring)."""
+    doc = json.loads(path.read_text())
+    return Results(Machine(**doc["machine"]), doc["settings"], [ModelInfo(**m) for m in doc["models"]],
+                   [Run(**r) for r in doc["runs"]], [LimitRun(**x) for x in doc["limits"]])
 
 
 def write_all(results: Results, out: Path) -> dict[str, Path]:

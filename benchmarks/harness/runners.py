@@ -146,12 +146,12 @@ class OurRunner(Runner):
 
 # --- the peer -------------------------------------------------------------------------------------
 
-#: the peer's public API for what its CLI cannot select (signing in shards or blake3 mode) and for hashing
-#: alone; its CLI verifies any of its bundles (it reads the hashing settings from the signed manifest)
+#: the peer's public API for what its CLI cannot do: shards and blake3 modes (its CLI signs files/sha256 only,
+#: and its CLI verifier guesses the settings of shards/blake3 bundles wrongly), and hashing alone
 PEER_API_SCRIPT = """
 import sys
 from pathlib import Path
-from model_signing import hashing, signing
+from model_signing import hashing, signing, verifying
 op, method, mode, model, sig = sys.argv[1:6]
 extra = dict(a.split("=", 1) for a in sys.argv[6:])
 h = hashing.Config().set_ignored_paths(paths=[sig], ignore_git_paths=True)
@@ -170,12 +170,22 @@ elif op == "sign":
         tc = extra.get("trust_config")
         s.use_sigstore_signer(identity_token=extra.get("token"), trust_config=Path(tc) if tc else None)
     s.sign(model, sig)
+else:
+    # explicit settings: the peer's CLI guesses them from the manifest and gets shards/blake3 wrong
+    v = verifying.Config().set_hashing_config(h)
+    if method == "key":
+        v.use_elliptic_key_verifier(public_key=extra["public_key"])
+    else:
+        tc = extra.get("trust_config")
+        v.use_sigstore_verifier(identity=extra["identity"], oidc_issuer=extra["issuer"],
+                                trust_config=Path(tc) if tc else None)
+    v.verify(model, sig)
 """
 
 
 @dataclass(frozen=True)
 class PeerRunner(Runner):
-    """The peer's CLI, except signing in shards/blake3 mode and digest: its Python API (same venv)."""
+    """The peer's CLI in files mode; its Python API (same venv) for shards, blake3 and digest."""
 
     def unavailable(self, ctx: Context, op: str) -> str | None:
         """The peer needs its venv, and keyless needs a setup."""
@@ -190,10 +200,11 @@ class PeerRunner(Runner):
         extra = {"private_key": str(ctx.private_key), "public_key": str(ctx.public_key)}
         if ctx.shard_size:
             extra["shard_size"] = str(ctx.shard_size)
-        if self.method == "sigstore" and ctx.keyless is not None and op == "sign":
-            token = ctx.keyless.token()
+        if self.method == "sigstore" and ctx.keyless is not None and op != "digest":
+            token = ctx.keyless.token() if op == "sign" else None
             if token:
                 extra["token"] = token
+            extra.update(identity=ctx.keyless.identity, issuer=ctx.keyless.issuer)
             if ctx.keyless.trust_config:
                 extra["trust_config"] = str(ctx.keyless.trust_config)
         return [str(ctx.peer_python), "-I", "-c", PEER_API_SCRIPT, op, self.method, self.mode, str(model),
@@ -201,7 +212,7 @@ class PeerRunner(Runner):
 
     def command(self, op: str, model: Path, signature: Path, ctx: Context) -> list[str]:
         """The peer CLI (files mode) or its API script."""
-        if op == "digest" or (op == "sign" and self.mode != "files"):
+        if op == "digest" or self.mode != "files":
             return self._api(op, model, signature, ctx)
         assert ctx.peer_python is not None
         cli = [str(ctx.peer_python), "-I", "-m", "model_signing"]

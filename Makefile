@@ -1,30 +1,36 @@
 # Two commands a fresh machine (python3 + pip) can run: `make demo` and `make test`.
-# Each creates (or reuses) the virtual environment .venv from the hashed pins in install/.
+# Both create (or reuse) the virtual environment .venv from the hashed pins in install/:
+# the demo needs only the runtime pins; the tests add the test tools and the benchmark harness's pins.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install -q --disable-pip-version-check --require-hashes
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 
 .PHONY: demo test lint unit venv clean
 
-venv: $(STAMP)
+venv: $(DEV)
 
-$(STAMP): install/requirements.txt install/requirements-dev.txt install/requirements-bench.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r install/requirements.txt
-	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r install/requirements-dev.txt
-	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r install/requirements-bench.txt
+$(RUNTIME): install/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r install/requirements.txt
+	touch $@
+
+$(DEV): $(RUNTIME) install/requirements-dev.txt install/requirements-bench.txt pyproject.toml
+	$(PIP) -r install/requirements-dev.txt
+	$(PIP) -r install/requirements-bench.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/python scripts/demo.py
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check model_signing tests benchmarks scripts main.py
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint unit

@@ -6,7 +6,6 @@ import logging
 import signal
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -81,6 +80,8 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
         print(f"  state dir:     {inst.state_dir}")
         print(f"  trust config:  {shown_config}")
         print(f"mint a token:  sigstore-local token --state-dir {inst.state_dir} --identity you@example.com")
+        import urllib.request  # only here: it costs ~40 ms at start-up of every other command
+
         if urllib.request.getproxies().get("http") and not urllib.request.proxy_bypass(inst.base_url.split("//")[1]):
             print(f"warning: an HTTP proxy is configured; clients need NO_PROXY={host} to reach this instance",
                   file=sys.stderr)

@@ -16,7 +16,7 @@ from model_signing.cli import _digest, _keyless, _local, _sign, _verify
 from model_signing.errors import ModelMismatchError, ModelSigningError
 
 app = typer.Typer(
-    name="model-signing",
+    name="modelseal",
     help="Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the only place that maps errors to exit codes."""
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=argv, prog_name="model-signing", standalone_mode=False)
+        rv = command.main(args=argv, prog_name="modelseal", standalone_mode=False)
     except ModelMismatchError as exc:
         # The one multi-line report: the summary, then every difference on its own line.
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)

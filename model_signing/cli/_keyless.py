@@ -13,7 +13,7 @@ import typer
 from model_signing.cli import _options as opt
 from model_signing.cli._sign import _run as run_sign
 from model_signing.cli._sign import sign_app
-from model_signing.cli._verify import ExtraIgnorePaths, IgnoreUnsigned, run_verify, verify_app
+from model_signing.cli._verify import run_verify, verify_app
 
 OptionalModelPath = Annotated[
     str | None, typer.Argument(help="Model directory or single model file.", show_default=False)
@@ -40,6 +40,7 @@ def _model(path: str | None, path_option: str | None) -> str:
 
 
 @sign_app.command("sigstore")
+@opt.with_option_groups
 def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     path: OptionalModelPath = None,
     path_option: PathOption = None,
@@ -72,23 +73,14 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     trust_config: TrustConfig = None,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
-    serialization: opt.Serialization = opt.SerializationChoice.files,
-    shard_size: opt.ShardSize = None,
-    hash_type: opt.Hash = opt.HashChoice.sha256,
-    ignore_paths: opt.IgnorePaths = None,
-    allow_symlinks: opt.AllowSymlinks = False,
-    max_workers: opt.MaxWorkers = None,
-    quiet: opt.Quiet = False,
+    *,
+    hashing: opt.HashingOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign keyless with Sigstore (the default): OIDC identity -> Fulcio certificate -> Rekor entry."""
     from model_signing.keyless import SigstoreSigner, TokenSource
 
     model = _model(path, path_option)
-    config = opt.hashing_config(
-        serialization=serialization, shard_size=shard_size, hash_type=hash_type, ignore_paths=ignore_paths,
-        allow_symlinks=allow_symlinks, max_workers=max_workers, quiet=quiet,
-    )
     source = TokenSource(
         identity_token=identity_token,
         use_ambient_credentials=not disable_ambient,
@@ -98,10 +90,11 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         oidc_issuer=oidc_issuer,
     )
     signer = SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source)
-    run_sign(model, signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+    run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
 @verify_app.command("sigstore")
+@opt.with_option_groups
 def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     path: OptionalModelPath = None,
     path_option: PathOption = None,
@@ -139,12 +132,8 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
             help="No network: use --trust-config/--trusted-root, or the public-good root shipped with sigstore.",
         ),
     ] = False,
-    signature: opt.SignatureIn = None,
-    ignore_unsigned_files: IgnoreUnsigned = False,
-    ignore_paths: ExtraIgnorePaths = None,
-    max_workers: opt.MaxWorkers = None,
-    quiet: opt.Quiet = False,
-    as_json: opt.Json = False,
+    *,
+    options: opt.VerifyOptions,
 ) -> None:
     """Verify a keyless signature: certificate chain, transparency log, and the signer's identity."""
     from model_signing.errors import InputError
@@ -160,10 +149,7 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     verifier = SigstoreVerifier(
         policy, trust_config=trust_config, trusted_root=trusted_root, staging=staging, offline=offline
     )
-    run_verify(
-        model, verifier, signature=signature, ignore_unsigned_files=ignore_unsigned_files,
-        ignore_paths=ignore_paths, max_workers=max_workers, quiet=quiet, as_json=as_json,
-    )
+    run_verify(model, verifier, options)
 
 
 def register(app: typer.Typer) -> None:

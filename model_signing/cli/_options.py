@@ -1,13 +1,22 @@
 """Options shared by several commands, defined once (typer ``Annotated`` aliases + small helpers).
 
-The hashing options mirror ``digest``'s: ``--serialization``, ``--shard-size``, ``--hash``,
-``--ignore-paths``, ``--allow-symlinks``, ``--max-workers``, ``--quiet``.
+Two blocks of options recur in several commands: the hashing options (``--serialization``,
+``--shard-size``, ``--hash``, ``--ignore-paths``, ``--allow-symlinks``, ``--max-workers``, ``--quiet``)
+of ``digest`` and every ``sign`` method, and the common options of every ``verify`` method.  Each block
+is the keyword signature of one builder function (:func:`hashing_config`, :func:`verify_options`); a
+command takes the block as one parameter annotated :data:`HashingOptions` / :data:`VerifyOptions` and
+decorated with :func:`with_option_groups`, which shows typer the builder's options in its place.
+
+No ``from __future__ import annotations`` here: the builders' parameter annotations must be the
+``Annotated`` objects themselves, since :func:`with_option_groups` hands them to typer as they are.
 """
 
-from __future__ import annotations
-
+import functools
+import inspect
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -108,14 +117,14 @@ PasswordEnv = Annotated[
 
 def hashing_config(
     *,
-    serialization: SerializationChoice,
-    shard_size: int | None,
-    hash_type: HashChoice,
-    ignore_paths: list[str] | None,
-    allow_symlinks: bool,
-    max_workers: int | None,
-    quiet: bool,
-) -> HashingConfig:
+    serialization: Serialization = SerializationChoice.files,
+    shard_size: ShardSize = None,
+    hash_type: Hash = HashChoice.sha256,
+    ignore_paths: IgnorePaths = None,
+    allow_symlinks: AllowSymlinks = False,
+    max_workers: MaxWorkers = None,
+    quiet: Quiet = False,
+) -> "HashingConfig":
     """The :class:`HashingConfig` the hashing options describe."""
     from model_signing.errors import InputError
     from model_signing.hashing import HashingConfig
@@ -132,6 +141,89 @@ def hashing_config(
         max_workers=max_workers,
         progress=False if quiet else None,
     )
+
+
+IgnoreUnsigned = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-unsigned-files",
+        help="Accept files the signature does not mention (every signed file is still checked).",
+    ),
+]
+ExtraIgnorePaths = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore-paths",
+        help="Path to exclude in addition to the paths the signer excluded (repeatable).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """What the options common to every ``verify`` method ask for."""
+
+    signature: str | None
+    ignore_unsigned_files: bool
+    ignore_paths: tuple[str, ...]
+    max_workers: int | None
+    quiet: bool
+    as_json: bool
+
+
+def verify_options(
+    *,
+    signature: SignatureIn = None,
+    ignore_unsigned_files: IgnoreUnsigned = False,
+    ignore_paths: ExtraIgnorePaths = None,
+    max_workers: MaxWorkers = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> VerifySettings:
+    """The :class:`VerifySettings` the common ``verify`` options describe."""
+    return VerifySettings(signature, ignore_unsigned_files, tuple(ignore_paths or ()), max_workers, quiet, as_json)
+
+
+class _OptionGroup:
+    """Marks a command parameter that stands for the options of ``build`` (see :func:`with_option_groups`)."""
+
+    def __init__(self, build: Callable[..., Any]) -> None:
+        self.build = build
+        self.parameters = list(inspect.signature(build).parameters.values())
+
+
+HashingOptions = Annotated["HashingConfig", _OptionGroup(hashing_config)]
+VerifyOptions = Annotated[VerifySettings, _OptionGroup(verify_options)]
+
+
+def with_option_groups(command: Callable[..., None]) -> Callable[..., None]:
+    """Show typer the options of each :data:`HashingOptions`/:data:`VerifyOptions` parameter of ``command``.
+
+    typer builds a command's options from ``inspect.signature`` and ``typing.get_type_hints`` of the
+    function it is given; the wrapper returned here reports the group's options in place of the group
+    parameter, and calls ``command`` with the group's builder applied to them.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    groups: dict[str, _OptionGroup] = {}
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        marks = getattr(parameter.annotation, "__metadata__", ())
+        group = next((m for m in marks if isinstance(m, _OptionGroup)), None)
+        if group is None:
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        else:
+            groups[parameter.name] = group
+            parameters.extend(group.parameters)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        for name, group in groups.items():
+            kwargs[name] = group.build(**{p.name: kwargs.pop(p.name) for p in group.parameters})
+        command(**kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": signature.return_annotation}
+    return wrapper
 
 
 def password_from_env(variable: str | None) -> str | None:

@@ -55,33 +55,26 @@ def _report(result: SignResult, as_json: bool) -> None:
 
 
 @sign_app.command("key")
-def sign_key(  # noqa: PLR0917 - one parameter per CLI option
+@opt.with_option_groups
+def sign_key(
     path: opt.ModelPath,
     private_key: opt.PrivateKey,
     password_env: opt.PasswordEnv = None,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
-    serialization: opt.Serialization = opt.SerializationChoice.files,
-    shard_size: opt.ShardSize = None,
-    hash_type: opt.Hash = opt.HashChoice.sha256,
-    ignore_paths: opt.IgnorePaths = None,
-    allow_symlinks: opt.AllowSymlinks = False,
-    max_workers: opt.MaxWorkers = None,
-    quiet: opt.Quiet = False,
+    *,
+    hashing: opt.HashingOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
     from model_signing.signing import KeySigner
 
-    config = opt.hashing_config(
-        serialization=serialization, shard_size=shard_size, hash_type=hash_type, ignore_paths=ignore_paths,
-        allow_symlinks=allow_symlinks, max_workers=max_workers, quiet=quiet,
-    )
     signer = KeySigner(private_key, password=opt.password_from_env(password_env))
-    _run(path, signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+    _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
 @sign_app.command("certificate")
+@opt.with_option_groups
 def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
     path: opt.ModelPath,
     private_key: opt.PrivateKey,
@@ -90,29 +83,20 @@ def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
     password_env: opt.PasswordEnv = None,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
-    serialization: opt.Serialization = opt.SerializationChoice.files,
-    shard_size: opt.ShardSize = None,
-    hash_type: opt.Hash = opt.HashChoice.sha256,
-    ignore_paths: opt.IgnorePaths = None,
-    allow_symlinks: opt.AllowSymlinks = False,
-    max_workers: opt.MaxWorkers = None,
-    quiet: opt.Quiet = False,
+    *,
+    hashing: opt.HashingOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
     from model_signing.signing import CertificateSigner
 
-    config = opt.hashing_config(
-        serialization=serialization, shard_size=shard_size, hash_type=hash_type, ignore_paths=ignore_paths,
-        allow_symlinks=allow_symlinks, max_workers=max_workers, quiet=quiet,
-    )
     signer = CertificateSigner(
         private_key,
         signing_certificate,
         tuple(certificate_chain or ()),
         password=opt.password_from_env(password_env),
     )
-    _run(path, signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+    _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

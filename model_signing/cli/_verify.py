@@ -32,51 +32,26 @@ TrustedCertificates = Annotated[
         help="Trusted root certificate(s) the signing certificate must chain to (PEM; repeatable).",
     ),
 ]
-IgnoreUnsigned = Annotated[
-    bool,
-    typer.Option(
-        "--ignore-unsigned-files",
-        help="Accept files the signature does not mention (every signed file is still checked).",
-    ),
-]
-ExtraIgnorePaths = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--ignore-paths",
-        help="Path to exclude in addition to the paths the signer excluded (repeatable).",
-    ),
-]
 
-
-def run_verify(
-    path: str,
-    verifier: Verifier,
-    *,
-    signature: str | None,
-    ignore_unsigned_files: bool,
-    ignore_paths: list[str] | None,
-    max_workers: int | None,
-    quiet: bool,
-    as_json: bool,
-) -> None:
+def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> None:
     """Run :func:`model_signing.verify` and report; shared by every ``verify`` subcommand."""
     from model_signing.errors import ModelMismatchError, ModelSigningError
     from model_signing.signing import default_signature_path
     from model_signing.verifying import verify
 
-    sig = signature if signature is not None else default_signature_path(path)
+    sig = options.signature if options.signature is not None else default_signature_path(path)
     try:
         result = verify(
             path,
             verifier,
             signature_path=sig,
-            ignore_unsigned_files=ignore_unsigned_files,
-            ignore_paths=tuple(ignore_paths or ()),
-            max_workers=max_workers,
-            progress=False if quiet else None,
+            ignore_unsigned_files=options.ignore_unsigned_files,
+            ignore_paths=options.ignore_paths,
+            max_workers=options.max_workers,
+            progress=False if options.quiet else None,
         )
     except ModelSigningError as exc:
-        if as_json:
+        if options.as_json:
             differences = exc.differences if isinstance(exc, ModelMismatchError) else ()
             opt.print_json(
                 {
@@ -92,7 +67,7 @@ def run_verify(
                 }
             )
         raise  # main() turns it into the message and the exit code
-    if as_json:
+    if options.as_json:
         opt.print_json(result.as_dict())
         return
     extra = f"; {len(result.unsigned_files)} unsigned files ignored" if result.unsigned_files else ""
@@ -104,35 +79,24 @@ def run_verify(
 
 
 @verify_app.command("key")
-def verify_key(  # noqa: PLR0917 - one parameter per CLI option
+@opt.with_option_groups
+def verify_key(
     path: opt.ModelPath,
     public_key: PublicKey,
-    signature: opt.SignatureIn = None,
-    ignore_unsigned_files: IgnoreUnsigned = False,
-    ignore_paths: ExtraIgnorePaths = None,
-    max_workers: opt.MaxWorkers = None,
-    quiet: opt.Quiet = False,
-    as_json: opt.Json = False,
+    options: opt.VerifyOptions,
 ) -> None:
     """Verify a signature made with `sign key`, using the paired public key."""
     from model_signing.verifying import KeyVerifier
 
-    run_verify(
-        path, KeyVerifier(public_key), signature=signature, ignore_unsigned_files=ignore_unsigned_files,
-        ignore_paths=ignore_paths, max_workers=max_workers, quiet=quiet, as_json=as_json,
-    )
+    run_verify(path, KeyVerifier(public_key), options)
 
 
 @verify_app.command("certificate")
-def verify_certificate(  # noqa: PLR0917 - one parameter per CLI option
+@opt.with_option_groups
+def verify_certificate(
     path: opt.ModelPath,
     certificate_chain: TrustedCertificates,
-    signature: opt.SignatureIn = None,
-    ignore_unsigned_files: IgnoreUnsigned = False,
-    ignore_paths: ExtraIgnorePaths = None,
-    max_workers: opt.MaxWorkers = None,
-    quiet: opt.Quiet = False,
-    as_json: opt.Json = False,
+    options: opt.VerifyOptions,
 ) -> None:
     """Verify a signature made with `sign certificate` against trusted root certificates.
 
@@ -141,11 +105,7 @@ def verify_certificate(  # noqa: PLR0917 - one parameter per CLI option
     """
     from model_signing.verifying import CertificateVerifier
 
-    run_verify(
-        path, CertificateVerifier(certificate_chain), signature=signature,
-        ignore_unsigned_files=ignore_unsigned_files, ignore_paths=ignore_paths, max_workers=max_workers,
-        quiet=quiet, as_json=as_json,
-    )
+    run_verify(path, CertificateVerifier(certificate_chain), options)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from model_signing import _paths
+from model_signing import _compare, _paths
 from model_signing.errors import ModelSigningError, StatementError
 from model_signing.manifest import Manifest, Resource, Serialization
 
@@ -233,12 +233,7 @@ def _normalise_predicate(predicate: Mapping[str, Any]) -> dict[str, Any]:
 
 def _is_single_file(manifest: Manifest) -> bool:
     # The peer names the only file of a single-file model "." (the spec says: its basename).
-    files = {_file_of(r.name, manifest.serialization.method) for r in manifest.resources}
-    return files == {_paths.SINGLE_FILE_NAME}
-
-
-def _file_of(name: str, method: str) -> str:
-    return name.rsplit(":", 2)[0] if method == "shards" else name
+    return _compare.signed_files(manifest) == {_paths.SINGLE_FILE_NAME}
 
 
 def _check_resources(manifest: Manifest, *, single_file: bool) -> None:

@@ -1,7 +1,9 @@
 """Hashing work items, in this process or in a pool of worker processes.
 
-Each process owns one reused read buffer (:data:`BUFFER_SIZE`) and reads with ``os.preadv`` into it, so
-memory stays at workers x buffer whatever the model size; no file is read whole or mapped.
+Each worker process (or, without a pool, each call) owns one reused read buffer (:data:`BUFFER_SIZE`)
+and reads with ``os.preadv`` into it, so memory stays at workers x buffer whatever the model size; no
+file is read whole or mapped.  The buffer is passed down, never global: calls from several threads of
+one process must not read into each other's buffer.
 
 A file is opened, checked against the identity the walk recorded (device, inode, size, mtime), read,
 and checked again: a file that changes while it is hashed raises
@@ -45,12 +47,6 @@ READ_AHEAD_BUFFER = 2 * 1024 * 1024
 _PROGRESS_STEP = 64 * 1024 * 1024
 
 
-class _State:
-    """Per-process state: the reused read buffer."""
-
-    buffer: bytearray | None = None
-
-
 #: Private test seam: if set, called with the file's path after the file is opened and checked and
 #: before its bytes are read, in whichever process hashes it (workers inherit it through ``fork``).
 #: Tests use it to change a file at a deterministic moment; production code never sets it.
@@ -76,10 +72,9 @@ def new_hasher(hash_type: HashType, threads: int = 1) -> _Hasher:
     raise ValueError(f"unknown hash type {hash_type!r}")
 
 
-def _get_buffer() -> memoryview:
-    if _State.buffer is None:
-        _State.buffer = bytearray(BUFFER_SIZE)
-    return memoryview(_State.buffer)
+def new_buffer() -> memoryview:
+    """A read buffer of :data:`BUFFER_SIZE` bytes, for one caller to reuse across tasks."""
+    return memoryview(bytearray(BUFFER_SIZE))
 
 
 def _changed(task: Task, what: str) -> FileChangedError:
@@ -98,9 +93,8 @@ def _check_identity(task: Task, st: os.stat_result, when: str) -> None:
         raise _changed(task, f"modification time changed {when}")
 
 
-def _read(task: Task, fd: int) -> Generator[memoryview, None, None]:
-    """Bytes ``[task.start, task.end)`` of ``fd``, one buffer at a time, in the process's reused buffer."""
-    buf = _get_buffer()
+def _read(task: Task, fd: int, buf: memoryview) -> Generator[memoryview, None, None]:
+    """Bytes ``[task.start, task.end)`` of ``fd``, one buffer at a time, read into ``buf``."""
     size = len(buf)
     pos, end = task.start, task.end
     while pos < end:
@@ -159,7 +153,11 @@ def _read_ahead(task: Task, fd: int) -> Generator[memoryview, None, None]:
 
 
 def hash_task(
-    task: Task, hash_type: HashType, threads: int = 1, progress: Callable[[int], None] | None = None
+    task: Task,
+    hash_type: HashType,
+    buf: memoryview,
+    threads: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> bytes:
     """Digest of bytes ``[task.start, task.end)`` of ``task.path``, checking the file did not change."""
     flags = os.O_RDONLY | os.O_CLOEXEC | (0 if task.follow else os.O_NOFOLLOW)
@@ -178,7 +176,7 @@ def hash_task(
         h = new_hasher(hash_type, threads)
         # One stream hashed by several blake3 threads: overlap reading with hashing, or the reads
         # (single-threaded memcpy from the page cache) would idle the hashing threads.
-        chunks = _read_ahead(task, fd) if threads > 1 else _read(task, fd)
+        chunks = _read_ahead(task, fd) if threads > 1 else _read(task, fd, buf)
         try:
             for view in chunks:
                 h.update(view)
@@ -194,10 +192,14 @@ def hash_task(
 
 
 def hash_item(
-    item: Sequence[Task], hash_type: HashType, threads: int = 1, progress: Callable[[int], None] | None = None
+    item: Sequence[Task],
+    hash_type: HashType,
+    buf: memoryview,
+    threads: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> list[tuple[int, bytes]]:
-    """Digests of every task of one work item, as ``(resource index, digest)``."""
-    return [(t.pos, hash_task(t, hash_type, threads, progress)) for t in item]
+    """Digests of every task of one work item, as ``(resource index, digest)``, read through ``buf``."""
+    return [(t.pos, hash_task(t, hash_type, buf, threads, progress)) for t in item]
 
 
 def item_bytes(item: Sequence[Task]) -> int:
@@ -252,6 +254,7 @@ def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int) 
     # Progress goes to the parent in steps of _PROGRESS_STEP bytes; the rest rides with the result,
     # so a model of many small files costs one message per work item, not one per file.
     unsent = 0
+    buf = new_buffer()
 
     def progress(n: int) -> None:
         nonlocal unsent
@@ -262,7 +265,7 @@ def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int) 
 
     while (item := _recv(task_r)) is not None:
         try:
-            msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, threads, progress), unsent)
+            msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, buf, threads, progress), unsent)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
             msg = ("e", exc, 0)
         unsent = 0
@@ -357,8 +360,9 @@ def hash_items(
         progress = on_start() if on_start is not None else None
         # blake3 can use its own threads when there is a single stream to hash.
         threads = max_workers if hash_type == "blake3" else 1
+        buf = new_buffer()
         for item in items:
-            for index, digest in hash_item(item, hash_type, threads, progress):
+            for index, digest in hash_item(item, hash_type, buf, threads, progress):
                 digests[index] = digest
         return _complete(digests)
 

@@ -255,15 +255,23 @@ def test_file_changed_between_walk_and_hash_is_an_error(model: Path) -> None:
 
 
 def test_concurrent_calls_from_threads_give_the_same_result(model: Path) -> None:
-    expected = _pairs(hash_model(model, HashingConfig(max_workers=1)))
+    # In-process hashing (one worker) from several threads at once: each call must read into a buffer of
+    # its own.  Files of several buffers each, so that reads of one call could land in another's hash.
+    for i in range(2):
+        (model / f"big{i}.bin").write_bytes(os.urandom(4 * _workers.BUFFER_SIZE + 17))
+    expected = _expected_files(model, ["big0.bin", "big1.bin", *MODEL_FILES])
     out: list[object] = []
-    threads = [threading.Thread(target=lambda: out.append(_pairs(hash_model(model, HashingConfig(max_workers=1)))))
-               for _ in range(3)]
+
+    def run() -> None:
+        for _ in range(3):
+            out.append(_pairs(hash_model(model, HashingConfig(max_workers=1))))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert out == [expected] * 3
+    assert out == [expected] * 12
 
 
 def test_workers_are_other_processes(model: Path, tmp_path: Path) -> None:

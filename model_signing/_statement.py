@@ -14,6 +14,7 @@ subjects) and the v1.0 shard quirks of model-signing 1.x (``"sha256-sharded-<N>"
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,18 +57,12 @@ def canonical_manifest(manifest: Manifest) -> Manifest:
     The resource order is the hasher's (the manifest's) on purpose: it is the order the root digest is
     computed in, so ``digest`` and the signed subject always agree.
     """
-    serialization = manifest.serialization
-    ignore = tuple(sorted(set(serialization.ignore_paths)))
-    if ignore == serialization.ignore_paths:
+    ignore = tuple(sorted(set(manifest.serialization.ignore_paths)))
+    if ignore == manifest.serialization.ignore_paths:
         return manifest
-    serialization = Serialization(
-        method=serialization.method,
-        hash_type=serialization.hash_type,
-        allow_symlinks=serialization.allow_symlinks,
-        shard_size=serialization.shard_size,
-        ignore_paths=ignore,
+    return dataclasses.replace(
+        manifest, serialization=dataclasses.replace(manifest.serialization, ignore_paths=ignore)
     )
-    return Manifest(model_name=manifest.model_name, serialization=serialization, resources=manifest.resources)
 
 
 def statement_dict(manifest: Manifest) -> dict[str, Any]:

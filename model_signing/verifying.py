@@ -268,8 +268,7 @@ def verify(
         raise InputError(f"model {model} does not exist; give the path of the signed model directory or file")
 
     bundle = _bundle.read_bundle(sig_path)
-    if bundle.method != verifier.method:
-        _require_method(bundle, verifier.method)
+    _require_method(bundle, verifier.method)  # also for third-party verifiers that forget to check
     verified = verifier.verify(bundle)
     statement = _statement.parse_statement(verified.payload)
     signed = _for_model_path(statement.manifest, model)

@@ -55,7 +55,7 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
             raw = detect_credential(source.client_id)
         except IdentityError as exc:
             raise KeyMaterialError(
-                f"ambient CI credential detection failed ({_one_line(exc)}); pass --identity-token, "
+                f"ambient CI credential detection failed ({one_line(exc)}); pass --identity-token, "
                 "or --oidc-disable-ambient-providers to use the interactive flow"
             ) from None
         origin = "ambient CI credentials"
@@ -90,7 +90,7 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
     except Exception as exc:  # noqa: BLE001 - network, OAuth and input errors all end the flow
         hint = "" if source.oauth_force_oob else ", or --oauth-force-oob on a machine without a browser"
         raise KeyMaterialError(
-            f"interactive sign-in with {issuer_url} failed ({type(exc).__name__}: {_one_line(exc)}); "
+            f"interactive sign-in with {issuer_url} failed ({type(exc).__name__}: {one_line(exc)}); "
             f"try again, or pass --identity-token{hint}"
         ) from None
 
@@ -151,7 +151,7 @@ def _token_problem(exc: IdentityError, raw: str, client_id: str) -> str:
         return "it is not a JWT (three base64url parts separated by dots)"
     if "validity period" in str(exc):
         return f"it is not valid at this time (valid from {_when(claims.get('nbf'))} to {_when(claims.get('exp'))})"
-    return _one_line(exc)
+    return one_line(exc)
 
 
 def _unverified_claims(raw: str) -> dict[str, Any]:
@@ -174,5 +174,8 @@ def _when(timestamp: object) -> str:
         return str(timestamp)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def one_line(exc: BaseException, *, limit: int | None = None) -> str:
+    """``exc``'s message on one line (its type name when empty), cut to ``limit`` characters if given."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    # Some sigstore messages append whole reprs (a checkpoint, raw hashes) after the reason: keep the reason.
+    return text if limit is None or len(text) <= limit else text[: limit - 3].rstrip() + "..."

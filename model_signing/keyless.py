@@ -22,7 +22,7 @@ import os
 from typing import TYPE_CHECKING
 
 from model_signing._identity_policy import IdentityPolicy
-from model_signing._oidc_token import TokenSource
+from model_signing._oidc_token import TokenSource, fresh_identity_token, obtain_identity_token, one_line
 from model_signing._sigstore_trust import signing_trust_config, verification_trusted_root
 from model_signing.errors import SignatureFormatError, SigningError, VerificationError
 
@@ -63,8 +63,6 @@ class SigstoreSigner:
             self._trust = signing_trust_config(trust_config, staging)
         else:
             self._trust = trust_config
-        from model_signing._oidc_token import obtain_identity_token
-
         self._source = token_source or TokenSource()
         self._token: IdentityToken = obtain_identity_token(self._source, _oidc_url(self._trust))
         self._certified: str | None = None
@@ -85,8 +83,6 @@ class SigstoreSigner:
         from sigstore.dsse import Statement
         from sigstore.sign import SigningContext
         from sigstore_models.bundle.v1 import Bundle
-
-        from model_signing._oidc_token import fresh_identity_token
 
         # Hashing may have outlived a short-lived (CI) token: renew it or say so, rather than sigstore's
         # message-less ExpiredIdentity.
@@ -140,16 +136,16 @@ class SigstoreVerifier:
         try:
             sigstore_bundle = Bundle.from_json(bundle.raw)
         except InvalidBundle as exc:
-            raise SignatureFormatError(f"{bundle.source}: not a valid keyless bundle: {_one_line(exc)}") from None
+            raise SignatureFormatError(f"{bundle.source}: not a valid keyless bundle: {one_line(exc)}") from None
         except ValueError as exc:
-            raise SignatureFormatError(f"{bundle.source}: malformed keyless bundle ({_one_line(exc)})") from None
+            raise SignatureFormatError(f"{bundle.source}: malformed keyless bundle ({one_line(exc)})") from None
         try:
             payload_type, payload = Verifier(trusted_root=self._root).verify_dsse(
                 sigstore_bundle, self._policy.to_sigstore()
             )
         except SigstoreError as exc:
             raise VerificationError(
-                f"{bundle.source} does not verify for {self._policy.describe()}: {_one_line(exc, limit=300)}"
+                f"{bundle.source} does not verify for {self._policy.describe()}: {one_line(exc, limit=300)}"
             ) from None
         if payload_type != _IN_TOTO:
             raise VerificationError(f"{bundle.source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
@@ -233,7 +229,7 @@ def _signing_failure(exc: Exception) -> str:
             service = next((name for part, name in _SERVICE_PATHS if part in url), None)
         # The innermost OS error says it best ("Connection refused"); requests' own message is a repr pile.
         reason = next((link.strerror for link in reversed(chain) if isinstance(link, OSError) and link.strerror),
-                      None) or _one_line(next(link for link in chain if isinstance(link, OSError)), limit=200)
+                      None) or one_line(next(link for link in chain if isinstance(link, OSError)), limit=200)
         where = f" at {url}" if url else ""
         return (
             f"cannot reach {service or 'the Sigstore instance'}{where} ({reason}); check the network and the "
@@ -255,11 +251,3 @@ def _response_message(response: object) -> str:
                 return " ".join(body[key].split())
     text = " ".join(str(getattr(response, "text", "")).split())
     return text[:200]
-
-
-def _one_line(exc: BaseException, *, limit: int | None = None) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    # Some sigstore messages append whole reprs (a checkpoint, raw hashes) after the reason: keep the reason.
-    return text if limit is None or len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-

@@ -160,7 +160,10 @@ def hash_task(
     progress: Callable[[int], None] | None = None,
 ) -> bytes:
     """Digest of bytes ``[task.start, task.end)`` of ``task.path``, checking the file did not change."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if task.follow else os.O_NOFOLLOW)
+    # O_NONBLOCK: if the file was swapped for a FIFO since the walk, a blocking open would wait forever
+    # for a writer; this way it opens at once and the identity check reports it.  (It does not affect
+    # reads of regular files.)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if task.follow else os.O_NOFOLLOW)
     try:
         fd = os.open(task.path, flags)
     except FileNotFoundError:

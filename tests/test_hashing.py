@@ -254,6 +254,35 @@ def test_file_changed_between_walk_and_hash_is_an_error(model: Path) -> None:
         _workers.hash_items(plan.items, len(plan.names), "sha256", 1)
 
 
+def test_file_replaced_by_a_fifo_after_the_walk_is_an_error_not_a_hang(model: Path) -> None:
+    from model_signing import _walk
+
+    walked = _walk.walk(model)
+    fifo = model / "config.json"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    plan = _plan.make_plan(walked.files, "files", SHARD)
+    # Watchdog, not a timing assertion: a blocking open() of the FIFO would wait forever for a writer;
+    # if that happens, become the writer so the test fails instead of hanging.
+    done = threading.Event()
+    rescued: list[bool] = []
+
+    def rescue() -> None:
+        if not done.wait(60):
+            rescued.append(True)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    watchdog = threading.Thread(target=rescue)
+    watchdog.start()
+    try:
+        with pytest.raises(FileChangedError, match=r"config\.json changed while it was being hashed \(replaced"):
+            _workers.hash_items(plan.items, len(plan.names), "sha256", 1)
+    finally:
+        done.set()
+        watchdog.join()
+    assert rescued == []
+
+
 def test_concurrent_calls_from_threads_give_the_same_result(model: Path) -> None:
     # In-process hashing (one worker) from several threads at once: each call must read into a buffer of
     # its own.  Files of several buffers each, so that reads of one call could land in another's hash.

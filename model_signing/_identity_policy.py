@@ -83,25 +83,31 @@ class _IdentityRegexp:
         self._pattern = re.compile(pattern)
 
     def verify(self, cert: Certificate) -> None:
-        from cryptography.x509 import (
-            ExtensionNotFound,
-            OtherName,
-            RFC822Name,
-            SubjectAlternativeName,
-            UniformResourceIdentifier,
-        )
         from sigstore.errors import VerificationError
 
-        try:
-            san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
-        except ExtensionNotFound:
-            raise VerificationError("the signing certificate has no subject alternative name") from None
-        names: list[str] = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
-        names += [n for o in san.get_values_for_type(OtherName) if (n := _sigstore_other_name(o)) is not None]
+        names = certificate_identities(cert)
         if not any(self._pattern.fullmatch(n) for n in names):
             raise VerificationError(
                 f"no certificate identity matches /{self._pattern.pattern}/; actual identities: {sorted(names)}"
             )
+
+
+def certificate_identities(cert: Certificate) -> list[str]:
+    """The identities a Fulcio certificate's SAN names: emails, URIs, Sigstore other-names (none without a SAN)."""
+    from cryptography.x509 import (
+        ExtensionNotFound,
+        OtherName,
+        RFC822Name,
+        SubjectAlternativeName,
+        UniformResourceIdentifier,
+    )
+
+    try:
+        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+    except ExtensionNotFound:
+        return []
+    names: list[str] = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
+    return names + [n for o in san.get_values_for_type(OtherName) if (n := _sigstore_other_name(o)) is not None]
 
 
 #: Fulcio's SAN other-name type for identities that are neither emails nor URIs (e.g. a username).

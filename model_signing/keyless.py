@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from model_signing._identity_policy import IdentityPolicy
+from model_signing._identity_policy import IdentityPolicy, certificate_identities
 from model_signing._oidc_token import TokenSource, fresh_identity_token, obtain_identity_token, one_line
 from model_signing._sigstore_trust import signing_trust_config, verification_trusted_root
 from model_signing.errors import SignatureFormatError, SigningError, VerificationError
@@ -163,19 +163,9 @@ def _oidc_url(trust: ClientTrustConfig) -> str | None:
 def _certificate_identity(cert: x509.Certificate) -> str:
     """``<SAN identities> via <OIDC issuer>`` from a Fulcio certificate."""
     from asn1crypto.core import UTF8String
-    from cryptography.x509 import (
-        ExtensionNotFound,
-        ObjectIdentifier,
-        RFC822Name,
-        SubjectAlternativeName,
-        UniformResourceIdentifier,
-    )
+    from cryptography.x509 import ExtensionNotFound, ObjectIdentifier
 
-    try:
-        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
-        names = [*san.get_values_for_type(RFC822Name), *san.get_values_for_type(UniformResourceIdentifier)]
-    except ExtensionNotFound:
-        names = []
+    names = certificate_identities(cert)
     issuer = "unknown issuer"
     for oid in ("1.3.6.1.4.1.57264.1.8", "1.3.6.1.4.1.57264.1.1"):
         try:

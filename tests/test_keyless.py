@@ -27,6 +27,7 @@ from sigstore.oidc import IdentityToken
 import model_signing as ms
 from model_signing._oidc_token import fresh_identity_token
 from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, SigningError, VerificationError
+from model_signing.keyless import _certificate_identity
 from model_signing.sigstore_local import LocalSigstore, github_claims
 
 EMAIL = "alice@example.com"
@@ -154,19 +155,20 @@ def test_regexp_policy_matches_the_whole_identity(
     assert policy.describe() == rf"/.+@example\.com/ via {inst.oidc_issuer}"
 
 
-def _certificate(san: x509.GeneralName, issuer: str) -> x509.Certificate:
-    """A self-signed certificate with one SAN and Fulcio's issuer extension (for policy checks only)."""
+def _certificate(san: x509.GeneralName | None, issuer: str) -> x509.Certificate:
+    """A self-signed certificate with one SAN (or none) and Fulcio's issuer extension (for policy checks only)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "policy test")])
     now = dt.datetime.now(dt.UTC)
-    return (
+    builder = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([san]), critical=True)
         .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode()),
                        critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if san is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([san]), critical=True)
+    return builder.sign(key, hashes.SHA256())
 
 
 def test_regexp_policy_reads_only_sigstore_other_names() -> None:
@@ -181,6 +183,19 @@ def test_regexp_policy_reads_only_sigstore_other_names() -> None:
         anything.verify(_certificate(x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), value), issuer))
     with pytest.raises(SigstoreVerificationError, match="OIDCIssuer does not match"):
         policy.verify(_certificate(x509.RFC822Name("alice@example.com"), "https://other.example"))
+    with pytest.raises(SigstoreVerificationError, match=r"no certificate identity matches .*actual identities: \[\]"):
+        anything.verify(_certificate(None, issuer))
+
+
+def test_signer_description_names_every_identity_kind() -> None:
+    # The signer report reads the same SAN identities as the regexp policy, Sigstore other-names included.
+    issuer = "https://issuer.example"
+    other_name = x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7"), UTF8String("alice").dump())
+    assert _certificate_identity(_certificate(other_name, issuer)) == f"alice via {issuer}"
+    assert _certificate_identity(_certificate(x509.UniformResourceIdentifier("https://ci.example/job"), issuer)) == (
+        f"https://ci.example/job via {issuer}"
+    )
+    assert _certificate_identity(_certificate(None, issuer)) == f"no identity via {issuer}"
 
 
 def test_identity_policy_rejects_unusable_arguments() -> None:

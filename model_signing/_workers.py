@@ -84,6 +84,10 @@ def _changed(task: Task, what: str) -> FileChangedError:
     )
 
 
+def _cannot_read(task: Task, exc: OSError) -> ModelPathError:
+    return ModelPathError(f"{task.path}: cannot read it ({exc.strerror or exc})")
+
+
 def _check_identity(task: Task, st: os.stat_result, when: str) -> None:
     if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (task.dev, task.ino):
         raise _changed(task, f"replaced by another file {when}")
@@ -171,7 +175,7 @@ def hash_task(
     except OSError as exc:
         if not task.follow and exc.errno == 40:  # ELOOP: it became a symlink since the walk
             raise _changed(task, "it became a symlink") from None
-        raise ModelPathError(f"{task.path}: cannot read it ({exc.strerror})") from None
+        raise _cannot_read(task, exc) from None
     try:
         _check_identity(task, os.fstat(fd), "before reading")
         if _after_open_hook is not None:
@@ -189,6 +193,8 @@ def hash_task(
             chunks.close()
         _check_identity(task, os.fstat(fd), "while reading")
         return h.digest()
+    except OSError as exc:  # e.g. EIO from a failing disk: name the file, as every other error does
+        raise _cannot_read(task, exc) from None
     finally:
         os.close(fd)
 

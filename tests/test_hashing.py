@@ -244,6 +244,20 @@ def test_file_rewritten_same_size_while_hashed_is_an_error(model: Path) -> None:
         _run_with_hook(rewrite, lambda: hash_model(model, HashingConfig(max_workers=1)))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_read_error_names_the_file(model: Path, workers: int) -> None:
+    import errno
+
+    target = str(model / "weights.bin")
+
+    def fail(path: str) -> None:  # stands for the disk failing once the file is open
+        if path == target:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    with pytest.raises(ModelPathError, match=r"weights\.bin: cannot read it \(Input/output error\)"):
+        _run_with_hook(fail, lambda: hash_model(model, HashingConfig(max_workers=workers)))
+
+
 def test_file_changed_between_walk_and_hash_is_an_error(model: Path) -> None:
     from model_signing import _plan, _walk
 

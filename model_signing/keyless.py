@@ -131,8 +131,11 @@ class SigstoreVerifier:
         from sigstore.models import Bundle, InvalidBundle
         from sigstore.verify import Verifier
 
-        from model_signing.verifying import VerifiedSignature
+        from model_signing.verifying import VerifiedSignature, _require_method
 
+        # Like the key and certificate verifiers: another method's bundle is refused by name, also when
+        # this verifier is called directly rather than through ``verify``.
+        _require_method(bundle, self.method)
         try:
             sigstore_bundle = Bundle.from_json(bundle.raw)
         except InvalidBundle as exc:

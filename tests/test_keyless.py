@@ -25,6 +25,7 @@ from sigstore.models import ClientTrustConfig
 from sigstore.oidc import IdentityToken
 
 import model_signing as ms
+from model_signing._bundle import read_bundle
 from model_signing._oidc_token import fresh_identity_token
 from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, SigningError, VerificationError
 from model_signing.keyless import _certificate_identity
@@ -222,6 +223,9 @@ def test_method_mismatch_is_refused(
     ms.sign(model, ms.KeySigner(priv), signature_path=key_sig, hashing=FAST)
     with pytest.raises(VerificationError, match="is a key signature, not a sigstore one"):
         ms.verify(model, verifier_for(inst), signature_path=key_sig)
+    # The verifier refuses it by itself too, when called directly.
+    with pytest.raises(VerificationError, match="is a key signature, not a sigstore one"):
+        verifier_for(inst).verify(read_bundle(key_sig))
 
 
 # -- GitHub workflow identities --------------------------------------------------------------------------

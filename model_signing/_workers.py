@@ -23,6 +23,7 @@ kernel to kill them if the parent dies (``PR_SET_PDEATHSIG``), so none outlive i
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import pickle
@@ -173,7 +174,7 @@ def hash_task(
     except FileNotFoundError:
         raise _changed(task, "it was deleted") from None
     except OSError as exc:
-        if not task.follow and exc.errno == 40:  # ELOOP: it became a symlink since the walk
+        if not task.follow and exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink: it became one since the walk
             raise _changed(task, "it became a symlink") from None
         raise _cannot_read(task, exc) from None
     try:
@@ -199,7 +200,6 @@ def hash_task(
         os.close(fd)
 
 
-
 def hash_item(
     item: Sequence[Task],
     hash_type: HashType,
@@ -209,11 +209,6 @@ def hash_item(
 ) -> list[tuple[int, bytes]]:
     """Digests of every task of one work item, as ``(resource index, digest)``, read through ``buf``."""
     return [(t.pos, hash_task(t, hash_type, buf, threads, progress)) for t in item]
-
-
-def item_bytes(item: Sequence[Task]) -> int:
-    """Bytes hashed by one work item."""
-    return sum(t.end - t.start for t in item)
 
 
 # ----------------------------------------------------------------------------------- the pool

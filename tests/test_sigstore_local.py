@@ -23,7 +23,7 @@ from sigstore.oidc import IdentityToken, detect_credential
 from sigstore.sign import SigningContext
 from sigstore.verify import Verifier, policy
 
-from model_signing.sigstore_local import LocalSigstore, github_claims, github_workflow_identity
+from model_signing.sigstore_local import LocalSigstore
 
 EMAIL = "alice@example.com"
 ARTIFACT = b"model weights, or anything else"
@@ -285,5 +285,6 @@ def test_detect_credential_uses_the_github_actions_endpoint(
     identity = IdentityToken(token)
     assert identity.issuer == inst.oidc_issuer
     signed = sign_artifact(inst, trust, token)
-    expected = github_workflow_identity(github_claims("octo-org/models"))
+    # Written out (Fulcio's workflow SAN for the default workflow and ref), not derived with the code under test.
+    expected = "https://github.com/octo-org/models/.github/workflows/release.yml@refs/heads/main"
     verify(trust, signed, expected, inst.oidc_issuer)

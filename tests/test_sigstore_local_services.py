@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import stat
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -235,6 +236,20 @@ def test_rekor_log_survives_a_torn_last_line_and_refuses_corruption(tmp_path: An
     log.write_bytes(kept + b"not json\n")
     with pytest.raises(InputError, match=r"entries\.jsonl:2: corrupt transparency log entry"):
         LocalSigstore(state).start()
+
+
+def test_state_dir_secrets_are_private_to_the_owner(tmp_path: Any) -> None:
+    state = tmp_path / "state"
+    with LocalSigstore(state):
+        pass
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    # Every key the instance signs with is persisted (so a restart keeps its identity) ...
+    keys = {p.name for p in (state / "keys").iterdir()}
+    assert keys == {f"{n}.pem" for n in ("ctlog", "fulcio-intermediate", "fulcio-root", "oidc", "rekor",
+                                         "tsa", "tsa-root")}
+    # ... and readable by the owner only.
+    for secret in [*(state / "keys").iterdir(), state / "oidc-client.secret"]:
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
 
 
 def test_a_state_dir_serves_one_instance_at_a_time(tmp_path: Any) -> None:

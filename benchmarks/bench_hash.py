@@ -219,7 +219,7 @@ def _spawn_rss(argv: list[str], cwd: Path) -> tuple[Run, str]:
     r, w = os.pipe()
     t0 = time.perf_counter()
     pid = os.fork()
-    if pid == 0:  # child: stdout -> pipe, stderr -> /dev/null unless it fails
+    if pid == 0:  # child: stdout -> pipe; stderr stays ours, so a failing run shows why
         try:
             os.close(r)
             os.dup2(w, 1)

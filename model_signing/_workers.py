@@ -115,8 +115,8 @@ def _read(task: Task, fd: int, buf: memoryview) -> Generator[memoryview, None, N
 def _read_ahead(task: Task, fd: int) -> Generator[memoryview, None, None]:
     """Like :func:`_read`, but a thread reads the next buffer while the caller hashes this one.
 
-    Two buffers of :data:`READ_AHEAD_BUFFER` bytes; used only for a single blake3 stream hashed with
-    several threads, in the calling process.
+    Two buffers of :data:`READ_AHEAD_BUFFER` bytes; used only when blake3 hashes one stream with several
+    threads (fewer work items than allowed workers), in the calling process or in a worker.
     """
     import queue
     import threading

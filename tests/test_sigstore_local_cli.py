@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -126,6 +127,19 @@ def test_serve_refuses_to_overwrite_the_trust_config(served: Served, tmp_path: P
         f"error: --trust-config-out {existing}: already exists; pass --overwrite to replace it"
     )
     assert existing.read_text() == "keep me"
+
+
+def test_serve_names_the_address_it_cannot_listen_on(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("sigstore-local", "serve", "--port", str(port), "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port} ("), result.stderr
+    assert "--port" in lines[0]
+    assert not (tmp_path / "state" / "instance.json").exists()
 
 
 def test_token_without_a_running_instance(tmp_path: Path) -> None:

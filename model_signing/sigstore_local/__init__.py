@@ -192,17 +192,26 @@ class LocalSigstore:
     def _bind(self, state: StateDir) -> HttpFrontEnd:
         last = state.metadata().get("port")
         if self._port is not None or not last:
-            return HttpFrontEnd(self._host, self._port or 0)
+            return self._listen(self._port or 0)
         try:
             return HttpFrontEnd(self._host, int(last))
         except OSError:
-            front = HttpFrontEnd(self._host, 0)
+            front = self._listen(0)
             _log.warning(
                 "port %s, which %s was served on before, is busy; serving on %d instead, so the OIDC issuer "
                 "URL changed (bundles signed before name the old issuer, http://%s:%s%s)",
                 last, state.path, front.port, self._host, last, OIDC_PATH,
             )
             return front
+
+    def _listen(self, port: int) -> HttpFrontEnd:
+        try:
+            return HttpFrontEnd(self._host, port)
+        except OSError as exc:  # the OS reason alone ("Address already in use") names neither host nor port
+            raise InputError(
+                f"cannot serve on {self._host}:{port} ({exc.strerror or exc}); choose another --port "
+                "(0 picks a free one) or --host"
+            ) from None
 
     def _build_services(self, state: StateDir) -> Services:
         created = state.created

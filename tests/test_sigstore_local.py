@@ -23,7 +23,7 @@ from sigstore.oidc import IdentityToken, detect_credential
 from sigstore.sign import SigningContext
 from sigstore.verify import Verifier, policy
 
-from model_signing.sigstore_local import LocalSigstore
+from model_signing.sigstore_local import LocalSigstore, github_claims, github_workflow_identity
 
 EMAIL = "alice@example.com"
 ARTIFACT = b"model weights, or anything else"
@@ -288,3 +288,5 @@ def test_detect_credential_uses_the_github_actions_endpoint(
     # Written out (Fulcio's workflow SAN for the default workflow and ref), not derived with the code under test.
     expected = "https://github.com/octo-org/models/.github/workflows/release.yml@refs/heads/main"
     verify(trust, signed, expected, inst.oidc_issuer)
+    # The public helper that tells users what to pin says the same.
+    assert github_workflow_identity(github_claims("octo-org/models")) == expected

@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -142,7 +141,6 @@ class LocalSigstore:
         self._host = host
         self._port = port
         self._stack = contextlib.ExitStack()
-        self._stopped = threading.Event()
         self._services: Services | None = None
         self._state: StateDir | None = None
         self.base_url = ""
@@ -155,7 +153,6 @@ class LocalSigstore:
             raise RuntimeError("this LocalSigstore is already running")
         if ":" in self._host:
             raise InputError(f"host {self._host!r}: only IPv4 addresses and host names are supported")
-        self._stopped.clear()
         try:
             self._start()
         except BaseException:
@@ -258,12 +255,6 @@ class LocalSigstore:
         """Stop serving (the state directory is kept unless it was a temporary one)."""
         self._services = None
         self._stack.close()
-        self._stopped.set()
-
-    def wait(self) -> None:
-        """Block until :meth:`close` is called (from another thread) or KeyboardInterrupt."""
-        while not self._stopped.wait(0.5):
-            pass
 
     def __enter__(self) -> LocalSigstore:
         """Start the instance."""

@@ -65,6 +65,10 @@ def verification_trusted_root(
     """
     if trusted_root is not None and trust_config is not None:
         raise InputError("--trusted-root and --trust-config are exclusive; pass only one")
+    if staging and (trusted_root is not None or trust_config is not None):
+        # As when signing: an explicit root would silently win over --staging.
+        option = "--trusted-root" if trusted_root is not None else "--trust-config"
+        raise InputError(f"--staging and {option} are exclusive; pass only one")
     if trusted_root is not None:
         return _parse_trusted_root(_read(trusted_root, "--trusted-root"), str(trusted_root))
     if trust_config is not None:

@@ -409,6 +409,10 @@ def test_trusted_root_choices(inst: LocalSigstore, signed: tuple[Path, Path, ms.
         ms.SigstoreVerifier(policy, trusted_root=root, trust_config=inst.trust_config_path)
     with pytest.raises(InputError, match="--staging and --trust-config are exclusive"):
         ms.SigstoreSigner(trust_config=inst.trust_config_path, staging=True)
+    with pytest.raises(InputError, match="--staging and --trust-config are exclusive"):
+        ms.SigstoreVerifier(policy, trust_config=inst.trust_config_path, staging=True)
+    with pytest.raises(InputError, match="--staging and --trusted-root are exclusive"):
+        ms.SigstoreVerifier(policy, trusted_root=root, staging=True, offline=True)
     with pytest.raises(InputError, match=f"{root}: not a valid Sigstore ClientTrustConfig"):
         ms.SigstoreVerifier(policy, trust_config=root)  # a trusted root is not a trust config
     with pytest.raises(InputError, match="cannot read --trusted-root file"):

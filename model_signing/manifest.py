@@ -7,7 +7,7 @@ stage; verification rebuilds one from the signed predicate and compares it with 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -154,8 +154,3 @@ def _parse_resource(i: int, item: object) -> Resource:
     except ValueError:
         raise SignatureFormatError(f"{where}.digest is not hex") from None
     return Resource(name=name, algorithm=cast(HashType, algorithm), digest=raw)
-
-
-def sorted_resources(resources: Sequence[Resource]) -> tuple[Resource, ...]:
-    """Resources in OMS order: by name, by Unicode code point (Python's str order)."""
-    return tuple(sorted(resources, key=lambda r: r.name))

@@ -64,7 +64,15 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         bool, typer.Option("--oauth-force-oob", help="Out-of-band OAuth flow (print a URL, paste the code).")
     ] = False,
     client_id: Annotated[str, typer.Option("--client-id", help="OIDC client id.")] = "sigstore",
-    client_secret: Annotated[str, typer.Option("--client-secret", help="OIDC client secret.")] = "",
+    client_secret: Annotated[
+        str,
+        typer.Option(
+            "--client-secret",
+            envvar="SIGSTORE_OIDC_CLIENT_SECRET",
+            show_envvar=True,
+            help="OIDC client secret (prefer the environment variable: arguments show in the process list).",
+        ),
+    ] = "",
     oidc_issuer: Annotated[
         str | None,
         typer.Option("--oidc-issuer", help="OIDC issuer for the browser flow (default: the instance's)."),
@@ -136,14 +144,12 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     options: opt.VerifyOptions,
 ) -> None:
     """Verify a keyless signature: certificate chain, transparency log, and the signer's identity."""
-    from model_signing.errors import InputError
     from model_signing.keyless import IdentityPolicy, SigstoreVerifier
 
     model = _model(path, path_option)
-    if identity_provider is None:
-        raise InputError("--identity-provider is required: the OIDC issuer URL the signer authenticated with")
+    # IdentityPolicy refuses a missing issuer with the message users see ("--identity-provider is required").
     policy = IdentityPolicy(
-        issuer=identity_provider, identity=identity, identity_regexp=identity_regexp, repository=repository,
+        issuer=identity_provider or "", identity=identity, identity_regexp=identity_regexp, repository=repository,
         ref=ref, workflow=workflow, workflow_trigger=workflow_trigger, workflow_sha=workflow_sha,
     )
     verifier = SigstoreVerifier(

@@ -81,11 +81,6 @@ def pb_int(field: int, value: int) -> bytes:
     return varint(field << 3) + varint(value)
 
 
-def pb_fixed64(field: int, value: int) -> bytes:
-    """A fixed64 field (wire type 1)."""
-    return varint(field << 3 | 1) + value.to_bytes(8, "little")
-
-
 def pb_bytes(field: int, value: bytes | str) -> bytes:
     """A length-delimited field holding a string or bytes."""
     raw = value.encode() if isinstance(value, str) else value

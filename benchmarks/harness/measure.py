@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import multiprocessing.pool
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -138,8 +137,3 @@ class LimitMeter:
 
 def _noop(_: int) -> None:
     return None
-
-
-def summarize(values: Sequence[float]) -> tuple[float, float]:
-    """(min, median)."""
-    return min(values), statistics.median(values)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,8 +238,3 @@ def build_runners(methods: list[str], our_modes: list[str], peer_modes: list[str
         runners += [OurRunner(OURS, method, mode) for mode in our_modes]
         runners += [PeerRunner(PEER, method, mode) for mode in peer_modes]
     return runners
-
-
-def python_executable() -> str:
-    """The interpreter that runs this project's CLI (the harness's own)."""
-    return sys.executable

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from benchmarks.harness import bench, families, realmodels
 from benchmarks.harness.machine import describe
+from benchmarks.harness.measure import LIMIT_BATCH, LimitMeter, limit_tasks
 from benchmarks.harness.runners import OURS, PEER, Context, OurRunner
 
 FACTOR = 0.0002
@@ -217,3 +219,36 @@ def test_machine_description_from_proc(tmp_path: Path) -> None:
     (tmp_path / "meminfo").write_text("MemTotal:       2048 kB\nMemFree: 1 kB\n")
     machine = describe(tmp_path)
     assert machine.cpu_model == "Test CPU 9000" and machine.ram_bytes == 2048 * 1024
+
+
+def test_raw_limit_hashes_every_byte_once_on_every_process(tmp_path: Path) -> None:
+    """The limit's work covers each file exactly once, splits a lone big file across the processes (else a
+    tool with small shards beats the "limit"), and batches small files without hiding big ones in a batch."""
+    sizes = {"big.bin": 3 * LIMIT_BATCH + 5, "mid.bin": LIMIT_BATCH, "empty.bin": 0}
+    sizes |= {f"small/{i:03d}.bin": 1000 + i for i in range(300)}
+    for rel, size in sizes.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"\0" * size)
+    files = sorted(tmp_path / rel for rel in sizes)
+    total = sum(sizes.values())
+    for processes in (1, 2, 3):
+        tasks = limit_tasks(files, processes)
+        covered: dict[str, list[tuple[int, int]]] = {}
+        for path, start, end in (r for task in tasks for r in task):
+            covered.setdefault(path, []).append((start, end))
+        for rel, size in sizes.items():
+            spans = sorted(covered[str(tmp_path / rel)])
+            assert spans[0][0] == 0 and spans[-1][1] == size
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(spans)), (rel, spans)
+        assert all(end - start <= -(-total // processes) for task in tasks for _, start, end in task)
+        task_bytes = [sum(end - start for _, start, end in task) for task in tasks]
+        big = [n for n in task_bytes if n > LIMIT_BATCH]
+        assert big == sorted(big, reverse=True) and task_bytes[: len(big)] == big  # largest first
+        assert all(len(task) == 1 for task in tasks if sum(e - s for _, s, e in task) > LIMIT_BATCH)
+        assert len(tasks) < len(files) // 2  # 300 small files do not cost 300 pool round trips
+    assert len([r for task in limit_tasks([tmp_path / "big.bin"], 2) for r in task]) == 2
+    meter = LimitMeter(2)
+    try:
+        assert meter.measure(files, "sha256") > 0 and meter.measure(files, "blake3") > 0
+    finally:
+        meter.close()

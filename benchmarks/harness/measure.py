@@ -3,8 +3,9 @@
 Peak RSS comes from ``os.wait4`` (in a tiny launcher process, see ``_LAUNCHER``): Linux reports the largest
 resident set of the child *or any of its descendants it waited for* (``ru_maxrss`` is a maximum, not a sum),
 so for a tool that hashes in worker processes it is the biggest single process. The raw limit reads and
-hashes the model's own files in ``N`` processes (byte ranges of at most 1 GB, largest first, a reused 1 MiB
-buffer, ``os.preadv``), which is the best any tool can do on this machine with the same page cache state.
+hashes the model's own files in ``N`` warm processes (byte ranges no larger than 1 GB or an even share of
+the model, largest first, small ones batched; a reused 1 MiB buffer, ``os.preadv``), which is the best any
+tool can do on this machine with the same page cache state, whatever the model's file layout.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from pathlib import Path
 
 _BUF = 1 << 20
 LIMIT_RANGE = 1_000_000_000
+#: ranges smaller than this are batched into one task (up to this many bytes): one pool round trip per
+#: small file would measure the pool's IPC, not the machine
+LIMIT_BATCH = 8 << 20
+LIMIT_BATCH_FILES = 256
+
+Range = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -82,29 +89,59 @@ def model_files(model: Path) -> list[Path]:
     return sorted(out)
 
 
-def _hash_range(item: tuple[str, int, int, str]) -> int:
-    path, start, end, algo = item
-    if algo == "blake3":
-        import blake3
+def limit_tasks(files: Sequence[Path], processes: int) -> list[list[Range]]:
+    """The raw limit's work: every byte of ``files`` exactly once, as tasks of ``(path, start, end)`` ranges.
 
-        hasher: object = blake3.blake3(max_threads=1)
-    else:
-        hasher = hashlib.new(algo)
+    A range is at most ``LIMIT_RANGE`` and at most an even share of the model per process, so a model with
+    fewer big files than processes still keeps every process busy (otherwise a tool with small shards could
+    beat the "limit").  Tasks come largest first, pulled one at a time from one queue, so the processes
+    finish together; ranges under ``LIMIT_BATCH`` bytes share a task.  An empty file is a range of 0 bytes
+    (opening it is work every tool does too).
+    """
+    sizes = [(str(f), f.stat().st_size) for f in files]
+    step = max(_BUF, min(LIMIT_RANGE, -(-sum(size for _, size in sizes) // processes)))
+    ranges = [(path, start, min(size, start + step)) for path, size in sizes for start in range(0, size, step)]
+    ranges += [(path, 0, 0) for path, size in sizes if size == 0]
+    ranges.sort(key=lambda r: r[1] - r[2])
+    tasks: list[list[Range]] = []
+    batch: list[Range] = []  # small ranges, filled up to LIMIT_BATCH bytes or LIMIT_BATCH_FILES ranges
+    batch_bytes = 0
+    for r in ranges:
+        n = r[2] - r[1]
+        if n >= LIMIT_BATCH:
+            tasks.append([r])
+            continue
+        if batch and (batch_bytes + n > LIMIT_BATCH or len(batch) == LIMIT_BATCH_FILES):
+            tasks.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(r)
+        batch_bytes += n
+    return [*tasks, batch] if batch else tasks
+
+
+def _hash_ranges(item: tuple[list[Range], str]) -> None:
+    ranges, algo = item
     buf = bytearray(_BUF)
     view = memoryview(buf)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        pos = start
-        while pos < end:
-            n = os.preadv(fd, [view[: min(_BUF, end - pos)]], pos)
-            if n <= 0:
-                break
-            hasher.update(view[:n])  # type: ignore[attr-defined]
-            pos += n
-    finally:
-        os.close(fd)
-    hasher.digest()  # type: ignore[attr-defined]
-    return end - start
+    for path, start, end in ranges:
+        if algo == "blake3":
+            import blake3
+
+            hasher: object = blake3.blake3(max_threads=1)
+        else:
+            hasher = hashlib.new(algo)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            pos = start
+            while pos < end:
+                n = os.preadv(fd, [view[: min(_BUF, end - pos)]], pos)
+                if n <= 0:
+                    break
+                hasher.update(view[:n])  # type: ignore[attr-defined]
+                pos += n
+        finally:
+            os.close(fd)
+        hasher.digest()  # type: ignore[attr-defined]
 
 
 class LimitMeter:
@@ -118,15 +155,9 @@ class LimitMeter:
 
     def measure(self, files: Sequence[Path], algo: str) -> float:
         """Seconds to read and hash ``files`` with ``algo`` ("sha256" or "blake3")."""
-        items = []
-        for f in files:
-            size = f.stat().st_size
-            items += [(str(f), s, min(size, s + LIMIT_RANGE), algo) for s in range(0, size, LIMIT_RANGE)]
-            if size == 0:
-                items.append((str(f), 0, 0, algo))
-        items.sort(key=lambda it: it[1] - it[2])  # largest first, pulled from one queue
+        tasks = [(task, algo) for task in limit_tasks(files, self.processes)]
         start = time.perf_counter()
-        list(self._pool.imap_unordered(_hash_range, items, chunksize=1 if len(items) < 256 else 16))
+        list(self._pool.imap_unordered(_hash_ranges, tasks, chunksize=1))
         return time.perf_counter() - start
 
     def close(self) -> None:

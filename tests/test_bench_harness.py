@@ -8,10 +8,13 @@ the report files are produced and parse.
 from __future__ import annotations
 
 import ast
+import base64
 import csv
+import hashlib
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import pytest
 
 from benchmarks.harness import bench, families, realmodels
 from benchmarks.harness.machine import describe
-from benchmarks.harness.measure import LIMIT_BATCH, LimitMeter, limit_tasks
+from benchmarks.harness.measure import LIMIT_BATCH, LimitMeter, limit_tasks, run_child
 from benchmarks.harness.runners import OURS, PEER, Context, OurRunner
 
 FACTOR = 0.0002
@@ -171,6 +174,54 @@ def test_both_tools_driven(key_run: Path) -> None:
     assert len(sigs) == 2 * N_MODELS
     for sig in sigs:
         assert json.loads(sig.read_text())["mediaType"].startswith("application/vnd.dev.sigstore.bundle")
+
+
+def _signed_digests(sig: Path) -> dict[str, str]:
+    statement = json.loads(base64.b64decode(json.loads(sig.read_text())["dsseEnvelope"]["payload"]))
+    return {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
+
+
+def test_both_tools_signed_the_same_files(key_run: Path) -> None:
+    """Per model, both tools' signatures cover exactly the files on disk (minus a clone's git files), with
+    the digests hashlib computes here, and the reported size and file count are those files'."""
+    git = {".git", ".gitattributes", ".github", ".gitignore"}
+    for model in _results(key_run)["models"]:
+        path = Path(model["path"])
+        if path.is_file():
+            files = {path.name: path}
+        else:
+            files = {p.relative_to(path).as_posix(): p for p in path.rglob("*")
+                     if p.is_file() and p.relative_to(path).parts[0] not in git}
+        expected = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in files.items()}
+        assert (model["files"], model["size_bytes"]) == (len(files), sum(p.stat().st_size for p in files.values()))
+        ours, peer = (key_run / "signatures" / model["name"] / "modelseal_key_files.sig",
+                      key_run / "signatures" / model["name"] / "model-signing_111_key_files.sig")
+        assert _signed_digests(ours) == expected, model["name"]
+        peer_digests = _signed_digests(peer)
+        if path.is_file():  # the peer names a single-file model's one resource "."
+            assert list(peer_digests.values()) == list(expected.values()), model["name"]
+        else:
+            assert peer_digests == expected, model["name"]
+
+
+def test_child_peak_rss_is_the_commands_own(tmp_path: Path) -> None:
+    """Peak RSS is the command's process tree's (a worker it waits for counts), never the harness's own."""
+    mib = 2**20
+    ballast = b"x" * (300 * mib)  # the harness is big: a fork+wait4 from here would report >= 300 MiB
+    small = run_child(["true"], tmp_path, tmp_path / "true.log")
+    assert small.returncode == 0 and 0 < small.peak_rss_bytes < 100 * mib, small
+    alloc = "b = b'x' * (200 * 2**20)"
+    child = run_child([sys.executable, "-c", alloc], tmp_path, tmp_path / "child.log")
+    assert child.returncode == 0 and child.peak_rss_bytes >= 200 * mib and child.wall_s > 0, child
+    worker = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {alloc!r}], check=True)"
+    tree = run_child([sys.executable, "-c", worker], tmp_path, tmp_path / "tree.log")
+    assert tree.returncode == 0 and tree.peak_rss_bytes >= 200 * mib, tree
+    failed = run_child([sys.executable, "-c", "import sys; sys.exit('no model here')"], tmp_path,
+                       tmp_path / "fail.log")
+    assert failed.returncode == 1 and "no model here" in failed.stderr_tail
+    missing = run_child([str(tmp_path / "no-such-tool")], tmp_path, tmp_path / "missing.log")
+    assert missing.returncode != 0 and "no-such-tool" in missing.stderr_tail
+    assert len(ballast) == 300 * mib
 
 
 def test_reports_parse(key_run: Path) -> None:

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from benchmarks.harness import bench, families, realmodels
-from benchmarks.harness.machine import describe
+from benchmarks.harness.machine import Machine, describe
 from benchmarks.harness.measure import LIMIT_BATCH, LimitMeter, limit_tasks, run_child
+from benchmarks.harness.report import LimitRun, ModelInfo, Results, Run, summarize
 from benchmarks.harness.runners import OURS, PEER, Context, OurRunner
 
 FACTOR = 0.0002
@@ -303,3 +304,23 @@ def test_raw_limit_hashes_every_byte_once_on_every_process(tmp_path: Path) -> No
         assert meter.measure(files, "sha256") > 0 and meter.measure(files, "blake3") > 0
     finally:
         meter.close()
+
+
+def test_summary_figures() -> None:
+    """Min and median over the repeats, GB/s and MB in powers of ten, 'of limit' from the fastest limit run,
+    the largest peak RSS; a case with a failed repeat is "partial" and keeps its note."""
+    results = Results(Machine("cpu", 2, 2**30, "Linux", "3.11", "host"), {},
+                      [ModelInfo("m", "onnx", "test", "/m", 3_000_000_000, 2)],
+                      [Run("m", OURS, "key", "files", "sign", 0, "ok", 2.0, 50_000_000),
+                       Run("m", OURS, "key", "files", "sign", 1, "ok", 1.5, 70_000_000),
+                       Run("m", OURS, "key", "files", "sign", 2, "ok", 1.75, 60_000_000),
+                       Run("m", PEER, "key", "blake3", "sign", 0, "ok", 4.0, 1_000_000),
+                       Run("m", PEER, "key", "blake3", "sign", 1, "error", 0.5, 1_000_000, "exit 1: boom")],
+                      [LimitRun("m", "sha256", 2, 0, 1.2), LimitRun("m", "sha256", 2, 1, 0.75),
+                       LimitRun("m", "blake3", 2, 0, 0.5)])
+    ours, peer = summarize(results)
+    assert (ours.status, ours.n, ours.min_s, ours.median_s) == ("ok", 3, 1.5, 1.75)
+    assert ours.gbps == pytest.approx(2.0) and ours.peak_rss_mb == pytest.approx(70.0)
+    assert ours.of_limit == pytest.approx(0.5)  # 0.75 s raw sha256 limit / 1.5 s
+    assert (peer.status, peer.n, peer.min_s, peer.note) == ("partial", 1, 4.0, "exit 1: boom")
+    assert peer.of_limit == pytest.approx(0.125)  # the blake3 limit for the blake3 mode

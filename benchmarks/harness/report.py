@@ -122,7 +122,7 @@ def summarize(results: Results) -> list[Summary]:
             times = [r.wall_s for r in ok if r.wall_s is not None]
             s.n, s.min_s, s.median_s = len(times), min(times), statistics.median(times)
             s.gbps = m.size_bytes / s.min_s / 1e9 if s.min_s > 0 else None
-            s.peak_rss_mb = max(r.peak_rss_bytes or 0 for r in ok) / 2**20
+            s.peak_rss_mb = max(r.peak_rss_bytes or 0 for r in ok) / 1e6
             limit = limit_seconds(results, model, "blake3" if mode == "blake3" else "sha256")
             s.of_limit = limit / s.min_s if limit and s.min_s > 0 else None
             if bad:
@@ -211,7 +211,8 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
         f"- Mode: {st.get('mode')}; size factor {st.get('size_factor')}; {st.get('repeats')} repeats; "
         f"warm page cache; raw limit with {st.get('processes')} processes; started {st.get('started')}",
         "- Times are min / median wall time of the whole command (process start to exit); GB/s = size / min; "
-        "peak RSS is the largest process of the command's tree; 'of limit' = raw read+hash time / command time.",
+        "peak RSS is the largest process of the command's tree; 'of limit' = raw read+hash time / command time; "
+        "GB and MB are 10^9 and 10^6 bytes.",
         "",
         "| machine | model | size | files | tool | method | mode | sign time | verify time | sign GB/s "
         "| verify GB/s | peak RSS sign / verify | sign of limit |",

@@ -324,3 +324,13 @@ def test_summary_figures() -> None:
     assert ours.of_limit == pytest.approx(0.5)  # 0.75 s raw sha256 limit / 1.5 s
     assert (peer.status, peer.n, peer.min_s, peer.note) == ("partial", 1, 4.0, "exit 1: boom")
     assert peer.of_limit == pytest.approx(0.125)  # the blake3 limit for the blake3 mode
+
+
+@pytest.mark.parametrize("bad", [["--shard-size", "0"], ["--shard-size", "-5"], ["--repeats", "0"],
+                                 ["--size-factor", "0"], ["--methods", "key,gpg"]])
+def test_bad_options_are_one_usage_error(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(bad)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("python -m benchmarks.harness: error: ") and "Traceback" not in "".join(err)

@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> Results:
     private_key, public_key = _make_keys(out)
     runners = build_runners(args.methods, args.modes, args.peer_modes)
     ops = [op for op in OPS if op in args.ops]
+    algos = sorted({r.hash_type for r in runners})  # the raw limits to measure
 
     def wanted_op(runner: Runner, op: str) -> bool:
         # hashing alone does not depend on the signing method: measure it once per tool and mode
@@ -183,7 +184,6 @@ def run(args: argparse.Namespace) -> Results:
                 info = ModelInfo(src.name, src.family, src.source, str(path),
                                  sum(f.stat().st_size for f in files), len(files))
                 results.models.append(info)
-                algos = sorted({r.hash_type for r in runners})
                 for algo in algos:
                     meter.measure(files, algo)  # untimed: warm the page cache and the workers
                 done: set[tuple[str, str]] = set()  # (runner label, op) recorded as n/a or error
@@ -297,8 +297,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"{name}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
     if args.online and "sigstore" in args.methods and not (args.identity and args.identity_provider):
         p.error("--online keyless runs need --identity and --identity-provider")
-    if args.repeats < 1 or args.size_factor <= 0 or args.processes < 1:
-        p.error("--repeats and --processes must be >= 1 and --size-factor > 0")
+    counts = (args.repeats, args.processes, 1 if args.shard_size is None else args.shard_size)
+    if min(counts) < 1 or args.size_factor <= 0:
+        p.error("--repeats, --processes and --shard-size must be >= 1 and --size-factor > 0")
     args.command_line = "python -m benchmarks.harness " + shlex.join(argv if argv is not None else sys.argv[1:])
     return args
 

@@ -24,7 +24,8 @@ from tests import _pki
 
 def _key_bundle(payload: bytes = b'{"x": 1}') -> dict[str, Any]:
     bundle = KeySigner(_pki.ec_key()).sign(payload)
-    return json.loads(bundle.to_json())
+    doc: dict[str, Any] = json.loads(bundle.to_json())
+    return doc
 
 
 def _parse(doc: Any) -> Any:

@@ -18,17 +18,17 @@ def test_console_script_main_py_and_module_give_the_same_cli() -> None:
     # `make test` installs the project (pip install -e .), which puts the console script beside python.
     script = Path(sys.executable).with_name("modelseal")
     assert script.exists(), f"{script} is missing: install the project (pip install -e .) as `make test` does"
-    outputs = []
+    outputs: list[tuple[tuple[str, ...], str]] = []
     for cmd in ([str(script)], [sys.executable, "main.py"], [sys.executable, "-m", "model_signing"]):
-        for args in (["--help"], ["sign", "--help"], ["verify", "sigstore", "--help"]):
+        for args in (("--help",), ("sign", "--help"), ("verify", "sigstore", "--help")):
             proc = _run(*cmd, *args)
             assert proc.returncode == 0, proc.stderr
-            outputs.append((tuple(args), proc.stdout))
+            outputs.append((args, proc.stdout))
     by_args: dict[tuple[str, ...], set[str]] = {}
-    for args, out in outputs:
-        by_args.setdefault(args, set()).add(out)
-    for args, variants in by_args.items():
-        assert len(variants) == 1, f"{args}: the three entry points print different help"
+    for key, out in outputs:
+        by_args.setdefault(key, set()).add(out)
+    for key, variants in by_args.items():
+        assert len(variants) == 1, f"{key}: the three entry points print different help"
     assert "digest" in by_args[("--help",)].pop()
 
 

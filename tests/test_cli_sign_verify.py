@@ -162,8 +162,8 @@ def test_verify_options(run: Run, small_model: Path, keys: tuple[Path, Path], tm
 
 
 def test_signature_invalid_exits_2(
-    run: Run, small_model: Path, keys: tuple[Path, Path], ec_keypair, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    run: Run, small_model: Path, keys: tuple[Path, Path], ec_keypair: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
     priv, _ = keys
     _, other_pub = ec_keypair(name="other")
     sig = tmp_path / "model.sig"

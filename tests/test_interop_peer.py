@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def peer() -> Path:
 
 
 @pytest.fixture
-def model(make_model) -> Path:  # type: ignore[no-untyped-def]
+def model(make_model: Callable[..., Path]) -> Path:
     data = bytes(range(256)) * 2 + b"tail"
     return make_model({"config.json": b'{"a": 1}', "weights/w.bin": data, "weights/empty": b"", "cache/tmp": b"c"})
 
@@ -131,8 +132,11 @@ def test_peer_api_verifies_our_blake_bundles(
     priv, pub = keys
     sig = tmp_path / "ours.sig"
     ms.sign(
-        model, ms.KeySigner(priv), signature_path=sig, hashing=ms.HashingConfig(hash_type=hash_type, max_workers=1)
-    )  # type: ignore[arg-type]
+        model,
+        ms.KeySigner(priv),
+        signature_path=sig,
+        hashing=ms.HashingConfig(hash_type=hash_type, max_workers=1),  # type: ignore[arg-type]
+    )
     # The peer cannot map "blake2b" (its own hash_type label) back to a hasher, so name the config explicitly.
     code = (
         "cfg = m.hashing.Config().use_file_serialization(hashing_algorithm=sys.argv[4])\n"

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jwt
@@ -213,7 +213,10 @@ def test_identity_policy_rejects_unusable_arguments() -> None:
 
 
 def test_method_mismatch_is_refused(
-    inst: LocalSigstore, signed: tuple[Path, Path, ms.SignResult], ec_keypair, tmp_path: Path  # type: ignore[no-untyped-def]
+    inst: LocalSigstore,
+    signed: tuple[Path, Path, ms.SignResult],
+    ec_keypair: Callable[..., tuple[Path, Path]],
+    tmp_path: Path,
 ) -> None:
     model, signature, _ = signed
     priv, pub = ec_keypair()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -132,8 +133,8 @@ def test_expired_intermediate_is_rejected(small_model: Path, tmp_path: Path) -> 
     [({"code_signing": False}, "codeSigning"), ({"digital_signature": False}, "digitalSignature")],
 )
 def test_leaf_must_allow_code_signing(
-    small_model: Path, pki: _pki.Pki, tmp_path: Path, kwargs: dict, message: str
-) -> None:  # type: ignore[type-arg]
+    small_model: Path, pki: _pki.Pki, tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
     key_path, cert_path = pki.other_leaf("tls", **kwargs)
     with pytest.raises(KeyMaterialError, match=message):
         ms.CertificateSigner(key_path, cert_path, [pki.chain_pem])

@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -39,8 +40,9 @@ def _verify(model: Path, pub: Path, sig: Path, **kw: object) -> ms.VerifyResult:
     return ms.verify(model, ms.KeyVerifier(pub), signature_path=sig, max_workers=1, **kw)  # type: ignore[arg-type]
 
 
-def _bundle(sig: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads(sig.read_text())
+def _bundle(sig: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(sig.read_text())
+    return doc
 
 
 @pytest.mark.parametrize(

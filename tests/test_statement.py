@@ -217,7 +217,7 @@ def test_unknown_resource_fields_are_ignored() -> None:
 
 
 def test_legacy_v02_statement_is_read() -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [
             {"name": "a", "digest": {"sha256": SHA_A}},

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from model_signing import _strict_json
 from model_signing._statement import PAYLOAD_TYPE
 from model_signing.errors import SignatureFormatError
 
@@ -231,27 +231,9 @@ def parse_bundle(raw: bytes, *, source: str = "signature") -> SignatureBundle:
 
 def _load(raw: bytes, source: str) -> dict[str, Any]:
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SignatureFormatError(f"{source} is not a signature bundle (not UTF-8 JSON)") from None
-    if not text.strip():
-        raise SignatureFormatError(f"{source} is empty; it is not a signature bundle")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise SignatureFormatError(f"{source}: the JSON key {key!r} appears twice")
-            out[key] = value
-        return out
-
-    try:
-        doc = json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise SignatureFormatError(
-            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            "is it really a signature bundle?"
-        ) from None
+        doc = _strict_json.loads(raw)
+    except _strict_json.StrictJSONError as exc:
+        raise SignatureFormatError(f"{source} {exc.reason}; it is not a valid signature bundle") from None
     if not isinstance(doc, dict):
         raise SignatureFormatError(f"{source}: a signature bundle is a JSON object")
     return doc

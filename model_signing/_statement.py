@@ -15,12 +15,11 @@ subjects) and the v1.0 shard quirks of model-signing 1.x (``"sha256-sharded-<N>"
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from model_signing import _compare, _paths
+from model_signing import _compare, _paths, _strict_json
 from model_signing.errors import ModelSigningError, StatementError
 from model_signing.manifest import Manifest, Resource, Serialization
 
@@ -151,27 +150,9 @@ def parse_statement(payload: bytes) -> SignedStatement:
 
 def _load_json(payload: bytes) -> Any:
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise StatementError("the signed payload is not UTF-8 text") from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
-    except json.JSONDecodeError as exc:
-        raise StatementError(f"the signed payload is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers can disagree on which duplicate wins; a signed document must be unambiguous.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise StatementError(f"the signed payload repeats the JSON key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise StatementError(f"the signed payload contains the non-JSON constant {name}")
+        return _strict_json.loads(payload)
+    except _strict_json.StrictJSONError as exc:
+        raise StatementError(f"the signed payload {exc.reason}") from None
 
 
 def _parse_subject(subjects: object) -> tuple[str, bytes]:

@@ -168,7 +168,8 @@ def test_malformed_bundles_are_rejected(mutate: Any, message: str) -> None:
         (b"\xff\xfe", "not UTF-8"),
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "JSON object"),
-        (b'{"mediaType": "a", "mediaType": "b"}', "appears twice"),
+        (b'{"mediaType": "a", "mediaType": "b"}', "repeats the JSON key 'mediaType'"),
+        (b'{"mediaType": NaN}', "non-JSON constant NaN"),
     ],
 )
 def test_unreadable_files_are_rejected(raw: bytes, message: str) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from model_signing import _strict_json
+from model_signing._files import read_small_file
 from model_signing._statement import PAYLOAD_TYPE
 from model_signing.errors import SignatureFormatError
 
@@ -42,8 +42,6 @@ KNOWN_MEDIA_TYPES = (
 
 SigningMethod = Literal["key", "certificate", "sigstore"]
 
-#: Upper bound on a signature file (a manifest of millions of shards is still far below it).
-MAX_BUNDLE_BYTES = 1 << 30
 
 _TOP_KEYS = frozenset({"mediaType", "verificationMaterial", "dsseEnvelope"})
 _ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
@@ -175,24 +173,10 @@ class SignatureBundle:
 
 def read_bundle(path: str | os.PathLike[str]) -> SignatureBundle:
     """Read and parse the signature file at ``path`` (see :func:`parse_bundle`)."""
-    where = os.fspath(path)
-    try:
-        # Never slurp a device or block on a FIFO (e.g. --signature /dev/zero): O_NONBLOCK so that opening
-        # a FIFO returns at once, then only regular files are read, and only up to a bound.
-        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise SignatureFormatError(f"signature {where} is not a regular file")
-            raw = f.read(MAX_BUNDLE_BYTES + 1)
-    except FileNotFoundError:
-        raise SignatureFormatError(f"signature {where} does not exist; pass the bundle with --signature") from None
-    except IsADirectoryError:
-        raise SignatureFormatError(f"signature {where} is a directory; pass the bundle file") from None
-    except OSError as exc:
-        raise SignatureFormatError(f"signature {where} cannot be read ({exc.strerror})") from None
-    if len(raw) > MAX_BUNDLE_BYTES:
-        raise SignatureFormatError(f"signature {where} is larger than {MAX_BUNDLE_BYTES >> 20} MiB; it is not a bundle")
-    return parse_bundle(raw, source=where)
+    raw = read_small_file(
+        path, "signature", error=SignatureFormatError, missing_hint="; pass the bundle with --signature"
+    )
+    return parse_bundle(raw, source=os.fspath(path))
 
 
 def parse_bundle(raw: bytes, *, source: str = "signature") -> SignatureBundle:

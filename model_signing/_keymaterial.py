@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from model_signing._files import read_small_file
 from model_signing.errors import KeyMaterialError, VerificationError
 
 if TYPE_CHECKING:
@@ -26,16 +27,7 @@ PathLike = str | os.PathLike[str]
 
 
 def _read(path: PathLike, what: str) -> bytes:
-    where = os.fspath(path)
-    try:
-        with open(where, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise KeyMaterialError(f"{what} {where} does not exist") from None
-    except IsADirectoryError:
-        raise KeyMaterialError(f"{what} {where} is a directory, not a PEM file") from None
-    except OSError as exc:
-        raise KeyMaterialError(f"{what} {where} cannot be read ({exc.strerror})") from None
+    return read_small_file(path, what, error=KeyMaterialError)
 
 
 def curve_name(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> str:

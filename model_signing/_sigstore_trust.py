@@ -9,6 +9,7 @@ import os
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from model_signing._files import read_small_file
 from model_signing.errors import InputError
 
 if TYPE_CHECKING:
@@ -105,9 +106,8 @@ def _parse_trusted_root(raw: str | bytes, where: str) -> TrustedRoot:
 
 
 def _read(path: str | os.PathLike[str], option: str) -> str:
+    raw = read_small_file(path, f"{option} file")
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputError(f"{path}: cannot read {option} file ({reason})") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{option} file {os.fspath(path)} is not UTF-8 JSON") from None

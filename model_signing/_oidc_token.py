@@ -11,16 +11,20 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from model_signing.errors import KeyMaterialError
 
 if TYPE_CHECKING:
-    from sigstore.oidc import IdentityError, IdentityToken
+    from sigstore.oidc import IdentityToken
 
 TOKEN_ENV = "SIGSTORE_IDENTITY_TOKEN"
 DEFAULT_CLIENT_ID = "sigstore"
@@ -42,15 +46,35 @@ class TokenSource:
     interactive: bool | None = None
 
 
-def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> IdentityToken:
-    """Return a parsed identity token from the first source that yields one."""
-    from sigstore.oidc import IdentityError, IdentityToken, Issuer, detect_credential
+def explicit_token(source: TokenSource) -> tuple[str, str] | None:
+    """The explicit token (``--identity-token``, else ``SIGSTORE_IDENTITY_TOKEN``) and where it came from.
 
-    raw = source.identity_token or None
+    Its claims are checked here, without sigstore (whose import takes a third of a second), so an
+    expired or mistargeted token fails at once; sigstore's own check runs again before it is used.
+    """
+    raw = (source.identity_token or "").strip() or None
     origin = "--identity-token"
-    if raw is None and os.environ.get(TOKEN_ENV):
-        raw, origin = os.environ[TOKEN_ENV], TOKEN_ENV
-    if raw is None and source.use_ambient_credentials:
+    if raw is None and os.environ.get(TOKEN_ENV, "").strip():
+        raw, origin = os.environ[TOKEN_ENV].strip(), TOKEN_ENV
+    if raw is None:
+        return None
+    problem = token_problem(raw, source.client_id)
+    if problem is not None:
+        raise unusable_token(origin, raw, source.client_id, None)
+    return raw, origin
+
+
+def obtain_identity_token(source: TokenSource, default_issuer: Callable[[], str | None]) -> tuple[str, str]:
+    """A raw identity token from the first source that yields one, and the source's name.
+
+    ``default_issuer`` is only called when the interactive flow needs the instance's OIDC issuer.
+    """
+    explicit = explicit_token(source)
+    if explicit is not None:
+        return explicit
+    from sigstore.oidc import IdentityError, Issuer, detect_credential
+
+    if source.use_ambient_credentials:
         try:
             raw = detect_credential(source.client_id)
         except IdentityError as exc:
@@ -58,17 +82,12 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
                 f"ambient CI credential detection failed ({one_line(exc)}); pass --identity-token, "
                 "or --oidc-disable-ambient-providers to use the interactive flow"
             ) from None
-        origin = "ambient CI credentials"
-    if raw is not None:
-        try:
-            return IdentityToken(raw.strip(), client_id=source.client_id)
-        except IdentityError as exc:
-            raise KeyMaterialError(
-                f"the identity token from {origin} is unusable: {_token_problem(exc, raw.strip(), source.client_id)}; "
-                f"get a fresh token (audience {source.client_id!r}, not expired)"
-            ) from None
+        if raw is not None:
+            if token_problem(raw.strip(), source.client_id) is not None:
+                raise unusable_token("ambient CI credentials", raw.strip(), source.client_id, None)
+            return raw.strip(), "ambient CI credentials"
 
-    issuer_url = source.oidc_issuer or default_issuer
+    issuer_url = source.oidc_issuer or default_issuer()
     if not issuer_url:
         raise KeyMaterialError(
             "no identity token: pass --identity-token (or set SIGSTORE_IDENTITY_TOKEN), or use an instance "
@@ -82,7 +101,7 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
             "pass --identity-token or set SIGSTORE_IDENTITY_TOKEN, or run in CI with an OIDC token available"
         )
     try:
-        return Issuer(issuer_url).identity_token(
+        token: IdentityToken = Issuer(issuer_url).identity_token(
             client_id=source.client_id,
             client_secret=source.client_secret,
             force_oob=source.oauth_force_oob,
@@ -93,36 +112,33 @@ def obtain_identity_token(source: TokenSource, default_issuer: str | None) -> Id
             f"interactive sign-in with {issuer_url} failed ({type(exc).__name__}: {one_line(exc)}); "
             f"try again, or pass --identity-token{hint}"
         ) from None
+    return str(token), "the interactive sign-in"
 
 
-def fresh_identity_token(source: TokenSource, token: IdentityToken) -> IdentityToken:
-    """``token`` while it is valid; once it has expired, a new one where no person is needed, else an error.
+def renewed_token(source: TokenSource, raw: str, identity: str) -> str:
+    """``raw`` while it is valid; once it has expired, a new one where no person is needed, else an error.
 
-    The token is obtained before hashing (so a bad one fails fast), and CI tokens are short-lived, so
-    hashing a large model can outlive it.  Only ambient CI credentials can be asked again unattended, and
-    only a token for the same identity is accepted in its place.
+    Needed only when the Fulcio certificate obtained with ``raw`` expires before the model is hashed.
+    Only ambient CI credentials can be asked again unattended, and only a token for the same identity
+    (``identity`` = ``<identity> via <issuer>`` as sigstore read it) is accepted in its place.
     """
-    from sigstore.oidc import IdentityError, IdentityToken, detect_credential
-
-    if token.in_validity_period():
-        return token
+    if token_problem(raw, source.client_id) is None:
+        return raw
     if not (source.identity_token or os.environ.get(TOKEN_ENV)) and source.use_ambient_credentials:
+        from sigstore.oidc import IdentityError, IdentityToken, detect_credential
+
         try:
-            raw = detect_credential(source.client_id)
-            renewed = IdentityToken(raw.strip(), client_id=source.client_id) if raw else None
+            fresh = detect_credential(source.client_id)
+            renewed = IdentityToken(fresh.strip(), client_id=source.client_id) if fresh else None
         except IdentityError:
             renewed = None
-        if (
-            renewed is not None
-            and renewed.in_validity_period()
-            and (renewed.identity, renewed.issuer) == (token.identity, token.issuer)
-        ):
-            return renewed
-    expired = _when(_unverified_claims(str(token)).get("exp"))
+        if renewed is not None and f"{renewed.identity} via {renewed.issuer}" == identity:
+            return str(renewed)
+    expired = _when(unverified_claims(raw).get("exp"))
+    who = identity.split(" via ", maxsplit=1)[0]
     raise KeyMaterialError(
-        f"the identity token for {token.identity} expired at {expired}, before the signature was made "
-        "(hashing the model took longer than the token lives); sign again with a fresh token, or one "
-        "with a longer lifetime"
+        f"the identity token for {who} expired at {expired}, before the signature was made "
+        "(hashing the model took longer than the signing certificate lives); sign again with a fresh token"
     )
 
 
@@ -133,34 +149,55 @@ def _stdin_is_terminal() -> bool:
         return False
 
 
-def _token_problem(exc: IdentityError, raw: str, client_id: str) -> str:
-    """Name what is wrong with a token sigstore refused (its own message is generic)."""
-    import jwt
+#: sigstore (PyJWT) tolerates this much clock skew, in seconds.
+_LEEWAY = 5
+_REQUIRED = ("aud", "sub", "iat", "exp", "iss")
 
-    cause = exc.__cause__
-    claims = _unverified_claims(raw)
-    if isinstance(cause, jwt.ExpiredSignatureError):
-        return f"it expired at {_when(claims.get('exp'))}"
-    if isinstance(cause, jwt.InvalidAudienceError):
-        return f"its audience is {claims.get('aud')!r}, not {client_id!r}"
-    if isinstance(cause, jwt.ImmatureSignatureError | jwt.InvalidIssuedAtError):
-        return f"it is not valid yet (issued at {_when(claims.get('iat'))}); check the clock"
-    if isinstance(cause, jwt.MissingRequiredClaimError):
-        return f"it has no {cause.claim!r} claim"
-    if isinstance(cause, jwt.DecodeError):
+
+def token_problem(raw: str, client_id: str) -> str | None:
+    """What makes ``raw`` unusable as a Sigstore identity token now, or ``None``.
+
+    The checks sigstore's ``IdentityToken`` makes on the unverified claims (Fulcio checks the
+    signature), worded so a user knows which token to get instead.
+    """
+    claims = unverified_claims(raw)
+    if not claims:
         return "it is not a JWT (three base64url parts separated by dots)"
-    if "validity period" in str(exc):
-        return f"it is not valid at this time (valid from {_when(claims.get('nbf'))} to {_when(claims.get('exp'))})"
-    return one_line(exc)
+    missing = next((name for name in _REQUIRED if name not in claims), None)
+    if missing is not None:
+        return f"it has no {missing!r} claim"
+    now = time.time()
+    for name in ("iat", "nbf", "exp"):
+        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], int | float)):
+            return f"its {name!r} claim is not a number"
+    # PyJWT allows the leeway on "iat"; sigstore's validity period then applies "nbf" and "exp" exactly.
+    if claims["iat"] > now + _LEEWAY or claims.get("nbf", 0) > now:
+        return f"it is not valid yet (issued at {_when(claims['iat'])}); check the clock"
+    if claims["exp"] <= now:
+        return f"it expired at {_when(claims['exp'])}"
+    audience = claims["aud"]
+    if audience != client_id and not (isinstance(audience, list) and client_id in audience):
+        return f"its audience is {audience!r}, not {client_id!r}"
+    return None
 
 
-def _unverified_claims(raw: str) -> dict[str, Any]:
-    # Only to describe the problem: the token is never trusted from this (Fulcio checks the signature).
-    import jwt
+def unusable_token(origin: str, raw: str, client_id: str, exc: Exception | None) -> KeyMaterialError:
+    """The error for a token from ``origin`` that cannot be used (``exc``: sigstore's refusal, if any)."""
+    problem = token_problem(raw, client_id) or (one_line(exc) if exc is not None else "it was refused")
+    return KeyMaterialError(
+        f"the identity token from {origin} is unusable: {problem}; "
+        f"get a fresh token (audience {client_id!r}, not expired)"
+    )
 
+
+def unverified_claims(raw: str) -> dict[str, Any]:
+    """The claims of a JWT, decoded without checking its signature (Fulcio checks that), or ``{}``."""
+    parts = raw.split(".")
+    if len(parts) != 3:
+        return {}
     try:
-        claims = jwt.decode(raw, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
         return {}
     return claims if isinstance(claims, dict) else {}
 

@@ -27,17 +27,62 @@ def load_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
     try:
         return ClientTrustConfig.from_json(raw)
     except Exception as exc:  # noqa: BLE001 - sigstore raises assorted parse errors
-        raise InputError(
-            f"{path}: not a valid Sigstore ClientTrustConfig JSON ({type(exc).__name__}); "
-            "pass the file written by 'sigstore-local serve --trust-config-out' or your instance's config"
-        ) from None
+        raise InputError(_NOT_A_TRUST_CONFIG.format(path=os.fspath(path), reason=type(exc).__name__)) from None
+
+
+def check_signing_sources(trust_config: str | os.PathLike[str] | None, staging: bool) -> None:
+    """Fail fast, without importing sigstore, on signing trust options that cannot work."""
+    if trust_config is not None:
+        if staging:
+            raise InputError("--staging and --trust-config are exclusive; pass only one")
+        _precheck(trust_config, "--trust-config", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
+
+
+def check_verification_sources(
+    *,
+    trust_config: str | os.PathLike[str] | None,
+    trusted_root: str | os.PathLike[str] | None,
+    staging: bool,
+) -> None:
+    """Fail fast, without importing sigstore, on verification trust options that cannot work."""
+    if trusted_root is not None and trust_config is not None:
+        raise InputError("--trusted-root and --trust-config are exclusive; pass only one")
+    if staging and (trusted_root is not None or trust_config is not None):
+        # As when signing: an explicit root would silently win over --staging.
+        option = "--trusted-root" if trusted_root is not None else "--trust-config"
+        raise InputError(f"--staging and {option} are exclusive; pass only one")
+    if trusted_root is not None:
+        _precheck(trusted_root, "--trusted-root", (), _NOT_A_TRUSTED_ROOT)
+    if trust_config is not None:
+        _precheck(trust_config, "--trust-config", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
+
+
+_NOT_A_TRUST_CONFIG = (
+    "{path}: not a valid Sigstore ClientTrustConfig JSON ({reason}); "
+    "pass the file written by 'sigstore-local serve --trust-config-out' or your instance's config"
+)
+_NOT_A_TRUSTED_ROOT = "{path}: not a valid Sigstore trusted root JSON ({reason})"
+
+
+def _precheck(path: str | os.PathLike[str], option: str, keys: tuple[str, ...], message: str) -> None:
+    # Only the shape (readable UTF-8 JSON object with the top-level members): sigstore parses it fully later.
+    import json
+
+    try:
+        doc = json.loads(_read(path, option))
+    except ValueError:
+        raise InputError(message.format(path=os.fspath(path), reason="JSONDecodeError")) from None
+    if not isinstance(doc, dict):
+        raise InputError(message.format(path=os.fspath(path), reason="not a JSON object"))
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise InputError(message.format(path=os.fspath(path), reason=f"no {missing[0]!r} member"))
 
 
 def signing_trust_config(trust_config: str | os.PathLike[str] | None, staging: bool) -> ClientTrustConfig:
     """The trust config used to sign: an explicit file, staging, or the public-good instance (via TUF)."""
     if trust_config is not None:
-        if staging:
-            raise InputError("--staging and --trust-config are exclusive; pass only one")
+        check_signing_sources(trust_config, staging)
         return load_trust_config(trust_config)
     from sigstore.models import ClientTrustConfig
 
@@ -64,12 +109,7 @@ def verification_trusted_root(
     public-good (or staging) root: refreshed through TUF online, or, with ``offline``, the copy that
     ships inside the sigstore package, so air-gapped machines verify public-good bundles.
     """
-    if trusted_root is not None and trust_config is not None:
-        raise InputError("--trusted-root and --trust-config are exclusive; pass only one")
-    if staging and (trusted_root is not None or trust_config is not None):
-        # As when signing: an explicit root would silently win over --staging.
-        option = "--trusted-root" if trusted_root is not None else "--trust-config"
-        raise InputError(f"--staging and {option} are exclusive; pass only one")
+    check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging)
     if trusted_root is not None:
         return _parse_trusted_root(_read(trusted_root, "--trusted-root"), str(trusted_root))
     if trust_config is not None:
@@ -102,7 +142,7 @@ def _parse_trusted_root(raw: str | bytes, where: str) -> TrustedRoot:
     try:
         return TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
     except Exception as exc:  # noqa: BLE001 - pydantic/json errors
-        raise InputError(f"{where}: not a valid Sigstore trusted root JSON ({type(exc).__name__})") from None
+        raise InputError(_NOT_A_TRUSTED_ROOT.format(path=where, reason=type(exc).__name__)) from None
 
 
 def _read(path: str | os.PathLike[str], option: str) -> str:

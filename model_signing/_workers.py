@@ -351,13 +351,17 @@ def hash_items(
     hash_type: HashType,
     max_workers: int,
     on_start: Callable[[], Callable[[int], None]] | None = None,
+    *,
+    poll: Callable[[], None] | None = None,
 ) -> list[bytes]:
     """Digests of all resources, indexed by resource position.
 
     ``items`` are handed out in the given order (largest first) to whichever worker is free.
     ``on_start`` is called once the worker processes exist (so a progress bar, and its monitor thread,
     never get forked) and returns the callback that receives byte counts as they are hashed.
+    ``poll`` is called with every progress step (and at least once a second); what it raises stops hashing.
     """
+    on_start = _with_poll(on_start, poll)
     digests: list[bytes | None] = [None] * n_resources
     n_workers = max(1, min(max_workers, len(items)))
     if n_workers == 1:
@@ -398,6 +402,8 @@ def hash_items(
         while remaining:
             events = poller.poll(1000)
             if not events:
+                if poll is not None:
+                    poll()
                 _check_alive(workers)  # EOF may never come if another thread's workers hold our pipes
             for fd, _event in events:
                 w = by_fd[fd]
@@ -425,6 +431,28 @@ def hash_items(
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         _stop(workers, kill=not ok)
     return _complete(digests)
+
+
+def _with_poll(
+    on_start: Callable[[], Callable[[int], None]] | None, poll: Callable[[], None] | None
+) -> Callable[[], Callable[[int], None]] | None:
+    """``on_start`` whose progress callback also calls ``poll``."""
+    if poll is None:
+        return on_start
+    checked = poll
+
+    def start() -> Callable[[int], None]:
+        advance = on_start() if on_start is not None else None
+        checked()  # once before the first byte, so a failure already known stops even a tiny model
+
+        def progress(n: int) -> None:
+            if advance is not None:
+                advance(n)
+            checked()
+
+        return progress
+
+    return start
 
 
 def _complete(digests: list[bytes | None]) -> list[bytes]:

@@ -7,7 +7,7 @@ Pipeline: walk (``_walk``) -> plan work items (``_plan``) -> hash in worker proc
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from model_signing.errors import EmptyModelError, InputError
@@ -86,6 +86,7 @@ def hash_model(
     config: HashingConfig = HashingConfig(),
     *,
     signature_path: str | os.PathLike[str] | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> Manifest:
     """Hash the model at ``path`` (a directory or a single file) and return its manifest.
 
@@ -94,6 +95,10 @@ def hash_model(
     :class:`~model_signing.errors.InputError` if ``path`` does not exist,
     :class:`~model_signing.errors.ModelPathError` for trees that cannot be enumerated and
     :class:`~model_signing.errors.FileChangedError` when a file changes while it is read.
+
+    ``poll`` is called now and then while hashing, from this thread; an exception it raises stops the
+    hashing (workers included) and propagates.  Signing and verification use it to stop at once when the
+    signature work running alongside (a certificate request, a signature check) has failed.
     """
     from model_signing import _plan, _progress, _walk, _workers
 
@@ -112,7 +117,8 @@ def hash_model(
         )
     workers = config.max_workers or default_workers()
     with _progress.Progress(plan.total_bytes, config.progress) as bar:
-        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start)
+        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
+                                       poll=poll)
     serialization = Serialization(
         method=config.method,
         hash_type=config.hash_type,

@@ -212,7 +212,9 @@ def sign(
         raise InputError(f"cannot write signature {sig_path}: directory {sig_dir} does not exist")
 
     config = hashing if hashing is not None else HashingConfig()
-    manifest = _statement.canonical_manifest(hash_model(model, config, signature_path=sig_path))
+    # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
+    poll = getattr(signer, "raise_if_failed", None)
+    manifest = _statement.canonical_manifest(hash_model(model, config, signature_path=sig_path, poll=poll))
     payload = _statement.statement_payload(manifest)
     try:
         bundle = signer.sign(payload)

@@ -17,6 +17,12 @@ Order (every method shares it; a :class:`Verifier` only does step 2):
    allow_symlinks, ignore paths) plus the caller's extra ignore paths, and re-hash;
 5. compare, reporting every difference.
 
+A verifier with a ``verify_in_background(bundle)`` method (the ``sigstore`` one, whose check takes a
+few tenths of a second) runs step 2 while steps 3-4 proceed on the bundle's statement.  Nothing is
+reported before step 2's verdict (a bad signature wins over any other problem, and stops hashing at
+once), the statement must be the verified payload byte for byte, and a statement that allows
+symlinks waits for the verdict before any file is opened.
+
 Errors: :class:`~model_signing.errors.SignatureFormatError` (exit 1) for unreadable/malformed
 signatures or statements, :class:`~model_signing.errors.VerificationError` (exit 2) when the signature
 does not verify, :class:`~model_signing.errors.ModelMismatchError` (exit 3, with every
@@ -269,21 +275,34 @@ def verify(
 
     bundle = _bundle.read_bundle(sig_path)
     _require_method(bundle, verifier.method)  # also for third-party verifiers that forget to check
-    verified = verifier.verify(bundle)
-    statement = _statement.parse_statement(verified.payload)
-    signed = _for_model_path(statement.manifest, model)
-
-    config = HashingConfig.from_serialization(signed.serialization, max_workers=max_workers, progress=progress)
-    extra = [os.fspath(p) for p in ignore_paths]
-    unsigned: tuple[str, ...] = ()
-    if ignore_unsigned_files:
-        unsigned = _unsigned_files(model, signed, config, extra, sig_path)
-    config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, *extra, *unsigned))
+    verdict = _Verdict(verifier, bundle)
     try:
-        actual = hash_model(model, config, signature_path=sig_path)
-    except EmptyModelError:
-        # Nothing left to hash is not bad input here: every signed file is missing (exit 3, listed).
-        actual = dataclasses.replace(signed, resources=())
+        # A verifier that checks in the background (sigstore) works while the model is hashed with the
+        # settings of the statement in the bundle; nothing is reported before its verdict, and the
+        # statement used must be the one it verified (checked below), so the settings used were signed.
+        statement = _statement.parse_statement(bundle.payload)
+        if statement.manifest.serialization.allow_symlinks:
+            verdict.wait()  # links are only ever followed under a verified statement
+        signed = _for_model_path(statement.manifest, model)
+        config = HashingConfig.from_serialization(signed.serialization, max_workers=max_workers, progress=progress)
+        extra = [os.fspath(p) for p in ignore_paths]
+        unsigned: tuple[str, ...] = ()
+        if ignore_unsigned_files:
+            unsigned = _unsigned_files(model, signed, config, extra, sig_path)
+        config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, *extra, *unsigned))
+        try:
+            actual = hash_model(model, config, signature_path=sig_path, poll=verdict.raise_if_failed)
+        except EmptyModelError:
+            # Nothing left to hash is not bad input here: every signed file is missing (exit 3, listed).
+            actual = dataclasses.replace(signed, resources=())
+    except Exception:
+        verdict.wait()  # a signature that does not verify outranks whatever was met before the verdict
+        raise
+    verified = verdict.wait()
+    if verified.payload != bundle.payload:
+        raise VerificationError(
+            f"{bundle.source}: the verifier returned a payload other than the bundle's; refusing to compare"
+        )
 
     differences = _compare.compare(signed, actual, ignore_unsigned_files=ignore_unsigned_files)
     if differences:
@@ -299,6 +318,27 @@ def verify(
         unsigned_files=unsigned,
         legacy_encoding=verified.legacy_encoding,
     )
+
+
+class _Verdict:
+    """The signature check of one bundle: done at once, or in the background by verifiers that can."""
+
+    def __init__(self, verifier: Verifier, bundle: SignatureBundle) -> None:
+        start = getattr(verifier, "verify_in_background", None)
+        self._pending = start(bundle) if start is not None else None
+        self._verified = verifier.verify(bundle) if start is None else None
+
+    def raise_if_failed(self) -> None:
+        """Raise the verification error at once if the check has already failed."""
+        if self._pending is not None:
+            self._pending.raise_if_failed()
+
+    def wait(self) -> VerifiedSignature:
+        """The verified signature, or the verification error."""
+        if self._verified is None:
+            assert self._pending is not None
+            self._verified = self._pending.result()
+        return self._verified
 
 
 def _for_model_path(signed: Manifest, model: str) -> Manifest:

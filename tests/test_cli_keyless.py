@@ -18,6 +18,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,17 +44,19 @@ WORKFLOW = ".github/workflows/sign.yml"
 # The URI SAN GitHub-workflow certificates carry (Fulcio's format), written out rather than derived.
 WORKFLOW_IDENTITY = f"https://github.com/{REPOSITORY}/{WORKFLOW}@{REF}"
 
-# Runs the CLI with an audit hook that refuses every socket connection and name lookup (loopback included),
-# so a command that succeeds under it provably used no network.
-NO_NETWORK = """import sys
+# An audit hook that refuses every socket connection and name lookup (loopback included), installed as a
+# sitecustomize module so that it is armed in every Python process a command starts (the Sigstore helper
+# too), each recording its pid: a command that succeeds under it provably used no network.
+NO_NETWORK = """import os, sys
 def refuse(event, args):
     if event in ("socket.connect", "socket.getaddrinfo"):
         raise RuntimeError(f"network access attempted: {event} {args!r}")
 sys.addaudithook(refuse)
-sys.argv[0] = "main.py"
-from model_signing.cli import main
-main()
+with open(os.environ["NO_NETWORK_LOG"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
 """
+_HOOK_DIR = Path(tempfile.mkdtemp(prefix="no-network-"))
+(_HOOK_DIR / "sitecustomize.py").write_text(NO_NETWORK)
 
 # Variables through which a CI provider or a token could reach the signer; removed so that only what
 # a test sets explicitly is ambient.
@@ -67,17 +70,25 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def cli(*args: object, env: dict[str, str] | None = None, offline: bool = False) -> subprocess.CompletedProcess[str]:
-    prefix = [sys.executable, "-c", NO_NETWORK] if offline else [sys.executable, "main.py"]
-    return subprocess.run(
-        [*prefix, *(str(a) for a in args)],
+    env = env if env is not None else clean_env()
+    if offline:
+        log = _HOOK_DIR / f"armed-{time.monotonic_ns()}"
+        env = {**env, "PYTHONPATH": str(_HOOK_DIR), "NO_NETWORK_LOG": str(log)}
+    proc = subprocess.run(
+        [sys.executable, "main.py", *(str(a) for a in args)],
         cwd=ROOT,
-        env=env if env is not None else clean_env(),
+        env=env,
         stdin=subprocess.DEVNULL,  # nothing can answer a prompt: a command that waits for one fails the test
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    if offline:
+        # The CLI and its Sigstore helper: the hook was armed in both.
+        armed = set(log.read_text().split())
+        assert len(armed) == 2, armed
+    return proc
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

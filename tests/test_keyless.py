@@ -25,10 +25,11 @@ from sigstore.models import ClientTrustConfig
 from sigstore.oidc import IdentityToken
 
 import model_signing as ms
+from model_signing import keyless
 from model_signing._bundle import read_bundle
-from model_signing._oidc_token import fresh_identity_token
+from model_signing._oidc_token import renewed_token
+from model_signing._sigstore_ops import certificate_identity as _certificate_identity
 from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, SigningError, VerificationError
-from model_signing.keyless import _certificate_identity
 from model_signing.sigstore_local import LocalSigstore, github_claims
 
 EMAIL = "alice@example.com"
@@ -351,33 +352,51 @@ def test_a_token_that_expires_while_hashing(
     inst: LocalSigstore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     model = write_model(tmp_path / "model")
-    claims = github_claims(REPOSITORY)
     now = int(time.time())
-    lifetime = {"iat": now, "nbf": now, "exp": now + 2}
+    lifetime = {"iat": now, "nbf": now, "exp": now + 3}
+    # The certificate is requested while the model is hashed, so a token that expires meanwhile is fine:
+    # it was valid when it was used.
     explicit = signer_for(inst, inst.mint_token(EMAIL, extra_claims=lifetime))
-    short_ci = IdentityToken(inst.mint_token(str(claims["sub"]), extra_claims={**claims, **lifetime}))
-    while time.time() < now + 2.2:  # let both expire, as a long hash would
+    assert explicit.description == f"{EMAIL} via {inst.oidc_issuer}"  # the certificate has been obtained
+    while time.time() < now + 3.2:  # let the token expire, as a long hash would
         time.sleep(0.1)
-    assert not short_ci.in_validity_period()
+    ms.sign(model, explicit, signature_path=tmp_path / "ok.sig", hashing=FAST)
+    ms.verify(model, verifier_for(inst), signature_path=tmp_path / "ok.sig")
 
-    # An explicit token cannot be renewed unattended: a clear error, no signature.
+    # A certificate about to expire when the signature is made is replaced, which needs a valid token:
+    # an explicit one cannot be renewed unattended, so a clear error and no signature.
+    late = signer_for(inst, inst.mint_token(EMAIL, extra_claims={**lifetime, "exp": int(time.time()) + 2}))
+    assert late.description.startswith(EMAIL)
+    while time.time() < now + 5.5:
+        time.sleep(0.1)
+    monkeypatch.setattr(keyless, "_RENEW_BEFORE_EXPIRY", 3600.0)  # every certificate "expires" now
     with pytest.raises(KeyMaterialError, match=f"the identity token for {EMAIL} expired at .*before the signature"):
-        ms.sign(model, explicit, signature_path=tmp_path / "x.sig", hashing=FAST)
+        ms.sign(model, late, signature_path=tmp_path / "x.sig", hashing=FAST)
     assert not (tmp_path / "x.sig").exists()
 
     # A CI token is fetched again from the ambient credentials, for the same workflow identity only.
+    claims = github_claims(REPOSITORY)
+    now = int(time.time())
+    short_ci = inst.mint_token(str(claims["sub"]), extra_claims={**claims, "iat": now - 20, "nbf": now - 20,
+                                                                   "exp": now - 10})
+    identity = f"{claims['sub']} via {inst.oidc_issuer}"
     monkeypatch.delenv("SIGSTORE_IDENTITY_TOKEN", raising=False)
     for name, value in inst.github_actions_env(REPOSITORY).items():
         monkeypatch.setenv(name, value)
-    renewed = fresh_identity_token(ms.TokenSource(), short_ci)
-    assert renewed.in_validity_period()
-    assert (renewed.identity, renewed.issuer) == (short_ci.identity, inst.oidc_issuer)
+    renewed = renewed_token(ms.TokenSource(), short_ci, identity)
+    assert renewed != short_ci
+    fresh = IdentityToken(renewed)
+    assert fresh.in_validity_period() and f"{fresh.identity} via {fresh.issuer}" == identity
+    # With the renewal, signing goes through: the new certificate is requested with the new token.
+    ci_signer = ms.SigstoreSigner(trust_config=inst.trust_config_path)
+    ms.sign(model, ci_signer, signature_path=tmp_path / "ci.sig", hashing=FAST)
+    assert ci_signer.description.startswith(f"https://github.com/{REPOSITORY}/")
     with pytest.raises(KeyMaterialError, match="expired"):
-        fresh_identity_token(ms.TokenSource(use_ambient_credentials=False), short_ci)
+        renewed_token(ms.TokenSource(use_ambient_credentials=False), short_ci, identity)
     for name, value in inst.github_actions_env("octo-org/other").items():
         monkeypatch.setenv(name, value)
     with pytest.raises(KeyMaterialError, match="expired"):
-        fresh_identity_token(ms.TokenSource(), short_ci)
+        renewed_token(ms.TokenSource(), short_ci, identity)
 
 
 def test_foreign_token_and_unreachable_instance(inst: LocalSigstore, tmp_path: Path) -> None:

@@ -9,29 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-import click
-import typer
-
-from model_signing.cli import _digest, _keyless, _local, _sign, _verify
 from model_signing.errors import ModelMismatchError, ModelSigningError
-
-app = typer.Typer(
-    name="modelseal",
-    help="Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-
-@app.callback()
-def _root() -> None:
-    """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
-
-
-for _module in (_digest, _sign, _verify, _keyless, _local):
-    _module.register(app)
 
 EXIT_BAD_INPUT = 1
 
@@ -47,8 +25,36 @@ def _printable(name: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
+#: The ``sign`` / ``verify`` subcommands that do not use Sigstore; any other (``sigstore``, or the default
+#: subcommand when none is named) does.
+KEY_BASED = frozenset({"key", "certificate"})
+
+
+def _uses_sigstore(args: list[str]) -> bool:
+    return (
+        len(args) >= 2
+        and args[0] in ("sign", "verify")
+        and args[1] not in KEY_BASED
+        and not any(a in ("--help", "-h") for a in args)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the only place that maps errors to exit codes."""
+    if _uses_sigstore(sys.argv[1:] if argv is None else argv):
+        # Start the Sigstore helper first: it imports sigstore while this process imports the CLI,
+        # parses the arguments and hashes the model.
+        from model_signing import _sigstore_service
+
+        try:
+            _sigstore_service.prestart()
+        except ModelSigningError as exc:
+            _fail(str(exc), exc.exit_code)
+    import click
+    import typer
+
+    from model_signing.cli._app import app
+
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="modelseal", standalone_mode=False)

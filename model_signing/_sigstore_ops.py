@@ -1,0 +1,219 @@
+"""The Sigstore operations, as run inside the helper process (see ``_sigstore_service``).
+
+Everything Sigstore-specific is done by the ``sigstore`` library: the identity token, the Fulcio
+certificate, the DSSE signature, the Rekor entry, the RFC 3161 timestamp, and on verification the
+certificate chain, SCT, inclusion proof, checkpoint, SET, timestamps and the identity policy.  This
+module only turns its results into plain values and its errors into ours (one line a user can act on).
+
+It imports sigstore at module level on purpose: the helper imports it while the caller hashes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from sigstore.dsse import Statement
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import Bundle, InvalidBundle, TrustedRoot
+from sigstore.oidc import IdentityError, IdentityToken
+from sigstore.sign import Signer, SigningContext
+from sigstore.verify import Verifier
+
+from model_signing._identity_policy import IdentityPolicy, certificate_identities
+from model_signing._oidc_token import one_line, unusable_token
+from model_signing._sigstore_service import Prepared, RootSpec, TrustSpec
+from model_signing._sigstore_trust import load_trust_config, signing_trust_config, verification_trusted_root
+from model_signing.errors import KeyMaterialError, SignatureFormatError, SigningError, VerificationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_IN_TOTO = "application/vnd.in-toto+json"
+
+
+_handles = itertools.count(1)
+_signers: dict[int, Signer] = {}
+_roots: dict[RootSpec, TrustedRoot] = {}
+
+
+def prepare_signer(trust: TrustSpec, raw_token: str, client_id: str, origin: str) -> Prepared:
+    """Check the token, then get an ephemeral key and its Fulcio certificate (with the SCT checked)."""
+    try:
+        token = IdentityToken(raw_token, client_id=client_id)
+    except IdentityError as exc:
+        raise unusable_token(origin, raw_token, client_id, exc) from None
+    if trust.config is not None:
+        config = trust.config
+    elif trust.path is not None:
+        config = load_trust_config(trust.path)
+    else:
+        config = signing_trust_config(None, trust.staging)
+    try:
+        context = SigningContext.from_trust_config(config)
+        # cache=True is required: with cache=False sigstore 4.5 generates a fresh ephemeral key on every
+        # access, so the certificate and the DSSE signature would belong to different keys.  It is also
+        # what makes the certificate requested here the one used by sign() later.
+        signer = Signer(token, context, cache=True)
+        # sigstore has no public accessor for the certificate it just obtained; this returns the cached one
+        # (no second request), whose identity and expiry the caller needs before signing.
+        certificate = signer._signing_cert()
+    except Exception as exc:  # noqa: BLE001 - sigstore's service clients raise assorted (partly private) types
+        raise SigningError(signing_failure(exc)) from None
+    handle = next(_handles)
+    _signers[handle] = signer
+    return Prepared(
+        handle=handle,
+        token_identity=f"{token.identity} via {token.issuer}",
+        certificate_identity=certificate_identity(certificate),
+        not_after=certificate.not_valid_after_utc.timestamp(),
+    )
+
+
+def sign(handle: int, payload: bytes) -> str:
+    """Sign ``payload`` (the canonical statement) as DSSE with a prepared signer; the bundle's JSON."""
+    signer = _signers[handle]
+    try:
+        signed = signer.sign_dsse(Statement(payload))
+    except Exception as exc:  # noqa: BLE001 - as in prepare_signer
+        raise SigningError(signing_failure(exc)) from None
+    return signed.to_json()
+
+
+def forget_signer(handle: int) -> None:
+    """Drop a prepared signer (its ephemeral private key) once it is no longer needed."""
+    _signers.pop(handle, None)
+
+
+def verify(raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSpec) -> tuple[bytes, str]:
+    """Run sigstore's DSSE verification with the identity policy; the verified payload and the signer."""
+    root = _roots.get(roots)
+    if root is None:
+        root = _roots[roots] = verification_trusted_root(
+            trust_config=roots.trust_config, trusted_root=roots.trusted_root, staging=roots.staging,
+            offline=roots.offline,
+        )
+    try:
+        bundle = Bundle.from_json(raw_bundle)
+    except InvalidBundle as exc:
+        raise SignatureFormatError(f"{source}: not a valid keyless bundle: {one_line(exc)}") from None
+    except ValueError as exc:
+        raise SignatureFormatError(f"{source}: malformed keyless bundle ({one_line(exc)})") from None
+    try:
+        payload_type, payload = Verifier(trusted_root=root).verify_dsse(bundle, policy.to_sigstore())
+    except SigstoreError as exc:
+        raise VerificationError(
+            f"{source} does not verify for {policy.describe()}: {one_line(exc, limit=300)}"
+        ) from None
+    if payload_type != _IN_TOTO:
+        raise VerificationError(f"{source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
+    return payload, f"{certificate_identity(bundle.signing_certificate)} (Sigstore certificate)"
+
+
+def oidc_url(trust: TrustSpec) -> str | None:
+    """The OIDC issuer the signing config names (the default for the interactive flow), if any."""
+    if trust.config is not None:
+        config = trust.config
+    else:
+        config = load_trust_config(trust.path) if trust.path else signing_trust_config(None, trust.staging)
+    try:
+        return config.signing_config.get_oidc_url()
+    except Exception:  # noqa: BLE001 - a config without an OIDC URL just has no interactive default
+        return None
+
+
+#: What the helper process may be asked to run, by name.
+OPERATIONS: dict[str, Callable[..., object]] = {
+    "prepare_signer": prepare_signer,
+    "sign": sign,
+    "forget_signer": forget_signer,
+    "verify": verify,
+}
+
+
+def certificate_identity(cert: x509.Certificate) -> str:
+    """``<SAN identities> via <OIDC issuer>`` from a Fulcio certificate."""
+    from asn1crypto.core import UTF8String
+
+    names = certificate_identities(cert)
+    issuer = "unknown issuer"
+    for oid in ("1.3.6.1.4.1.57264.1.8", "1.3.6.1.4.1.57264.1.1"):
+        try:
+            extension = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
+            value: bytes = getattr(extension.value, "value", b"")
+        except x509.ExtensionNotFound:
+            continue
+        try:
+            # .1.8 holds a DER UTF8String (any length form); the legacy .1.1 the raw string bytes.
+            issuer = str(UTF8String.load(value).native) if oid.endswith(".8") else value.decode(errors="replace")
+        except ValueError:
+            continue
+        break
+    return f"{', '.join(names) or 'no identity'} via {issuer}"
+
+
+# sigstore's service-client errors (private classes, not ``sigstore.errors.Error``), by class name.
+_SERVICES = {
+    "FulcioClientError": "the Fulcio CA",
+    "RekorClientError": "the Rekor transparency log",
+    "TimestampError": "the timestamp authority",
+}
+
+# When a request fails before any response, the URL tells which service it was for.
+_SERVICE_PATHS = (("/signingCert", "the Fulcio CA"), ("/api/v1/log", "the Rekor transparency log"),
+                  ("/api/v2/log", "the Rekor transparency log"), ("timestamp", "the timestamp authority"))
+
+
+def signing_failure(exc: Exception) -> str:
+    """One line naming the service that failed and why.
+
+    sigstore often raises its client errors without a message (the HTTP status and the service's own
+    explanation sit in the chained ``requests`` exception), so the cause chain is searched.
+    """
+    if isinstance(exc, KeyMaterialError | SigningError):
+        return str(exc)
+    service = next((_SERVICES[c.__name__] for c in type(exc).__mro__ if c.__name__ in _SERVICES), None)
+    chain: list[BaseException] = [exc]
+    while len(chain) < 8 and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(nxt)
+    for link in chain:
+        response = getattr(link, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            detail = _response_message(response)
+            return (
+                f"{service or 'a Sigstore service'} refused the request (HTTP {status} from "
+                f"{getattr(response, 'url', '?')}{': ' + detail if detail else ''})"
+            )
+    if any(isinstance(link, OSError) for link in chain):  # requests' ConnectionError and Timeout are OSErrors
+        url = next((u for link in chain if isinstance(u := getattr(getattr(link, "request", None), "url", None), str)),
+                   None)
+        if service is None and url is not None:
+            service = next((name for part, name in _SERVICE_PATHS if part in url), None)
+        # The innermost OS error says it best ("Connection refused"); requests' own message is a repr pile.
+        reason = next((link.strerror for link in reversed(chain) if isinstance(link, OSError) and link.strerror),
+                      None) or one_line(next(link for link in chain if isinstance(link, OSError)), limit=200)
+        where = f" at {url}" if url else ""
+        return (
+            f"cannot reach {service or 'the Sigstore instance'}{where} ({reason}); check the network and the "
+            "instance's URLs (--trust-config)"
+        )
+    messages = list(dict.fromkeys(m for link in chain if (m := " ".join(str(link).split()))))
+    where = f" at {service}" if service else ""
+    return f"Sigstore signing failed{where}: {'; '.join(messages) or type(exc).__name__}"
+
+
+def _response_message(response: object) -> str:
+    try:
+        body = response.json()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not JSON: fall back to the text
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            if isinstance(body.get(key), str):
+                return " ".join(body[key].split())
+    text = " ".join(str(getattr(response, "text", "")).split())
+    return text[:200]
+
+

@@ -1,0 +1,238 @@
+"""A helper process that runs the Sigstore client while this process hashes the model.
+
+Keyless signing and verification spend most of their fixed cost outside hashing: importing sigstore
+(about a third of a second of CPU) and its network round trips (TUF refresh, Fulcio certificate). Both
+can happen while the model is hashed, but not in a thread of this process: the hashing workers are
+forked, and forking while another thread is inside an import or OpenSSL can deadlock the child.  So
+the Sigstore work runs in its own interpreter, started (not forked) from this one:
+
+- ``python -P -c``: no current directory on ``sys.path``, since a model directory may hold ``.py``
+  files that would otherwise shadow modules sigstore imports;
+- requests and replies are length-prefixed pickles on two pipes, tagged with an id, so any number of
+  signers, verifiers and threads share one helper;
+- the helper exits when its request pipe closes (this process exiting closes it), so it never
+  outlives its parent; it ignores Ctrl-C, which the parent handles.
+
+The CLI starts the helper before it even imports its own modules (:func:`prestart`), which hides
+sigstore's import behind the CLI's start-up and the hashing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from model_signing.errors import ModelSigningError
+
+if TYPE_CHECKING:
+    from sigstore.models import ClientTrustConfig
+
+T = TypeVar("T")
+
+# The directory holding the ``model_signing`` package, so the helper imports this very copy.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from model_signing._sigstore_service import serve; serve()"
+
+
+@dataclass(frozen=True)
+class TrustSpec:
+    """Where the signing trust config comes from: a file, an object, staging or the public good."""
+
+    path: str | None = None
+    config: ClientTrustConfig | None = None
+    staging: bool = False
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """Where the verification trusted root comes from (the ``SigstoreVerifier`` options)."""
+
+    trust_config: str | None = None
+    trusted_root: str | None = None
+    staging: bool = False
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A signer with its Fulcio certificate, ready to sign: its handle, identities and expiry."""
+
+    handle: int
+    token_identity: str
+    certificate_identity: str
+    not_after: float
+
+
+class HelperError(ModelSigningError):
+    """The Sigstore helper process failed (it could not start, or it died)."""
+
+
+class Pending(Generic[T]):
+    """The reply to one request, collected when needed; the helper keeps working meanwhile."""
+
+    def __init__(self, service: Service, request_id: int, convert: Callable[[Any], T]) -> None:
+        self._service = service
+        self._id = request_id
+        self._convert = convert
+        self._reply: tuple[bool, Any] | None = None
+
+    def _take(self, block: bool) -> tuple[bool, Any] | None:
+        if self._reply is None:
+            self._reply = self._service._reply(self._id, block)
+        return self._reply
+
+    def raise_if_failed(self) -> None:
+        """Raise the request's error if it has already failed; return at once otherwise."""
+        reply = self._take(block=False)
+        if reply is not None and not reply[0]:
+            raise reply[1]
+
+    def result(self) -> T:
+        """Wait for the reply: the value, or the request's error raised here."""
+        reply = self._take(block=True)
+        assert reply is not None
+        ok, value = reply
+        if not ok:
+            raise value
+        return self._convert(value)
+
+
+class Service:
+    """One helper process and its two pipes."""
+
+    def __init__(self) -> None:
+        task_r, self._task_w = os.pipe()
+        self._result_r, result_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", "-c", _BOOT, _PACKAGE_PARENT, str(task_r), str(result_w)],
+                pass_fds=(task_r, result_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the protocol has its own pipes; sigstore's warnings go to stderr
+            )
+        except OSError as exc:
+            for fd in (self._task_w, self._result_r):
+                os.close(fd)
+            raise HelperError(f"cannot start the Sigstore helper process ({exc.strerror or exc})") from None
+        finally:
+            os.close(task_r)
+            os.close(result_w)
+        self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._replies: dict[int, tuple[bool, Any]] = {}
+        self._closed = False
+
+    def submit(self, operation: str, *args: object, convert: Callable[[Any], T] = lambda v: v) -> Pending[T]:
+        """Ask the helper to run ``operation(*args)`` (see ``_sigstore_ops.OPERATIONS``)."""
+        from model_signing._workers import _send
+
+        with self._send_lock:
+            request_id = next(self._ids)
+            try:
+                _send(self._task_w, (request_id, operation, args))
+            except OSError:
+                raise self._died() from None
+        return Pending(self, request_id, convert)
+
+    def _reply(self, request_id: int, block: bool) -> tuple[bool, Any] | None:
+        from model_signing._workers import _recv
+
+        with self._recv_lock:
+            while request_id not in self._replies:
+                if not block and not select.select([self._result_r], [], [], 0)[0]:
+                    return None
+                message = _recv(self._result_r)
+                if message is None:
+                    raise self._died()
+                rid, ok, value = message
+                self._replies[rid] = (ok, value)
+            return self._replies.pop(request_id)
+
+    def _died(self) -> HelperError:
+        code = self._proc.poll()
+        how = f"exit code {code}" if code is not None and code >= 0 else f"signal {-(code or 0)}"
+        return HelperError(
+            f"the Sigstore helper process stopped unexpectedly ({how}); see the messages above, and check that "
+            "the sigstore package is installed"
+        )
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Let the helper exit (it stops at the end of its request pipe); kill it if it does not."""
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self._task_w, self._result_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+_shared: list[Service] = []  # at most one: the process-wide helper
+_shared_lock = threading.Lock()
+
+
+def shared() -> Service:
+    """The process-wide helper, started on first use (or earlier by :func:`prestart`)."""
+    with _shared_lock:
+        if not _shared or _shared[0]._closed:
+            service = Service()
+            atexit.register(service.close)
+            _shared[:] = [service]
+        return _shared[0]
+
+
+def prestart() -> None:
+    """Start the helper now, so sigstore is imported while the caller does other work."""
+    shared()
+
+
+def serve() -> None:
+    """The helper's main loop (``argv``: package dir, request fd, reply fd)."""
+    from model_signing._workers import _recv, _send
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our pipe
+    task_r, result_w = int(sys.argv[2]), int(sys.argv[3])
+    operations: dict[str, Callable[..., object]] = {}
+    failure: ModelSigningError | None = None
+    try:
+        from model_signing._sigstore_ops import OPERATIONS  # the slow part: imports sigstore
+
+        operations = OPERATIONS
+    except Exception as exc:  # noqa: BLE001 - reported with every request instead of a traceback
+        failure = HelperError(f"cannot load the Sigstore client ({type(exc).__name__}: {exc}); reinstall modelseal")
+    while (message := _recv(task_r)) is not None:
+        request_id, operation, args = message
+        try:
+            if failure is not None:
+                raise failure
+            reply: tuple[int, bool, object] = (request_id, True, operations[operation](*args))
+        except ModelSigningError as exc:
+            reply = (request_id, False, exc)
+        except Exception as exc:  # noqa: BLE001 - any other failure is still one line for the user
+            reply = (request_id, False, HelperError(f"internal error in the Sigstore helper: {exc!r}"))
+        try:
+            _send(result_w, reply)
+        except (TypeError, AttributeError, pickle.PicklingError):  # a value or error that cannot be pickled
+            _send(result_w, (request_id, False, HelperError(f"internal error in the Sigstore helper: {reply[2]!r}")))
+        except BrokenPipeError:
+            break
+    # The parent is done with us: skip the interpreter's tear-down of sigstore's many modules (a tenth
+    # of a second the parent would otherwise wait for in close()); nothing is left to flush.
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,239 @@
+"""The Sigstore helper process and the overlap of signature work with hashing.
+
+Everything runs for real: the unmodified sigstore client in the helper, against the local instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import model_signing as ms
+from model_signing import _sigstore_service
+from model_signing._bundle import SignatureBundle
+from model_signing.errors import FileChangedError, ModelPathError, VerificationError
+from model_signing.sigstore_local import LocalSigstore
+from model_signing.verifying import VerifiedSignature
+
+ROOT = Path(__file__).resolve().parents[1]
+EMAIL = "alice@example.com"
+
+
+@pytest.fixture(scope="module")
+def inst() -> Iterator[LocalSigstore]:
+    with LocalSigstore() as instance:
+        yield instance
+
+
+def _model(root: Path, size: int = 64 * 1024) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_bytes(b'{"n": 1}\n')
+    (root / "weights.bin").write_bytes(hashlib.sha256(b"seed").digest() * (size // 32))
+    return root
+
+
+def _signed(inst: LocalSigstore, tmp_path: Path) -> tuple[Path, Path]:
+    model = _model(tmp_path / "model")
+    signature = tmp_path / "model.sig"
+    signer = ms.SigstoreSigner(trust_config=inst.trust_config_path,
+                               token_source=ms.TokenSource(identity_token=inst.mint_token(EMAIL)))
+    ms.sign(model, signer, signature_path=signature, hashing=ms.HashingConfig(progress=False))
+    return model, signature
+
+
+def _verifier(inst: LocalSigstore, identity: str = EMAIL) -> ms.SigstoreVerifier:
+    return ms.SigstoreVerifier(ms.IdentityPolicy(identity=identity, issuer=inst.oidc_issuer),
+                               trust_config=inst.trust_config_path)
+
+
+def _children() -> set[int]:
+    """Live (non-zombie) child processes of this test process."""
+    pids = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def test_a_bad_signature_outranks_a_model_that_cannot_be_hashed(inst: LocalSigstore, tmp_path: Path) -> None:
+    model, signature = _signed(inst, tmp_path)
+    (model / "link").symlink_to(model / "config.json")  # refused while hashing: exit 1 on its own
+    with pytest.raises(ModelPathError, match="symlink"):
+        ms.verify(model, _verifier(inst), signature_path=signature)
+    # The signature check runs while the model is hashed, but its verdict is reported first.
+    with pytest.raises(VerificationError, match="does not verify for"):
+        ms.verify(model, _verifier(inst, "mallory@example.com"), signature_path=signature)
+
+
+def test_a_failed_signature_check_stops_hashing(inst: LocalSigstore, tmp_path: Path) -> None:
+    model, signature = _signed(inst, tmp_path)
+    before = _children()
+    calls: list[int] = []
+    verifier = _verifier(inst, "mallory@example.com")
+    bundle_check = verifier.verify_in_background
+
+    # Count how often hashing asked whether to go on; it must stop once the verdict (a failure) is known.
+    def counting(bundle: SignatureBundle) -> _sigstore_service.Pending[VerifiedSignature]:
+        pending = bundle_check(bundle)
+        check = pending.raise_if_failed
+
+        def counted() -> None:
+            calls.append(1)
+            check()
+
+        pending.raise_if_failed = counted  # type: ignore[method-assign]
+        return pending
+
+    verifier.verify_in_background = counting  # type: ignore[method-assign]
+    with pytest.raises(VerificationError):
+        ms.verify(model, verifier, signature_path=signature, max_workers=2)
+    assert calls, "hashing never polled the signature check"
+    assert _children() <= before  # no hashing worker left behind (the helper may stay)
+
+
+def test_poll_stops_hashing_in_process_and_in_workers(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    for i in range(4):
+        (model / f"w{i}.bin").write_bytes(os.urandom(3 << 20))
+    before = _children()
+    for workers in (1, 2):
+        seen: list[int] = []
+
+        def poll(seen: list[int] = seen) -> None:
+            seen.append(1)
+            if len(seen) >= 2:
+                raise FileChangedError("stop here")
+
+        with pytest.raises(FileChangedError, match="stop here"):
+            ms.hash_model(model, ms.HashingConfig(max_workers=workers, progress=False), poll=poll)
+        assert len(seen) == 2
+        assert _children() <= before
+
+
+def test_the_statement_used_must_be_the_verified_payload(tmp_path: Path) -> None:
+    # A (third-party) background verifier that returns another payload than the bundle's: refused, so
+    # no model is ever compared against settings that were not signed.
+    public = tmp_path / "k.pub"
+    private = tmp_path / "k.pem"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    model = _model(tmp_path / "model")
+    ms.sign(model, ms.KeySigner(private), signature_path=tmp_path / "m.sig", hashing=ms.HashingConfig(progress=False))
+    real = ms.KeyVerifier(public)
+
+    class Done:
+        def __init__(self, value: VerifiedSignature) -> None:
+            self.value = value
+
+        def raise_if_failed(self) -> None:
+            pass
+
+        def result(self) -> VerifiedSignature:
+            return self.value
+
+    class Swapping:
+        method = "key"
+        description = "swapping"
+
+        def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
+            return real.verify(bundle)
+
+        def verify_in_background(self, bundle: SignatureBundle) -> Done:
+            verified = real.verify(bundle)
+            doc = json.loads(verified.payload)
+            doc["predicate"]["serialization"]["ignore_paths"] = ["weights.bin"]
+            return Done(VerifiedSignature(json.dumps(doc).encode(), verified.signer))
+
+    ms.verify(model, real, signature_path=tmp_path / "m.sig")
+    with pytest.raises(VerificationError, match="payload other than the bundle's"):
+        ms.verify(model, Swapping(), signature_path=tmp_path / "m.sig")  # type: ignore[arg-type]
+
+
+def _run(args: list[object], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SIGSTORE_", "GITHUB_", "ACTIONS_"))}
+    return subprocess.run([sys.executable, ROOT / "main.py", *map(str, args)], cwd=cwd, env={**base, **(env or {})},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_helper_ignores_modules_in_the_current_directory(inst: LocalSigstore, tmp_path: Path) -> None:
+    # Models (a PyTorch Hub repo, say) hold .py files; run from inside one, nothing of it may be imported.
+    model = _model(tmp_path / "repo")
+    marker = tmp_path / "imported"
+    for name in ("requests", "jwt", "pydantic", "cryptography"):
+        (model / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name}\\n')\n")
+    signature = tmp_path / "repo.sig"
+    proc = _run(["sign", ".", "--trust-config", inst.trust_config_path, "--identity-token", inst.mint_token(EMAIL),
+                 "--signature", signature, "-q"], cwd=model)
+    assert proc.returncode == 0, proc.stderr
+    proc = _run(["verify", ".", "--trust-config", inst.trust_config_path, "--identity", EMAIL,
+                 "--identity-provider", inst.oidc_issuer, "--signature", signature, "-q"], cwd=model)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), marker.read_text()
+
+
+def test_a_broken_sigstore_install_is_one_line(inst: LocalSigstore, tmp_path: Path) -> None:
+    model, signature = _signed(inst, tmp_path)
+    shadow = tmp_path / "shadow" / "sigstore"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('this sigstore is broken')\n")
+    proc = _run(["verify", model, "--trust-config", inst.trust_config_path, "--identity", EMAIL,
+                 "--identity-provider", inst.oidc_issuer, "--signature", signature],
+                cwd=tmp_path, env={"PYTHONPATH": str(shadow.parent)})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: cannot load the Sigstore client (ImportError: this sigstore is broken); reinstall modelseal"
+    ]
+
+
+def test_the_helper_exits_with_its_parent(tmp_path: Path) -> None:
+    # The parent vanishes without closing anything: the helper sees its request pipe close and exits.
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]);"
+        "from model_signing import _sigstore_service as s; svc = s.shared();"
+        "print(svc._proc.pid, flush=True); os._exit(0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    pid = int(proc.stdout)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
+        if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+            break
+        time.sleep(0.05)
+    alive = Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    assert not alive
+
+
+def test_one_helper_serves_many_requests_and_threads(inst: LocalSigstore, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, signature = _signed(inst, tmp_path)
+    service = _sigstore_service.shared()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ms.verify(model, _verifier(inst), signature_path=signature,
+                                                    max_workers=1).signer, range(8)))
+    assert results == [f"{EMAIL} via {inst.oidc_issuer} (Sigstore certificate)"] * 8
+    assert _sigstore_service.shared() is service

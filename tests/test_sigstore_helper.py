@@ -168,7 +168,7 @@ def test_the_statement_used_must_be_the_verified_payload(tmp_path: Path) -> None
 
     ms.verify(model, real, signature_path=tmp_path / "m.sig")
     with pytest.raises(VerificationError, match="payload other than the bundle's"):
-        ms.verify(model, Swapping(), signature_path=tmp_path / "m.sig")  # type: ignore[arg-type]
+        ms.verify(model, Swapping(), signature_path=tmp_path / "m.sig")
 
 
 def _run(args: list[object], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -125,6 +125,17 @@ def online_token() -> str | None:
     return os.environ.get("SIGSTORE_IDENTITY_TOKEN") or None
 
 
+def _byte_compile() -> None:
+    """Byte-compile this checkout, as ``pip install`` does for an installed package (and did for the peer).
+
+    Without it, a run under ``PYTHONDONTWRITEBYTECODE=1`` would time our modules being compiled from
+    source in every command while the peer's are loaded from ``.pyc`` files.
+    """
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parents[2] / "model_signing"), quiet=1)
+
+
 def _slug(runner: Runner) -> str:
     return runner.label.replace(" ", "_").replace(".", "")
 
@@ -155,6 +166,7 @@ def run(args: argparse.Namespace) -> Results:
         peer_python = ensure_peer_venv()
     except Exception as exc:  # noqa: BLE001 - reported as n/a for every peer case
         peer_reason = f"peer venv unavailable: {exc}"
+    _byte_compile()
     private_key, public_key = _make_keys(out)
     runners = build_runners(args.methods, args.modes, args.peer_modes)
     ops = [op for op in OPS if op in args.ops]

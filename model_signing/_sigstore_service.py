@@ -128,6 +128,7 @@ class Service:
         finally:
             os.close(task_r)
             os.close(result_w)
+        self._pid = os.getpid()  # a forked copy of this object must not use (or wait for) our helper
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
@@ -176,6 +177,8 @@ class Service:
         for fd in (self._task_w, self._result_r):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if os.getpid() != self._pid:
+            return  # a forked child's copy: the helper belongs to the parent
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -190,7 +193,7 @@ _shared_lock = threading.Lock()
 def shared() -> Service:
     """The process-wide helper, started on first use (or earlier by :func:`prestart`)."""
     with _shared_lock:
-        if not _shared or _shared[0]._closed:
+        if not _shared or _shared[0]._closed or _shared[0]._pid != os.getpid():
             service = Service()
             atexit.register(service.close)
             _shared[:] = [service]

@@ -209,7 +209,8 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
         f"{mach.kernel}, Python {mach.python}",
         f"- Command: `{st.get('command', '')}`",
         f"- Mode: {st.get('mode')}; size factor {st.get('size_factor')}; {st.get('repeats')} repeats; "
-        f"warm page cache; both tools byte-compiled; raw limit with {st.get('processes')} processes; started {st.get('started')}",
+        f"warm page cache; both tools byte-compiled; raw limit with {st.get('processes')} processes; "
+        f"started {st.get('started')}",
         "- Times are min / median wall time of the whole command (process start to exit); GB/s = size / min; "
         "peak RSS is the largest process of the command's tree; 'of limit' = raw read+hash time / command time; "
         "GB and MB are 10^9 and 10^6 bytes.",

@@ -237,3 +237,27 @@ def test_one_helper_serves_many_requests_and_threads(inst: LocalSigstore, tmp_pa
                                                     max_workers=1).signer, range(8)))
     assert results == [f"{EMAIL} via {inst.oidc_issuer} (Sigstore certificate)"] * 8
     assert _sigstore_service.shared() is service
+
+
+def test_a_forked_child_gets_its_own_helper(inst: LocalSigstore, tmp_path: Path) -> None:
+    # multiprocessing's fork start method copies the parent's helper object: the child must not talk on
+    # (and corrupt) the parent's pipes, but start its own helper.
+    model, signature = _signed(inst, tmp_path)
+    parent_service = _sigstore_service.shared()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        verdict = b"E"
+        try:
+            own = _sigstore_service.shared()
+            signer = ms.verify(model, _verifier(inst), signature_path=signature, max_workers=1).signer
+            verdict = b"1" if own is not parent_service and signer.startswith(EMAIL) else b"0"
+        finally:
+            os.write(write_end, verdict)
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 1) == b"1"
+    os.close(read_end)
+    assert _sigstore_service.shared() is parent_service
+    assert ms.verify(model, _verifier(inst), signature_path=signature, max_workers=1).signer.startswith(EMAIL)

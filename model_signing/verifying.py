@@ -299,10 +299,6 @@ def verify(
         verdict.wait()  # a signature that does not verify outranks whatever was met before the verdict
         raise
     verified = verdict.wait()
-    if verified.payload != bundle.payload:
-        raise VerificationError(
-            f"{bundle.source}: the verifier returned a payload other than the bundle's; refusing to compare"
-        )
 
     differences = _compare.compare(signed, actual, ignore_unsigned_files=ignore_unsigned_files)
     if differences:
@@ -321,9 +317,14 @@ def verify(
 
 
 class _Verdict:
-    """The signature check of one bundle: done at once, or in the background by verifiers that can."""
+    """The signature check of one bundle: done at once, or in the background by verifiers that can.
+
+    Every wait also requires the verified payload to be the bundle's byte for byte, since the caller
+    works on the bundle's statement: a mismatch is a signature that does not cover what is used.
+    """
 
     def __init__(self, verifier: Verifier, bundle: SignatureBundle) -> None:
+        self._bundle = bundle
         start = getattr(verifier, "verify_in_background", None)
         self._pending = start(bundle) if start is not None else None
         self._verified = verifier.verify(bundle) if start is None else None
@@ -338,6 +339,10 @@ class _Verdict:
         if self._verified is None:
             assert self._pending is not None
             self._verified = self._pending.result()
+        if self._verified.payload != self._bundle.payload:
+            raise VerificationError(
+                f"{self._bundle.source}: the verifier returned a payload other than the bundle's; refusing to compare"
+            )
         return self._verified
 
 

@@ -169,6 +169,13 @@ def test_the_statement_used_must_be_the_verified_payload(tmp_path: Path) -> None
     ms.verify(model, real, signature_path=tmp_path / "m.sig")
     with pytest.raises(VerificationError, match="payload other than the bundle's"):
         ms.verify(model, Swapping(), signature_path=tmp_path / "m.sig")
+    # Also when hashing fails before the verdict: the error met under the bundle's (unsigned) statement
+    # is outranked by the verdict, which is that the signature does not cover that statement.
+    (model / "link").symlink_to(model / "config.json")
+    with pytest.raises(ModelPathError, match="symlink"):
+        ms.verify(model, real, signature_path=tmp_path / "m.sig")
+    with pytest.raises(VerificationError, match="payload other than the bundle's"):
+        ms.verify(model, Swapping(), signature_path=tmp_path / "m.sig")
 
 
 def _run(args: list[object], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import os
 import sys
 import time
@@ -160,16 +161,25 @@ def token_problem(raw: str, client_id: str) -> str | None:
     The checks sigstore's ``IdentityToken`` makes on the unverified claims (Fulcio checks the
     signature), worded so a user knows which token to get instead.
     """
+    parts = raw.split(".")
     claims = unverified_claims(raw)
-    if not claims:
+    # PyJWT also decodes the header (a JSON object) and the signature part.
+    if not claims or _json_object(parts[0]) is None or _decoded(parts[2]) is None:
         return "it is not a JWT (three base64url parts separated by dots)"
-    missing = next((name for name in _REQUIRED if name not in claims), None)
+    # PyJWT counts a null claim as missing.
+    missing = next((name for name in _REQUIRED if claims.get(name) is None), None)
     if missing is not None:
         return f"it has no {missing!r} claim"
     now = time.time()
     for name in ("iat", "nbf", "exp"):
-        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], int | float)):
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return f"its {name!r} claim is not a number"
+    # sigstore looks the issuer up in a table and PyJWT requires every audience to be a string.
+    if not isinstance(claims["iss"], str):
+        return "its 'iss' claim is not a string"
+    if isinstance(claims["aud"], list) and not all(isinstance(a, str) for a in claims["aud"]):
+        return "its 'aud' claim is not a string or a list of strings"
     # PyJWT allows the leeway on "iat"; sigstore's validity period then applies "nbf" and "exp" exactly.
     if claims["iat"] > now + _LEEWAY or claims.get("nbf", 0) > now:
         return f"it is not valid yet (issued at {_when(claims['iat'])}); check the clock"
@@ -193,13 +203,23 @@ def unusable_token(origin: str, raw: str, client_id: str, exc: Exception | None)
 def unverified_claims(raw: str) -> dict[str, Any]:
     """The claims of a JWT, decoded without checking its signature (Fulcio checks that), or ``{}``."""
     parts = raw.split(".")
-    if len(parts) != 3:
-        return {}
+    return (_json_object(parts[1]) or {}) if len(parts) == 3 else {}
+
+
+def _decoded(part: str) -> bytes | None:
     try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except ValueError:
+        return None
+
+
+def _json_object(part: str) -> dict[str, Any] | None:
+    data = _decoded(part)
+    try:
+        value = json.loads(data) if data is not None else None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _when(timestamp: object) -> str:

@@ -7,6 +7,7 @@ its errors, trusted-root selection.  Digests are computed here with hashlib.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.models import ClientTrustConfig
-from sigstore.oidc import IdentityToken
+from sigstore.oidc import IdentityError, IdentityToken
 
 import model_signing as ms
 from model_signing import keyless
@@ -302,6 +303,14 @@ def _unsigned_jwt(**claims: object) -> str:
     return jwt.encode(claims, "not-the-issuer-key-but-long-enough-for-hs256", algorithm="HS256")
 
 
+def _hand_made_jwt(**claims: object) -> str:
+    # Claims PyJWT refuses to encode (it checks them on encoding too); the signature part is arbitrary.
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return ".".join([part(b'{"alg":"HS256","typ":"JWT"}'), part(json.dumps(claims).encode()), part(b"sig")])
+
+
 @pytest.mark.parametrize(
     ("make_token", "problem"),
     [
@@ -313,12 +322,25 @@ def _unsigned_jwt(**claims: object) -> str:
         (lambda inst, now: _unsigned_jwt(iss=inst.oidc_issuer, aud="sigstore", iat=now, exp=now + 60),
          "it has no 'sub' claim"),
         (lambda inst, now: "not.a-token", "it is not a JWT"),
+        # Tokens PyJWT (and so sigstore) refuses, caught before hashing too.
+        (lambda inst, now: _unsigned_jwt(iss=inst.oidc_issuer, aud="sigstore", sub=None, iat=now, exp=now + 60),
+         "it has no 'sub' claim"),
+        (lambda inst, now: "bm90IGpzb24" + inst.mint_token(EMAIL)[inst.mint_token(EMAIL).index("."):],
+         "it is not a JWT"),
+        (lambda inst, now: _hand_made_jwt(iss=[inst.oidc_issuer], aud="sigstore", sub=EMAIL, iat=now, exp=now + 60),
+         "its 'iss' claim is not a string"),
+        (lambda inst, now: _unsigned_jwt(iss=inst.oidc_issuer, aud=["sigstore", 1], sub=EMAIL, iat=now,
+                                         exp=now + 60), "its 'aud' claim is not a string or a list of strings"),
     ],
-    ids=["expired", "audience", "not-yet-valid", "no-sub", "garbage"],
+    ids=["expired", "audience", "not-yet-valid", "no-sub", "garbage", "null-sub", "bad-header",
+         "iss-list", "aud-number"],
 )
 def test_unusable_tokens_are_refused_before_signing(inst: LocalSigstore, make_token, problem: str) -> None:  # type: ignore[no-untyped-def]
+    token = make_token(inst, int(time.time()))
+    with pytest.raises((IdentityError, TypeError)):  # sigstore refuses each of them too
+        IdentityToken(token)
     with pytest.raises(KeyMaterialError) as info:
-        signer_for(inst, make_token(inst, int(time.time())))
+        signer_for(inst, token)
     assert f"the identity token from --identity-token is unusable: {problem}" in str(info.value)
 
 

@@ -114,6 +114,9 @@ class Service:
     def __init__(self) -> None:
         task_r, self._task_w = os.pipe()
         self._result_r, result_w = os.pipe()
+        # The helper starts with SIGINT blocked (the mask survives exec) until serve() ignores it: a Ctrl-C
+        # during its start-up would otherwise kill it, or print a KeyboardInterrupt traceback.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-P", "-c", _BOOT, _PACKAGE_PARENT, str(task_r), str(result_w)],
@@ -128,6 +131,7 @@ class Service:
         finally:
             os.close(task_r)
             os.close(result_w)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._pid = os.getpid()  # a forked copy of this object must not use (or wait for) our helper
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
@@ -210,6 +214,7 @@ def serve() -> None:
     from model_signing._workers import _recv, _send
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our pipe
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now
     task_r, result_w = int(sys.argv[2]), int(sys.argv[3])
     operations: dict[str, Callable[..., object]] = {}
     failure: ModelSigningError | None = None

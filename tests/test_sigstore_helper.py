@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -268,3 +269,16 @@ def test_a_forked_child_gets_its_own_helper(inst: LocalSigstore, tmp_path: Path)
     os.close(read_end)
     assert _sigstore_service.shared() is parent_service
     assert ms.verify(model, _verifier(inst), signature_path=signature, max_workers=1).signer.startswith(EMAIL)
+
+
+def test_ctrl_c_while_the_helper_starts_does_not_reach_it() -> None:
+    # A terminal's Ctrl-C reaches the whole process group, the helper included, possibly before its own
+    # code runs: it must neither die nor print a traceback (the parent alone handles Ctrl-C).
+    service = _sigstore_service.Service()
+    try:
+        os.kill(service._proc.pid, signal.SIGINT)  # at once: the helper is still starting its interpreter
+        assert service.submit("forget_signer", 0).result() is None
+    finally:
+        service.close()
+    assert service._proc.returncode == 0
+

@@ -282,3 +282,13 @@ def test_ctrl_c_while_the_helper_starts_does_not_reach_it() -> None:
         service.close()
     assert service._proc.returncode == 0
 
+
+def test_ctrl_c_while_the_cli_starts_is_exit_130_without_a_traceback(tmp_path: Path) -> None:
+    # The CLI imports its modules after starting the helper; a Ctrl-C during those imports (simulated by
+    # a module that raises KeyboardInterrupt on import) is still "interrupted", exit 130.
+    shadow = tmp_path / "shadow" / "typer"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    proc = _run(["verify", tmp_path, "--identity", EMAIL], cwd=tmp_path, env={"PYTHONPATH": str(shadow.parent)})
+    assert proc.returncode == 130
+    assert proc.stderr.splitlines() == ["error: interrupted"]

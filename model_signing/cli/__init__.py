@@ -41,19 +41,21 @@ def _uses_sigstore(args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the only place that maps errors to exit codes."""
-    if _uses_sigstore(sys.argv[1:] if argv is None else argv):
-        # Start the Sigstore helper first: it imports sigstore while this process imports the CLI,
-        # parses the arguments and hashes the model.
-        from model_signing import _sigstore_service
+    try:
+        if _uses_sigstore(sys.argv[1:] if argv is None else argv):
+            # Start the Sigstore helper first: it imports sigstore while this process imports the CLI,
+            # parses the arguments and hashes the model.
+            from model_signing import _sigstore_service
 
-        try:
             _sigstore_service.prestart()
-        except ModelSigningError as exc:
-            _fail(str(exc), exc.exit_code)
-    import click
-    import typer
+        import click
+        import typer
 
-    from model_signing.cli._app import app
+        from model_signing.cli._app import app
+    except ModelSigningError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C this early: still no traceback
+        _fail("interrupted", 130)
 
     command = typer.main.get_command(app)
     try:

@@ -137,6 +137,8 @@ class Service:
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._replies: dict[int, tuple[bool, Any]] = {}
+        # Requests sent and replies read, each counted under its own lock: the difference is work still owed.
+        self._sent = self._received = 0
         self._closed = False
 
     def submit(self, operation: str, *args: object, convert: Callable[[Any], T] = lambda v: v) -> Pending[T]:
@@ -149,6 +151,7 @@ class Service:
                 _send(self._task_w, (request_id, operation, args))
             except OSError:
                 raise self._died() from None
+            self._sent += 1
         return Pending(self, request_id, convert)
 
     def _reply(self, request_id: int, block: bool) -> tuple[bool, Any] | None:
@@ -156,13 +159,14 @@ class Service:
 
         with self._recv_lock:
             while request_id not in self._replies:
-                if not block and not select.select([self._result_r], [], [], 0)[0]:
+                if not block and not _readable(self._result_r):
                     return None
                 message = _recv(self._result_r)
                 if message is None:
                     raise self._died()
                 rid, ok, value = message
                 self._replies[rid] = (ok, value)
+                self._received += 1
             return self._replies.pop(request_id)
 
     def _died(self) -> HelperError:
@@ -183,11 +187,22 @@ class Service:
                 os.close(fd)
         if os.getpid() != self._pid:
             return  # a forked child's copy: the helper belongs to the parent
+        if self._sent != self._received:
+            # Work nobody will read (Ctrl-C, an error elsewhere): the helper would only notice the closed
+            # pipe once it finishes, which can be a slow network request. Stop it now.
+            self._proc.kill()
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+def _readable(fd: int) -> bool:
+    # poll, not select: select fails for descriptors above 1023, which long-running callers can reach.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 _shared: list[Service] = []  # at most one: the process-wide helper

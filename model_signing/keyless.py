@@ -107,7 +107,7 @@ class SigstoreSigner:
         prepared = self._prepared.result()
         if prepared.not_after - time.time() < _RENEW_BEFORE_EXPIRY:
             # Hashing outlived the certificate: a new one needs a token valid now (renewed or refused).
-            self._service.submit("forget_signer", prepared.handle)
+            self._service.submit("forget_signer", prepared.handle).result()
             self._token = renewed_token(self._source, self._token, prepared.token_identity)
             self._prepared = self._prepare()
             prepared = self._prepared.result()

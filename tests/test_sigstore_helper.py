@@ -292,3 +292,15 @@ def test_ctrl_c_while_the_cli_starts_is_exit_130_without_a_traceback(tmp_path: P
     proc = _run(["verify", tmp_path, "--identity", EMAIL], cwd=tmp_path, env={"PYTHONPATH": str(shadow.parent)})
     assert proc.returncode == 130
     assert proc.stderr.splitlines() == ["error: interrupted"]
+
+
+def test_closing_with_work_owed_stops_the_helper_at_once() -> None:
+    # After Ctrl-C (or any error) nobody reads the helper's reply: it is killed rather than waited for,
+    # which could take as long as a slow network request. With nothing owed it exits by itself.
+    idle = _sigstore_service.Service()
+    idle.close(timeout=60)  # it may still be importing sigstore: let it finish and exit on its own
+    assert idle._proc.returncode == 0
+    busy = _sigstore_service.Service()
+    busy.submit("forget_signer", 12345)  # the helper is still importing sigstore: the reply is owed
+    busy.close()
+    assert busy._proc.returncode == -9

@@ -63,14 +63,12 @@ class SigstoreSigner:
         token_source: TokenSource | None = None,
     ) -> None:
         """Pick the instance (``trust_config`` file or object, ``staging``, else public good) and get a token."""
-        from model_signing._sigstore_service import TrustSpec
-
         if trust_config is None or isinstance(trust_config, str | os.PathLike):
             check_signing_sources(trust_config, staging)
             path = os.path.abspath(os.fspath(trust_config)) if trust_config is not None else None
-            self._trust = TrustSpec(path=path, staging=staging)
+            self._trust = _sigstore_service.TrustSpec(path=path, staging=staging)
         else:
-            self._trust = TrustSpec(config=trust_config)
+            self._trust = _sigstore_service.TrustSpec(config=trust_config)
         self._source = token_source or TokenSource()
         self._token, self._origin = obtain_identity_token(self._source, self._default_issuer)
         self._service = _sigstore_service.shared()
@@ -136,11 +134,9 @@ class SigstoreVerifier:
         offline: bool = False,
     ) -> None:
         """Check the trust options (``offline`` never touches the network; see ``--offline``)."""
-        from model_signing._sigstore_service import RootSpec
-
         check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging)
         self._policy = policy
-        self._roots = RootSpec(
+        self._roots = _sigstore_service.RootSpec(
             trust_config=os.path.abspath(os.fspath(trust_config)) if trust_config is not None else None,
             trusted_root=os.path.abspath(os.fspath(trusted_root)) if trusted_root is not None else None,
             staging=staging,

@@ -30,12 +30,19 @@ def load_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
         raise InputError(_NOT_A_TRUST_CONFIG.format(path=os.fspath(path), reason=type(exc).__name__)) from None
 
 
-def check_signing_sources(trust_config: str | os.PathLike[str] | None, staging: bool) -> None:
-    """Fail fast, without importing sigstore, on signing trust options that cannot work."""
+def check_signing_sources(
+    trust_config: str | os.PathLike[str] | None, staging: bool, *, read_files: bool = True
+) -> None:
+    """Fail fast, without importing sigstore, on signing trust options that cannot work.
+
+    ``read_files=False`` checks only how the options combine (the loaders below, which read the files
+    anyway, use that rather than reading and parsing each file twice).
+    """
     if trust_config is not None:
         if staging:
             raise InputError("--staging and --trust-config are exclusive; pass only one")
-        _precheck(trust_config, "--trust-config", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
+        if read_files:
+            _precheck(trust_config, "--trust-config", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
 
 
 def check_verification_sources(
@@ -43,6 +50,7 @@ def check_verification_sources(
     trust_config: str | os.PathLike[str] | None,
     trusted_root: str | os.PathLike[str] | None,
     staging: bool,
+    read_files: bool = True,
 ) -> None:
     """Fail fast, without importing sigstore, on verification trust options that cannot work."""
     if trusted_root is not None and trust_config is not None:
@@ -51,6 +59,8 @@ def check_verification_sources(
         # As when signing: an explicit root would silently win over --staging.
         option = "--trusted-root" if trusted_root is not None else "--trust-config"
         raise InputError(f"--staging and {option} are exclusive; pass only one")
+    if not read_files:
+        return
     if trusted_root is not None:
         _precheck(trusted_root, "--trusted-root", (), _NOT_A_TRUSTED_ROOT)
     if trust_config is not None:
@@ -82,7 +92,7 @@ def _precheck(path: str | os.PathLike[str], option: str, keys: tuple[str, ...], 
 def signing_trust_config(trust_config: str | os.PathLike[str] | None, staging: bool) -> ClientTrustConfig:
     """The trust config used to sign: an explicit file, staging, or the public-good instance (via TUF)."""
     if trust_config is not None:
-        check_signing_sources(trust_config, staging)
+        check_signing_sources(trust_config, staging, read_files=False)
         return load_trust_config(trust_config)
     from sigstore.models import ClientTrustConfig
 
@@ -109,7 +119,7 @@ def verification_trusted_root(
     public-good (or staging) root: refreshed through TUF online, or, with ``offline``, the copy that
     ships inside the sigstore package, so air-gapped machines verify public-good bundles.
     """
-    check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging)
+    check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging, read_files=False)
     if trusted_root is not None:
         return _parse_trusted_root(_read(trusted_root, "--trusted-root"), str(trusted_root))
     if trust_config is not None:

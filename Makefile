@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install -q --disable-pip-version-check --require-hashes
+# --no-deps: every file in install/ is fully pinned (pip-compile), so pip never resolves a dependency itself. That is
+# what makes the stock pip of `python3 -m venv` (23.2.1 with Python 3.11.7) work: in --require-hashes mode it refuses
+# a pinned package's own `dep[extra]>=x` requirement as unpinned.
+PIP := $(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
@@ -15,11 +18,13 @@ venv: $(DEV)
 $(RUNTIME): install/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r install/requirements.txt
+	$(BIN)/python -m pip check --disable-pip-version-check  # the pins are complete (nothing missing with --no-deps)
 	touch $@
 
 $(DEV): $(RUNTIME) install/requirements-dev.txt install/requirements-bench.txt pyproject.toml
 	$(PIP) -r install/requirements-dev.txt
 	$(PIP) -r install/requirements-bench.txt
+	$(BIN)/python -m pip check --disable-pip-version-check
 	# compat mode: a plain path entry; the default import-hook finder costs every command ~20 ms at start-up
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@

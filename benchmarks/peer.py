@@ -29,7 +29,8 @@ def ensure_peer_venv(path: Path | None = None) -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(path)
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--require-hashes",
-         "-r", str(REQUIREMENTS)],
+         # fully pinned file; --no-deps keeps the stock pip of a new venv from resolving extras it would refuse
+         "--no-deps", "-r", str(REQUIREMENTS)],
         check=True,
     )
     stamp.write_text(wanted)

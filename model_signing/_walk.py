@@ -149,8 +149,13 @@ def walk(
     allow_symlinks: bool = False,
     ignore_paths: Iterable[str | os.PathLike[str]] = (),
     signature_path: str | os.PathLike[str] | None = None,
+    scratch_path: str | os.PathLike[str] | None = None,
 ) -> WalkResult:
     """Enumerate the regular files of the model at ``path`` (a directory or a single file).
+
+    ``scratch_path`` is a file the caller created for its own output (the signature's temporary file,
+    which exists while a signature inside the model is being made): skipped, and not recorded in the
+    ignore paths, since it is gone once the signature is in place.
 
     Files come back in no particular order; names are canonical relative POSIX paths.  Raises
     :class:`InputError` if ``path`` does not exist and :class:`ModelPathError` for anything that cannot
@@ -167,6 +172,7 @@ def walk(
 
     user_ignored = normalize_ignore_paths(root, ignore_paths)
     sig_rel = _signature_rel(root, signature_path) if os.path.isdir(root) else None
+    scratch_rel = _signature_rel(root, scratch_path) if os.path.isdir(root) else None
     recorded = set(DEFAULT_IGNORED) | set(user_ignored)
     if sig_rel is not None:
         recorded.add(sig_rel)
@@ -219,7 +225,7 @@ def walk(
             rel = f"{dir_rel}/{de.name}" if dir_rel else de.name
             if not dir_rel and de.name in excluded:
                 continue
-            if sig_rel is not None and rel == sig_rel:
+            if rel in (sig_rel, scratch_rel):
                 continue
             if user_ignored and _is_ignored(rel, user_ignored):
                 continue

@@ -49,7 +49,42 @@ class SignatureFormatError(InputError):
 
 
 class SignatureExistsError(InputError):
-    """Refusing to overwrite an existing signature without ``--overwrite``."""
+    """Refusing to overwrite an existing signature without ``overwrite``.
+
+    ``signed_model`` / ``signed_root_digest`` say what the existing file signs (read from its statement,
+    unverified; ``None`` if it is not a readable bundle, ``""`` for a v0.2 one); ``model_name`` is the
+    model being signed; ``free_path`` is a nearby path that is free, if one was found.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        model_name: str = "",
+        signed_model: str | None = None,
+        signed_root_digest: str | None = None,
+        free_path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.model_name = model_name
+        self.signed_model = signed_model
+        self.signed_root_digest = signed_root_digest
+        self.free_path = free_path
+
+    @property
+    def same_model(self) -> bool:
+        """Whether the existing signature names the model being signed (replacing it is then likely meant)."""
+        return bool(self.signed_model) and self.signed_model == self.model_name
+
+    def what_it_signs(self) -> str:
+        """A phrase for messages: ``it signs model 'a', root digest sha256:...``, or why that is unknown."""
+        if self.signed_model is None:
+            return "it is not a readable signature bundle"
+        if not self.signed_model:
+            return "it is a v0.2 signature, which names no model"
+        return f"it signs model {self.signed_model!r}, root digest sha256:{self.signed_root_digest}"
 
 
 class StatementError(SignatureFormatError):
@@ -94,8 +129,15 @@ class ModelMismatchError(ModelSigningError):
 
     exit_code: ClassVar[int] = 3
 
-    def __init__(self, differences: Sequence[Difference]) -> None:
+    def __init__(
+        self, differences: Sequence[Difference], *, signed_model: str = "", model_name: str = ""
+    ) -> None:
         self.differences = tuple(differences)
-        super().__init__(
-            f"the model does not match its signature: {len(self.differences)} difference(s)"
-        )
+        #: The statement's subject name and the verified model's name, when they differ (else both "").
+        self.signed_model = signed_model
+        self.model_name = model_name
+        summary = f"the model does not match its signature: {len(self.differences)} difference(s)"
+        if signed_model and signed_model != model_name:
+            # Usually the wrong signature (a sibling model's model.sig), which the differences alone hide.
+            summary = f"the signature is for model {signed_model!r}, not {model_name!r}; {summary}"
+        super().__init__(summary)

@@ -86,6 +86,7 @@ def hash_model(
     config: HashingConfig = HashingConfig(),
     *,
     signature_path: str | os.PathLike[str] | None = None,
+    scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
 ) -> Manifest:
     """Hash the model at ``path`` (a directory or a single file) and return its manifest.
@@ -95,6 +96,8 @@ def hash_model(
     :class:`~model_signing.errors.InputError` if ``path`` does not exist,
     :class:`~model_signing.errors.ModelPathError` for trees that cannot be enumerated and
     :class:`~model_signing.errors.FileChangedError` when a file changes while it is read.
+
+    ``scratch_path`` (the temporary file a signature is being written to) is skipped without being recorded.
 
     ``poll`` is called now and then while hashing, from this thread; an exception it raises stops the
     hashing (workers included) and propagates.  Signing and verification use it to stop at once when the
@@ -108,6 +111,7 @@ def hash_model(
         allow_symlinks=config.allow_symlinks,
         ignore_paths=config.ignore_paths,
         signature_path=signature_path,
+        scratch_path=scratch_path,
     )
     plan = _plan.make_plan(walked.files, config.method, config.shard_size)
     if not plan.names:

@@ -48,9 +48,11 @@ class SigstoreSigner:
     """The keyless ``sigstore`` method: OIDC identity -> Fulcio certificate -> DSSE -> Rekor (+ TSA).
 
     Creating the signer checks the options and obtains the identity token (an unusable token, or an
-    interactive sign-in, fails fast, before any hashing), then starts getting the Fulcio certificate in
-    the Sigstore helper process while the model is hashed.  ``sign`` uses that certificate, unless it
-    would expire first (a very long hash), in which case a new one is requested.
+    interactive sign-in, fails fast, before any hashing); no Sigstore service is contacted yet.
+    :func:`~model_signing.sign` calls :meth:`start` once the signature's destination is known to be
+    writable, right before hashing: the Fulcio certificate is then obtained in the Sigstore helper process
+    while the model is hashed.  ``sign`` uses that certificate, unless it would expire first (a very long
+    hash), in which case a new one is requested; only then is the Rekor entry made.
     """
 
     method = "sigstore"
@@ -72,7 +74,7 @@ class SigstoreSigner:
         self._source = token_source or TokenSource()
         self._token, self._origin = obtain_identity_token(self._source, self._default_issuer)
         self._service = _sigstore_service.shared()
-        self._prepared: Pending[Prepared] = self._prepare()
+        self._prepared: Pending[Prepared] | None = None
         self._certified: str | None = None
 
     def _default_issuer(self) -> str | None:
@@ -83,26 +85,38 @@ class SigstoreSigner:
     def _prepare(self) -> Pending[Prepared]:
         return self._service.submit("prepare_signer", self._trust, self._token, self._source.client_id, self._origin)
 
+    def start(self) -> None:
+        """Start getting the Fulcio certificate in the background (once; ``sign`` waits for it)."""
+        if self._prepared is None:
+            self._prepared = self._prepare()
+
+    def _started(self) -> Pending[Prepared]:
+        self.start()
+        assert self._prepared is not None
+        return self._prepared
+
     @property
     def description(self) -> str:
         """Who signs: once signed, the certificate's identity (what ``verify --identity`` must name).
 
         Before signing it is the token's identity, whose ``sub`` may differ from the certificate's SAN
-        (a GitHub workflow token's ``sub`` is ``repo:owner/name:ref:...``, its SAN the workflow URI).
+        (a GitHub workflow token's ``sub`` is ``repo:owner/name:ref:...``, its SAN the workflow URI); asking
+        for it then starts the certificate request (:meth:`start`) and waits for it.
         """
         if self._certified is not None:
             return self._certified
-        return self._prepared.result().token_identity
+        return self._started().result().token_identity
 
     def raise_if_failed(self) -> None:
         """Raise at once if getting the certificate has already failed (called while hashing)."""
-        self._prepared.raise_if_failed()
+        if self._prepared is not None:
+            self._prepared.raise_if_failed()
 
     def sign(self, payload: bytes) -> Bundle:
         """Sign ``payload`` (the canonical statement) with sigstore's ``Signer.sign_dsse``."""
         from sigstore_models.bundle.v1 import Bundle
 
-        prepared = self._prepared.result()
+        prepared = self._started().result()
         if prepared.not_after - time.time() < _RENEW_BEFORE_EXPIRY:
             # Hashing outlived the certificate: a new one needs a token valid now (renewed or refused).
             self._service.submit("forget_signer", prepared.handle).result()

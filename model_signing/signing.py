@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from model_signing import _bundle, _keymaterial, _statement
+from model_signing import _bundle, _keymaterial, _statement, _walk
 from model_signing.errors import InputError, KeyMaterialError, SignatureExistsError, SigningError
 from model_signing.hashing import HashingConfig, hash_model
 from model_signing.manifest import Manifest
@@ -37,6 +37,10 @@ PathLike = str | os.PathLike[str]
 
 #: The default signature file name, written beside the model (never inside the hashed tree).
 DEFAULT_SIGNATURE_NAME = "model.sig"
+
+#: ``signature_path`` for "write no file, give me the bundle": :func:`sign` returns it in
+#: ``SignResult.bundle_json`` (the CLI's ``--signature -`` prints it on stdout).
+TO_CALLER = "-"
 
 
 @runtime_checkable
@@ -53,6 +57,20 @@ class Signer(Protocol):
 
     def sign(self, payload: bytes) -> Bundle:
         """Sign the DSSE envelope of ``payload`` (in-toto JSON) and return the complete bundle."""
+        ...
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    """A signer with slow preparation of its own (keyless: the Fulcio certificate), started on request.
+
+    :func:`sign` calls :meth:`start` once the destination of the signature is known to be writable and
+    right before hashing, so the preparation overlaps the hash but never happens for a signature that
+    could not be written.
+    """
+
+    def start(self) -> None:
+        """Begin preparing in the background (idempotent); errors surface later, in ``sign``."""
         ...
 
 
@@ -152,6 +170,8 @@ class SignResult:
     manifest: Manifest
     #: The statement subject digest (hex): SHA-256 over the resource digests.
     root_digest: str
+    #: The bundle as written (with ``signature_path="-"``: for the caller to write).
+    bundle_json: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (``sign --json``)."""
@@ -173,6 +193,20 @@ def default_signature_path(model_path: PathLike) -> str:
     return os.path.join(parent, DEFAULT_SIGNATURE_NAME)
 
 
+def check_destination(model_path: PathLike, signature_path: PathLike | None = None, *, overwrite: bool = False) -> str:
+    """Check, without hashing or signing, that :func:`sign` could write its signature; the path it would use.
+
+    The same checks :func:`sign` makes first (the model exists, the signature path is usable, an existing
+    signature is only replaced with ``overwrite``, the directory accepts a new file), for callers that
+    have work of their own to do before signing (an interactive sign-in) and want a certain failure first.
+    """
+    model = os.fspath(model_path)
+    sig_path = _destination_path(model, signature_path, overwrite)
+    if sig_path != TO_CALLER:
+        _Reservation.claim(sig_path).release()
+    return sig_path
+
+
 def sign(
     model_path: PathLike,
     signer: Signer,
@@ -184,20 +218,70 @@ def sign(
     """Sign the model at ``model_path`` with ``signer`` and write the bundle to ``signature_path``.
 
     ``hashing`` defaults to ``HashingConfig()`` (files, sha256); ``signature_path`` defaults to
-    :func:`default_signature_path`.  An existing signature is only replaced with ``overwrite=True``; the
-    file is written to a temporary name and renamed into place, so a crash never leaves a half-written
-    signature, and the model itself is only read.  Raises :class:`SignatureExistsError`,
+    :func:`default_signature_path`; ``"-"`` (:data:`TO_CALLER`) writes no file: the caller writes
+    ``result.bundle_json`` where it wants (the CLI: to stdout; a file named ``-`` is ``./-``).
+
+    The destination is claimed before any work: a temporary file is created in the signature's directory
+    before the model is hashed and before a :class:`Preparing` signer (keyless) is started, so an
+    unwritable location fails at once, not after a certificate request.  An existing signature is only
+    replaced with ``overwrite=True``; the temporary file is renamed into place, so a crash never leaves a
+    half-written signature, and the model itself is only read.  Raises :class:`SignatureExistsError`,
     :class:`~model_signing.errors.InputError` subclasses for bad inputs and :class:`SigningError` if the
     signer fails.
     """
     model = os.fspath(model_path)
+    sig_path = _destination_path(model, signature_path, overwrite)
+    reservation = _Reservation.claim(sig_path) if sig_path != TO_CALLER else None
+    try:
+        config = hashing if hashing is not None else HashingConfig()
+        if isinstance(signer, Preparing):
+            # Started here, after the destination is known to be writable, and right before hashing so that
+            # its network round trips (the Fulcio certificate) still overlap the hash.
+            signer.start()
+        # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
+        poll = getattr(signer, "raise_if_failed", None)
+        excluded, scratch = (sig_path, reservation.tmp) if reservation is not None else (None, None)
+        hashed = hash_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll)
+        manifest = _statement.canonical_manifest(hashed)
+        payload = _statement.statement_payload(manifest)
+        try:
+            bundle = signer.sign(payload)
+        except (InputError, SigningError):
+            raise
+        except Exception as exc:
+            raise SigningError(f"the {signer.method} signer failed: {exc}") from exc
+        text = _bundle.bundle_json(bundle)
+        # Never write what we could not read back: a cheap structural round trip.
+        _bundle.parse_bundle(text.encode("utf-8"), source="the new signature")
+        if reservation is not None:
+            reservation.commit(text, overwrite=overwrite, model_name=manifest.model_name)
+    finally:
+        if reservation is not None:
+            reservation.release()
+    return SignResult(
+        model_path=model,
+        signature_path=sig_path,
+        method=signer.method,
+        signer=signer.description,
+        manifest=manifest,
+        root_digest=manifest.root_digest().hex(),
+        bundle_json=text,
+    )
+
+
+def _destination_path(model: str, signature_path: PathLike | None, overwrite: bool) -> str:
+    """The signature path :func:`sign` uses, after every check that needs no hashing."""
     if not os.path.lexists(model):
         raise InputError(f"model {model} does not exist; give the path of a model directory or file")
     sig_path = os.fspath(signature_path) if signature_path is not None else default_signature_path(model)
+    if sig_path == TO_CALLER:
+        return sig_path
+    if not sig_path:
+        raise InputError(f"the signature path is empty; give a file name such as {DEFAULT_SIGNATURE_NAME}")
     if os.path.isdir(sig_path):
         raise InputError(f"signature path {sig_path} is a directory; give a file name such as {DEFAULT_SIGNATURE_NAME}")
     if not overwrite and os.path.lexists(sig_path):
-        raise SignatureExistsError(f"signature {sig_path} already exists; pass --overwrite to replace it")
+        raise signature_exists(sig_path, _walk.model_name_of(model))
     if overwrite and os.path.lexists(sig_path) and _inside_model(model, sig_path):
         # --overwrite replaces an old signature, never a model file that happens to be named like one.
         try:
@@ -209,31 +293,58 @@ def sign(
             ) from None
     sig_dir = os.path.dirname(os.path.abspath(sig_path))
     if not os.path.isdir(sig_dir):
-        raise InputError(f"cannot write signature {sig_path}: directory {sig_dir} does not exist")
+        what = f"{sig_dir} is not a directory" if os.path.lexists(sig_dir) else f"directory {sig_dir} does not exist"
+        raise InputError(f"cannot write signature {sig_path}: {what}")
+    return sig_path
 
-    config = hashing if hashing is not None else HashingConfig()
-    # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
-    poll = getattr(signer, "raise_if_failed", None)
-    manifest = _statement.canonical_manifest(hash_model(model, config, signature_path=sig_path, poll=poll))
-    payload = _statement.statement_payload(manifest)
-    try:
-        bundle = signer.sign(payload)
-    except (InputError, SigningError):
-        raise
-    except Exception as exc:
-        raise SigningError(f"the {signer.method} signer failed: {exc}") from exc
-    text = _bundle.bundle_json(bundle)
-    # Never write what we could not read back: a cheap structural round trip.
-    _bundle.parse_bundle(text.encode("utf-8"), source="the new signature")
-    write_atomic(sig_path, text, overwrite=overwrite)
-    return SignResult(
-        model_path=model,
-        signature_path=sig_path,
-        method=signer.method,
-        signer=signer.description,
-        manifest=manifest,
-        root_digest=manifest.root_digest().hex(),
+
+def signature_exists(sig_path: str, model_name: str) -> SignatureExistsError:
+    """The error for an existing signature at ``sig_path`` in the way of signing the model ``model_name``.
+
+    It says what the existing file signs (read from its statement, not verified) and proposes a free
+    path beside it, so that signing a sibling model never invites destroying another model's signature.
+    """
+    signs = existing_subject(sig_path)
+    error = SignatureExistsError(
+        "",
+        path=sig_path,
+        model_name=model_name,
+        signed_model=signs[0] if signs is not None else None,
+        signed_root_digest=signs[1] if signs is not None else None,
+        free_path=_free_path(sig_path, model_name),
     )
+    elsewhere = f"write this signature to {error.free_path}" if error.free_path else "choose another signature path"
+    if error.same_model:
+        advice = f"replace it with overwrite=True if you mean to re-sign this model, or {elsewhere}"
+    else:
+        advice = f"{elsewhere} instead, or replace it with overwrite=True if you mean to"
+    error.args = (f"signature {sig_path} already exists: {error.what_it_signs()}; {advice}",)
+    return error
+
+
+def existing_subject(sig_path: str) -> tuple[str, str] | None:
+    """``(subject name, root digest hex)`` of the signature at ``sig_path``, read without verifying it.
+
+    ``("", "")`` for a v0.2 signature (it has neither); ``None`` if the file is not a readable OMS bundle.
+    """
+    try:
+        statement = _statement.parse_statement(_bundle.read_bundle(sig_path).payload)
+    except Exception:  # noqa: BLE001 - only informs an error message: whatever the file is, say it is unreadable
+        return None
+    digest = statement.root_digest.hex() if statement.root_digest is not None else ""
+    return statement.subject_name, digest
+
+
+def _free_path(sig_path: str, model_name: str) -> str | None:
+    """``<model name>.sig`` beside ``sig_path`` (``-2``, ``-3``, ... if taken); ``None`` if none is free."""
+    directory = os.path.dirname(sig_path)
+    stem = model_name if model_name and model_name not in (".", "..") else "model"
+    for n in range(1, 10):
+        name = f"{stem}.sig" if n == 1 else f"{stem}-{n}.sig"
+        candidate = os.path.join(directory, name)
+        if not os.path.lexists(candidate) and candidate != sig_path:
+            return candidate
+    return None
 
 
 def _inside_model(model: str, path: str) -> bool:
@@ -243,22 +354,52 @@ def _inside_model(model: str, path: str) -> bool:
     return path_real.startswith(model_real.rstrip(os.sep) + os.sep)
 
 
-def write_atomic(path: str, text: str, *, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and an atomic rename.
+class _Reservation:
+    """A signature's destination, claimed before any work: a temporary file created in its directory.
 
-    Without ``overwrite`` the final step is a hard link, which fails if ``path`` appeared meanwhile,
-    so a concurrent writer is never clobbered.
+    Creating it is the check that the directory accepts a new file (permissions, read-only or full file
+    systems, ``/proc``-like directories), for root too; the same file later receives the signature and
+    is renamed into place.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise InputError(f"cannot write signature {path} ({exc.strerror}); choose another --signature path") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def __init__(self, path: str, fd: int, tmp: str) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._tmp: str | None = tmp
+
+    @property
+    def tmp(self) -> str | None:
+        """The temporary file's path (``None`` once released)."""
+        return self._tmp
+
+    @classmethod
+    def claim(cls, path: str) -> _Reservation:
+        """Create the temporary file beside ``path``; :class:`InputError` naming ``path`` if impossible."""
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise InputError(
+                f"cannot write signature {path} ({exc.strerror or exc}); choose another --signature path"
+            ) from None
+        return cls(path, fd, tmp)
+
+    def commit(self, text: str, *, overwrite: bool, model_name: str = "") -> None:
+        """Write ``text`` to the temporary file, then move it to the signature path atomically.
+
+        Without ``overwrite`` the final step is a hard link, which fails if the path appeared meanwhile,
+        so a concurrent writer is never clobbered.
+        """
+        assert self._fd is not None and self._tmp is not None, "the reservation was released"
+        path, tmp = self.path, self._tmp
+        fd, self._fd = self._fd, None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise InputError(f"cannot write signature {path}: {exc.strerror or exc}") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # a signature is public: the usual file mode, not mkstemp's 0600
@@ -268,20 +409,40 @@ def write_atomic(path: str, text: str, *, overwrite: bool) -> None:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise SignatureExistsError(f"signature {path} already exists; pass --overwrite to replace it") from None
+                raise signature_exists(path, model_name) from None
             except OSError:
                 # Filesystems without hard links: fall back to a rename after a last existence check.
                 if os.path.lexists(path):
-                    raise SignatureExistsError(
-                        f"signature {path} already exists; pass --overwrite to replace it"
-                    ) from None
+                    raise signature_exists(path, model_name) from None
                 os.replace(tmp, path)
+        directory = os.path.dirname(os.path.abspath(path))
         with contextlib.suppress(OSError):
             dir_fd = os.open(directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+    def release(self) -> None:
+        """Close and remove the temporary file (after :meth:`commit` it is only a name to unlink)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+
+def write_atomic(path: str, text: str, *, overwrite: bool) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and an atomic rename.
+
+    Without ``overwrite`` the final step is a hard link, which fails if ``path`` appeared meanwhile,
+    so a concurrent writer is never clobbered.
+    """
+    reservation = _Reservation.claim(path)
+    try:
+        reservation.commit(text, overwrite=overwrite)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        reservation.release()

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from model_signing import _bundle, _compare, _keymaterial, _paths, _statement
+from model_signing import _bundle, _compare, _keymaterial, _paths, _statement, _walk
 from model_signing._bundle import SignatureBundle
 from model_signing.errors import (
     EmptyModelError,
@@ -302,6 +302,11 @@ def verify(
 
     differences = _compare.compare(signed, actual, ignore_unsigned_files=ignore_unsigned_files)
     if differences:
+        # The subject name is informational (a renamed model still verifies), but on a mismatch a name
+        # that differs is the likeliest explanation: say it first.
+        model_name = _walk.model_name_of(model)
+        if statement.subject_name and statement.subject_name != model_name:
+            raise ModelMismatchError(differences, signed_model=statement.subject_name, model_name=model_name)
         raise ModelMismatchError(differences)
     return VerifyResult(
         model_path=model,

@@ -219,7 +219,11 @@ def test_certificate_commands(run: Run, small_model: Path, pki: _pki.Pki, tmp_pa
         ("wrong password", "wrong password"),
         ("unset password variable", "environment variable NO_SUCH_VAR is not set"),
         ("missing model", "does not exist"),
-        ("existing signature", "already exists; pass --overwrite"),
+        (
+            "existing signature",
+            r"already exists: it is not a readable signature bundle; use --signature \S+/model-2.sig instead, or "
+            "pass --overwrite",
+        ),
         ("missing option", "Missing option '--private-key'"),
         ("shard size without shards", "--shard-size only applies"),
     ],

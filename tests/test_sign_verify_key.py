@@ -230,8 +230,9 @@ def test_existing_signature_needs_overwrite(small_model: Path, ec_keypair: Keypa
     priv, pub = ec_keypair()
     sig = tmp_path / "model.sig"
     sig.write_text("precious")
-    with pytest.raises(SignatureExistsError, match="--overwrite"):
+    with pytest.raises(SignatureExistsError, match="already exists: it is not a readable signature bundle") as exc:
         _sign(small_model, priv, sig)
+    assert exc.value.signed_model is None and exc.value.free_path == str(tmp_path / "model-2.sig")
     assert sig.read_text() == "precious"
     _sign(small_model, priv, sig, overwrite=True)
     assert _verify(small_model, pub, sig).method == "key"

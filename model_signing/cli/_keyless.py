@@ -97,7 +97,9 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         client_secret=client_secret,
         oidc_issuer=oidc_issuer,
     )
-    signer = SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source)
+    def signer() -> SigstoreSigner:
+        return SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source)
+
     run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 

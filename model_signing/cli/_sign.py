@@ -6,6 +6,9 @@ registered on :data:`sign_app`, ``sign MODEL`` / ``sign --path MODEL`` run it.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +16,7 @@ import typer
 from model_signing.cli import _options as opt
 
 if TYPE_CHECKING:
+    from model_signing.errors import SignatureExistsError
     from model_signing.hashing import HashingConfig
     from model_signing.signing import Signer, SignResult
 
@@ -35,22 +39,104 @@ CertificateChain = Annotated[
 ]
 
 
+#: ``--signature -``: the bundle goes to stdout (as with cosign and sigstore), the report to stderr.
+STDOUT = "-"
+
+
 def _run(
-    path: str, signer: Signer, config: HashingConfig, *, signature: str | None, overwrite: bool, as_json: bool
+    path: str,
+    make_signer: Callable[[], Signer],
+    config: HashingConfig,
+    *,
+    signature: str | None,
+    overwrite: bool,
+    as_json: bool,
 ) -> None:
-    from model_signing.signing import sign
+    """Check the destination, then build the signer, sign, and write the report (and the bundle, for ``-``).
 
-    result = sign(path, signer, hashing=config, signature_path=signature, overwrite=overwrite)
-    _report(result, as_json)
+    The signer is only built once the destination is known to be usable: building it can mean an
+    interactive sign-in (keyless) or decrypting a key, which a certain failure must not follow.
+    """
+    from model_signing.errors import InputError, SignatureExistsError
+    from model_signing.signing import TO_CALLER, check_destination, sign
+
+    if signature == "":
+        raise InputError("--signature is empty; give a file name, or - to write the signature to stdout")
+    to_stdout = signature == STDOUT
+    if to_stdout:
+        if as_json:
+            raise InputError("--signature - writes the signature to stdout, which --json also uses; give a file "
+                             "name with --signature, or drop --json")
+        _check_stdout()
+    target = TO_CALLER if to_stdout else signature
+    try:
+        check_destination(path, target, overwrite=overwrite)
+        result = sign(path, make_signer(), hashing=config, signature_path=target, overwrite=overwrite)
+    except SignatureExistsError as exc:
+        raise _exists_advice(exc) from None
+    if to_stdout:
+        _write_stdout(result.bundle_json)
+    _report(result, as_json, to_stderr=to_stdout)
 
 
-def _report(result: SignResult, as_json: bool) -> None:
+def _exists_advice(exc: SignatureExistsError) -> SignatureExistsError:
+    """The library's error, with the options that act on it (the library names none)."""
+    from model_signing.errors import SignatureExistsError
+
+    elsewhere = f"--signature {exc.free_path}" if exc.free_path else "another --signature path"
+    if exc.same_model:
+        advice = f"pass --overwrite to replace it, or use {elsewhere}"
+    else:
+        advice = f"use {elsewhere} instead, or pass --overwrite if you mean to replace it"
+    return SignatureExistsError(
+        f"signature {exc.path} already exists: {exc.what_it_signs()}; {advice}",
+        path=exc.path, model_name=exc.model_name, signed_model=exc.signed_model,
+        signed_root_digest=exc.signed_root_digest, free_path=exc.free_path,
+    )
+
+
+def _check_stdout() -> None:
+    from model_signing.errors import InputError
+
+    try:
+        if sys.stdout is None:  # started with descriptor 1 closed
+            raise OSError(9, os.strerror(9))
+        os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot write signature to stdout: {getattr(exc, 'strerror', None) or exc}") from None
+    except AttributeError:  # a stream without a descriptor (a test's capture): nothing to check
+        pass
+
+
+def _write_stdout(text: str) -> None:
+    """The bundle on stdout, unbuffered, so a failure is seen (and named) here rather than at exit."""
+    from model_signing.errors import InputError
+
+    data = (text + "\n").encode("utf-8")
+    try:
+        sys.stdout.flush()
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, ValueError, OSError):  # a stream without a descriptor (a test's capture)
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        raise InputError(f"cannot write signature to stdout: {exc.strerror or exc}") from None
+
+
+def _report(result: SignResult, as_json: bool, *, to_stderr: bool = False) -> None:
     if as_json:
         opt.print_json(result.as_dict())
         return
+    where = "stdout" if to_stderr else result.signature_path
     print(
         f"signed {result.model_path}: {len(result.manifest.resources)} resources, root digest "
-        f"sha256:{result.root_digest}\nsignature written to {result.signature_path} ({result.signer})"
+        f"sha256:{result.root_digest}\nsignature written to {where} ({result.signer})",
+        file=sys.stderr if to_stderr else sys.stdout,
     )
 
 
@@ -69,7 +155,9 @@ def sign_key(
     """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
     from model_signing.signing import KeySigner
 
-    signer = KeySigner(private_key, password=opt.password_from_env(password_env))
+    def signer() -> KeySigner:
+        return KeySigner(private_key, password=opt.password_from_env(password_env))
+
     _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
@@ -90,12 +178,14 @@ def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
     """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
     from model_signing.signing import CertificateSigner
 
-    signer = CertificateSigner(
-        private_key,
-        signing_certificate,
-        tuple(certificate_chain or ()),
-        password=opt.password_from_env(password_env),
-    )
+    def signer() -> CertificateSigner:
+        return CertificateSigner(
+            private_key,
+            signing_certificate,
+            tuple(certificate_chain or ()),
+            password=opt.password_from_env(password_env),
+        )
+
     _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 

@@ -508,12 +508,14 @@ def _expired(inst: LocalSigstore) -> str:
 
 
 def test_expired_token_fails_before_the_model_is_read(inst: LocalSigstore, tmp_path: Path) -> None:
-    # The model does not even exist: the token is checked first, before any hashing.
-    proc = cli("sign", tmp_path / "not-there", "--trust-config", inst.trust_config_path,
-               "--identity-token", _expired(inst))
+    # The model holds a FIFO, which hashing refuses: the token is checked first, before any hashing (only the
+    # model's existence and the signature's destination, as cheap, are checked before it).
+    model = write_model(tmp_path / "model")
+    os.mkfifo(model / "pipe")
+    proc = cli("sign", model, "--trust-config", inst.trust_config_path, "--identity-token", _expired(inst))
     line = error_line(proc, 1)
     assert "identity token from --identity-token is unusable: it expired at" in line
-    assert "not-there" not in line
+    assert "FIFO" not in line
 
 
 def test_wrong_audience_token(inst: LocalSigstore, signed: Signed, tmp_path: Path) -> None:

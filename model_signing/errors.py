@@ -53,25 +53,33 @@ class SignatureExistsError(InputError):
 
     ``signed_model`` / ``signed_root_digest`` say what the existing file signs (read from its statement,
     unverified; ``None`` if it is not a readable bundle, ``""`` for a v0.2 one); ``model_name`` is the
-    model being signed; ``free_path`` is a nearby path that is free, if one was found.
+    model being signed; ``free_path`` is a nearby path that is free, if one was found.  The message says
+    all of that unless one is given (the CLI names its options instead).
     """
 
     def __init__(
         self,
-        message: str,
+        path: str,
         *,
-        path: str = "",
         model_name: str = "",
         signed_model: str | None = None,
         signed_root_digest: str | None = None,
         free_path: str | None = None,
+        message: str | None = None,
     ) -> None:
-        super().__init__(message)
         self.path = path
         self.model_name = model_name
         self.signed_model = signed_model
         self.signed_root_digest = signed_root_digest
         self.free_path = free_path
+        if message is None:
+            elsewhere = f"write this signature to {free_path}" if free_path else "choose another signature path"
+            if self.same_model:
+                advice = f"replace it with overwrite=True if you mean to re-sign this model, or {elsewhere}"
+            else:
+                advice = f"{elsewhere} instead, or replace it with overwrite=True if you mean to"
+            message = f"signature {path} already exists: {self.what_it_signs()}; {advice}"
+        super().__init__(message)
 
     @property
     def same_model(self) -> bool:

@@ -305,21 +305,13 @@ def signature_exists(sig_path: str, model_name: str) -> SignatureExistsError:
     path beside it, so that signing a sibling model never invites destroying another model's signature.
     """
     signs = existing_subject(sig_path)
-    error = SignatureExistsError(
-        "",
-        path=sig_path,
+    return SignatureExistsError(
+        sig_path,
         model_name=model_name,
         signed_model=signs[0] if signs is not None else None,
         signed_root_digest=signs[1] if signs is not None else None,
         free_path=_free_path(sig_path, model_name),
     )
-    elsewhere = f"write this signature to {error.free_path}" if error.free_path else "choose another signature path"
-    if error.same_model:
-        advice = f"replace it with overwrite=True if you mean to re-sign this model, or {elsewhere}"
-    else:
-        advice = f"{elsewhere} instead, or replace it with overwrite=True if you mean to"
-    error.args = (f"signature {sig_path} already exists: {error.what_it_signs()}; {advice}",)
-    return error
 
 
 def existing_subject(sig_path: str) -> tuple[str, str] | None:

@@ -172,6 +172,15 @@ def test_a_failed_stdout_write_names_stdout(pki: _pki.Pki, tmp_path: Path) -> No
     with open("/dev/full", "wb") as full:
         proc = cli(*sign_args("key", pki, model, "--signature", "-"), cwd=tmp_path, stdout=full)
     assert error_line(proc) == "error: cannot write signature to stdout: No space left on device"
+    # No stdout at all (descriptor 1 closed): refused before hashing (this model would fail it).
+    os.mkfifo(model / "pipe")
+    closed = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *map(str, sign_args("key", pki, model, "--signature", "-"))],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, timeout=120, check=False, preexec_fn=lambda: os.close(1),
+    )
+    assert error_line(closed) == "error: cannot write signature to stdout: Bad file descriptor"
+    assert not (tmp_path / "-").exists()
 
 
 def test_a_signature_inside_the_model_is_not_hashed_with_its_temporary_file(pki: _pki.Pki, tmp_path: Path) -> None:

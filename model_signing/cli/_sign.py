@@ -6,6 +6,8 @@ registered on :data:`sign_app`, ``sign MODEL`` / ``sign --path MODEL`` run it.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -89,23 +91,27 @@ def _exists_advice(exc: SignatureExistsError) -> SignatureExistsError:
     else:
         advice = f"use {elsewhere} instead, or pass --overwrite if you mean to replace it"
     return SignatureExistsError(
-        f"signature {exc.path} already exists: {exc.what_it_signs()}; {advice}",
-        path=exc.path, model_name=exc.model_name, signed_model=exc.signed_model,
+        exc.path, model_name=exc.model_name, signed_model=exc.signed_model,
         signed_root_digest=exc.signed_root_digest, free_path=exc.free_path,
+        message=f"signature {exc.path} already exists: {exc.what_it_signs()}; {advice}",
     )
 
 
 def _check_stdout() -> None:
     from model_signing.errors import InputError
 
+    if sys.stdout is None:  # started with descriptor 1 closed
+        raise InputError(f"cannot write signature to stdout: {os.strerror(errno.EBADF)}")
     try:
-        if sys.stdout is None:  # started with descriptor 1 closed
-            raise OSError(9, os.strerror(9))
-        os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot write signature to stdout: {getattr(exc, 'strerror', None) or exc}") from None
-    except AttributeError:  # a stream without a descriptor (a test's capture): nothing to check
-        pass
+        fd = sys.stdout.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # a stream without a descriptor (a test's capture)
+        return
+    except ValueError as exc:  # closed
+        raise InputError(f"cannot write signature to stdout: {exc}") from None
+    try:
+        os.fstat(fd)
+    except OSError as exc:
+        raise InputError(f"cannot write signature to stdout: {exc.strerror or exc}") from None
 
 
 def _write_stdout(text: str) -> None:

@@ -3,7 +3,8 @@
 Against a local Sigstore instance served from this process, so every HTTP request it receives is seen here
 (its request log) and its Rekor tree size can be read: a keyless sign whose signature cannot be written must
 fail with one line before any request reaches Fulcio or Rekor (no certificate, no public log entry with the
-signer's e-mail), and before the model is hashed.
+signer's e-mail), and before the model is hashed.  The library's ``SigstoreSigner`` contacts nothing
+until ``sign`` starts it, after the destination check.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+import model_signing as ms
+from model_signing.errors import InputError
 from model_signing.sigstore_local import LocalSigstore
 from tests.test_cli_keyless import EMAIL, FILES, cli, error_line, inst, ok, root_digest, write_model
 
@@ -108,3 +112,23 @@ def test_signature_dash_writes_the_keyless_bundle_to_stdout(inst: LocalSigstore,
     saved.write_text(proc.stdout)
     ok(cli("verify", model, "--trust-config", inst.trust_config_path, "--identity", EMAIL,
            "--identity-provider", inst.oidc_issuer, "--signature", saved, "-q"))
+
+
+def test_the_library_signer_requests_its_certificate_only_once_sign_starts_it(
+    inst: LocalSigstore, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model")
+    target = unwritable_directory() / "model.sig"
+    size = tree_size(inst)
+    with requests_seen() as seen:
+        signer = ms.SigstoreSigner(trust_config=inst.trust_config_path,
+                                   token_source=ms.TokenSource(identity_token=inst.mint_token(EMAIL)))
+        with pytest.raises(InputError, match=f"cannot write signature {target}"):
+            ms.sign(model, signer, signature_path=target, hashing=ms.HashingConfig(progress=False))
+        time.sleep(1.5)  # a request started by the constructor would reach the instance meanwhile
+        assert seen == []
+        ok_sig = tmp_path / "ok.sig"
+        result = ms.sign(model, signer, signature_path=ok_sig, hashing=ms.HashingConfig(progress=False))
+    assert result.signer.startswith(EMAIL) and ok_sig.is_file()
+    assert sum("POST /api/v2/signingCert" in line for line in seen) == 1, seen
+    assert tree_size(inst) == size + 1

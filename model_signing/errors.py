@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from model_signing._text import plural
+
 
 class ModelSigningError(Exception):
     """Base class of every error raised by model_signing."""
@@ -97,5 +99,5 @@ class ModelMismatchError(ModelSigningError):
     def __init__(self, differences: Sequence[Difference]) -> None:
         self.differences = tuple(differences)
         super().__init__(
-            f"the model does not match its signature: {len(self.differences)} difference(s)"
+            f"the model does not match its signature: {plural(len(self.differences), 'difference')}"
         )

@@ -8,7 +8,7 @@ a result object is printed on stdout in every case (``verified``, ``exit_code``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -105,6 +105,12 @@ def verify_certificate(
     path: opt.OptionalModelPath = None,
     path_option: opt.PathOption = None,
     certificate_chain: TrustedCertificates,
+    log_fingerprints: Annotated[
+        bool,
+        typer.Option(
+            "--log-fingerprints", help="Print the SHA-256 fingerprint of each trusted and each bundled certificate."
+        ),
+    ] = False,
     options: opt.VerifyOptions,
 ) -> None:
     """Verify a signature made with `sign certificate` against trusted root certificates.
@@ -114,7 +120,40 @@ def verify_certificate(
     """
     from model_signing.verifying import CertificateVerifier
 
-    run_verify(opt.model_path(path, path_option), CertificateVerifier(certificate_chain), options)
+    model = opt.model_path(path, path_option)
+    verifier = CertificateVerifier(certificate_chain)
+    if log_fingerprints:
+        _print_fingerprints(certificate_chain, options.signature or _default_signature(model))
+    run_verify(model, verifier, options)
+
+
+def _default_signature(model: str) -> str:
+    from model_signing.signing import default_signature_path
+
+    return default_signature_path(model)
+
+
+def _print_fingerprints(trusted: list[str], signature: str) -> None:
+    """model-signing's --log_fingerprints, on stderr: ``[trusted]`` / ``[bundle]`` SHA-256 fingerprints."""
+    import sys
+
+    from cryptography.hazmat.primitives import hashes
+
+    from model_signing import _bundle, _keymaterial
+    from model_signing.errors import ModelSigningError
+
+    def show(where: str, cert: Any) -> None:
+        print(f"[{where}] SHA-256 fingerprint {cert.fingerprint(hashes.SHA256()).hex(':').upper()} "
+              f"{cert.subject.rfc4514_string()}", file=sys.stderr)
+
+    for cert in _keymaterial.load_certificates(trusted, "certificate chain file"):
+        show("trusted", cert)
+    try:
+        bundled = _bundle.read_bundle(signature).certificate_chain()
+    except (ModelSigningError, OSError):
+        return  # verification reports what is wrong with the signature
+    for cert in bundled:
+        show("bundle", cert)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+#: The release (kept equal to ``version`` in pyproject.toml; a test checks it).  A literal, so that
+#: ``modelseal --version`` imports nothing to find it.
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from model_signing.errors import ModelSigningError
     from model_signing.hashing import HashingConfig, hash_model

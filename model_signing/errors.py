@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from model_signing._text import plural
+
 
 class ModelSigningError(Exception):
     """Base class of every error raised by model_signing."""
@@ -144,7 +146,7 @@ class ModelMismatchError(ModelSigningError):
         #: The statement's subject name and the verified model's name, when they differ (else both "").
         self.signed_model = signed_model
         self.model_name = model_name
-        summary = f"the model does not match its signature: {len(self.differences)} difference(s)"
+        summary = f"the model does not match its signature: {plural(len(self.differences), 'difference')}"
         if signed_model and signed_model != model_name:
             # Usually the wrong signature (a sibling model's model.sig), which the differences alone hide.
             summary = f"the signature is for model {signed_model!r}, not {model_name!r}; {summary}"

@@ -265,7 +265,7 @@ def test_tampered_model_exits_3_with_the_digests(inst: LocalSigstore, signed: Si
                "--trust-config", inst.trust_config_path, "--signature", signed.signature)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines[0] == "error: the model does not match its signature: 1 difference(s)"
+    assert lines[0] == "error: the model does not match its signature: 1 difference"
     assert lines[1:] == [
         f"  modified: weights/w.bin expected {sha256_hex(FILES['weights/w.bin'])} actual {sha256_hex(bytes(changed))}"
     ]

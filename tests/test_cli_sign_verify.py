@@ -131,7 +131,7 @@ def test_mismatch_report(run: Run, small_model: Path, keys: tuple[Path, Path], t
     code, out, err = run("verify", "key", small_model, "--public-key", pub, "--signature", sig, "-q")
     assert code == 3 and out == ""
     lines = err.strip().splitlines()
-    assert lines[0] == "error: the model does not match its signature: 3 difference(s)"
+    assert lines[0] == "error: the model does not match its signature: 3 differences"
     assert lines[1:] == [
         f"  modified: config.json expected {old} actual {hashlib.sha256(b'tampered').hexdigest()}",
         "  extra: odd\\nname expected - actual " + hashlib.sha256(b"x").hexdigest(),

@@ -124,7 +124,8 @@ def test_serve_refuses_to_overwrite_the_trust_config(served: Served, tmp_path: P
     result = run("sigstore-local", "serve", "--trust-config-out", str(existing))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"error: --trust-config-out {existing}: already exists; pass --overwrite to replace it"
+        f"error: --trust-config-out {existing}: already exists and is not the trust config of this instance; "
+        "pass --overwrite to replace it"
     )
     assert existing.read_text() == "keep me"
 

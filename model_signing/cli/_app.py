@@ -2,21 +2,61 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import click
 import typer
 
 from model_signing.cli import _digest, _keyless, _local, _sign, _verify
+from model_signing.cli._options import RootGroup
 
 app = typer.Typer(
     name="modelseal",
+    cls=RootGroup,
     help="Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Inherited by every subcommand's context: `-h` works everywhere, as in model-signing.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from model_signing import __version__
+
+        print(f"modelseal {__version__}")
+        raise typer.Exit()
+
+
+def _set_log_level(value: str | None) -> str | None:
+    if value is not None:
+        import logging  # only when asked for: nothing on the --help path needs it
+
+        logging.basicConfig(level=value.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return value
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            click_type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+            callback=_set_log_level,
+            help="Log messages of this level and above on stderr (DEBUG, INFO, WARNING, ERROR, CRITICAL).",
+        ),
+    ] = None,
+) -> None:
     """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
 
 

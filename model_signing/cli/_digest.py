@@ -12,7 +12,7 @@ from model_signing.cli import _options as opt
 def register(app: typer.Typer) -> None:
     """Add the ``digest`` command to the app."""
 
-    @app.command()
+    @app.command(cls=opt.PeerSpellings)
     @opt.with_option_groups
     def digest(
         path: opt.ModelPath,

@@ -15,35 +15,22 @@ from model_signing.cli._sign import _run as run_sign
 from model_signing.cli._sign import sign_app
 from model_signing.cli._verify import run_verify, verify_app
 
-OptionalModelPath = Annotated[
-    str | None, typer.Argument(help="Model directory or single model file.", show_default=False)
-]
-PathOption = Annotated[str | None, typer.Option("--path", help="The model (alternative to the argument).")]
 TrustConfig = Annotated[
     str | None,
     typer.Option(
-        "--trust-config", help="ClientTrustConfig JSON of a private instance (trusted root + signing config)."
+        "--trust-config",
+        metavar="PATH",
+        help="ClientTrustConfig JSON of a private instance (trusted root + signing config)."
     ),
 ]
 Staging = Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging instance.")]
 
 
-def _model(path: str | None, path_option: str | None) -> str:
-    from model_signing.errors import InputError
-
-    if path is not None and path_option is not None and path != path_option:
-        raise InputError("give the model once: either as the argument or with --path")
-    model = path if path is not None else path_option
-    if model is None:
-        raise InputError("missing model path: pass MODEL or --path MODEL")
-    return model
-
-
-@sign_app.command("sigstore")
+@sign_app.command("sigstore", cls=opt.PeerSpellings)
 @opt.with_option_groups
 def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
-    path: OptionalModelPath = None,
-    path_option: PathOption = None,
+    path: opt.OptionalModelPath = None,
+    path_option: opt.PathOption = None,
     identity_token: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +75,7 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     """Sign keyless with Sigstore (the default): OIDC identity -> Fulcio certificate -> Rekor entry."""
     from model_signing.keyless import SigstoreSigner, TokenSource
 
-    model = _model(path, path_option)
+    model = opt.model_path(path, path_option)
     source = TokenSource(
         identity_token=identity_token,
         use_ambient_credentials=not disable_ambient,
@@ -103,21 +90,34 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
-@verify_app.command("sigstore")
+@verify_app.command("sigstore", cls=opt.PeerSpellings)
 @opt.with_option_groups
 def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
-    path: OptionalModelPath = None,
-    path_option: PathOption = None,
+    path: opt.OptionalModelPath = None,
+    path_option: opt.PathOption = None,
     identity: Annotated[
-        str | None, typer.Option("--identity", "--cert-identity", help="Expected signer identity (email or URI).")
+        str | None, typer.Option(
+            "--identity",
+            "--cert-identity",
+            help="Expected signer identity (email or URI), exactly (required: this or --identity-regexp).",
+        )
     ] = None,
     identity_regexp: Annotated[
         str | None,
-        typer.Option("--identity-regexp", "--cert-identity-regexp", help="Regexp the signer identity must match."),
+        typer.Option(
+            "--identity-regexp",
+            "--cert-identity-regexp",
+            help="Regexp the WHOLE signer identity must match (a full match, unlike cosign's search: "
+            "'.*@example\\.com', not '@example\\.com').",
+        ),
     ] = None,
     identity_provider: Annotated[
         str | None,
-        typer.Option("--identity-provider", "--cert-oidc-issuer", help="Expected OIDC issuer URL of the signer."),
+        typer.Option(
+            "--identity-provider",
+            "--cert-oidc-issuer",
+            help="Expected OIDC issuer URL of the signer (required).",
+        ),
     ] = None,
     repository: Annotated[
         str | None, typer.Option("--repository", help="GitHub Actions: expected repository (owner/repo).")
@@ -133,7 +133,8 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     staging: Staging = False,
     trust_config: TrustConfig = None,
     trusted_root: Annotated[
-        str | None, typer.Option("--trusted-root", help="Trusted root JSON to verify against (no network).")
+        str | None,
+        typer.Option("--trusted-root", metavar="PATH", help="Trusted root JSON to verify against (no network)."),
     ] = None,
     offline: Annotated[
         bool,
@@ -148,7 +149,7 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     """Verify a keyless signature: certificate chain, transparency log, and the signer's identity."""
     from model_signing.keyless import IdentityPolicy, SigstoreVerifier
 
-    model = _model(path, path_option)
+    model = opt.model_path(path, path_option)
     # IdentityPolicy refuses a missing issuer with the message users see ("--identity-provider is required").
     policy = IdentityPolicy(
         issuer=identity_provider or "", identity=identity, identity_regexp=identity_regexp, repository=repository,

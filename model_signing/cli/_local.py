@@ -12,9 +12,12 @@ from typing import Annotated
 
 import typer
 
+from model_signing.cli._options import HelpGroup
+
 local_app = typer.Typer(
     name="sigstore-local",
     help="A local Sigstore instance (OIDC issuer, Fulcio, Rekor, TSA) for tests and air-gapped sites.",
+    cls=HelpGroup,
     no_args_is_help=True,
 )
 
@@ -58,10 +61,20 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
 ) -> None:
     """Serve the local instance until Ctrl-C (or SIGTERM); prints its URLs and writes its trust config."""
     from model_signing.errors import InputError
-    from model_signing.sigstore_local import LocalSigstore
+    from model_signing.sigstore_local import LocalSigstore, is_trust_config_of
 
-    if trust_config_out is not None and trust_config_out.exists() and not overwrite:
-        raise InputError(f"--trust-config-out {trust_config_out}: already exists; pass --overwrite to replace it")
+    # Checked before anything is created; a restart may rewrite its own trust config (same state dir).
+    if (
+        trust_config_out is not None
+        and trust_config_out.exists()
+        and not overwrite
+        and not (state_dir is not None and is_trust_config_of(trust_config_out, state_dir))
+    ):
+        raise InputError(
+            f"--trust-config-out {trust_config_out}: already exists and is not the trust config of "
+            f"{'--state-dir ' + str(state_dir) if state_dir is not None else 'this instance'}; "
+            "pass --overwrite to replace it"
+        )
     if not quiet:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("sigstore-local: %(message)s"))
@@ -69,9 +82,7 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     stop = _stop_on_signals()
-    with LocalSigstore(state_dir, host=host, port=port) as inst:
-        if trust_config_out is not None:
-            inst.write_trust_config(trust_config_out, overwrite=overwrite)
+    with LocalSigstore(state_dir, host=host, port=port, trust_config_out=trust_config_out, overwrite=overwrite) as inst:
         shown_config = trust_config_out or inst.trust_config_path
         print(f"local Sigstore instance serving at {inst.base_url}")
         print(f"  OIDC issuer:   {inst.oidc_issuer}")

@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,7 +43,107 @@ class HashChoice(StrEnum):
     blake3 = "blake3"
 
 
-class DefaultGroup(typer.core.TyperGroup):
+#: model-signing 1.1.1's option spellings (underscores) -> this CLI's, so its users' scripts keep working.
+#: Applied by :class:`PeerSpellings` only where the command has the target option; the aliases stay out of
+#: ``--help`` (they would double every option's name there) and are listed in the README instead.
+PEER_SPELLINGS: dict[str, str] = {
+    "--private_key": "--private-key",
+    "--public_key": "--public-key",
+    "--signing_certificate": "--signing-certificate",
+    "--certificate_chain": "--certificate-chain",
+    "--identity_provider": "--identity-provider",
+    "--identity_token": "--identity-token",
+    "--trust_config": "--trust-config",
+    "--use_staging": "--staging",
+    "--ignore_unsigned_files": "--ignore-unsigned-files",
+    "--allow_symlinks": "--allow-symlinks",
+    "--client_id": "--client-id",
+    "--client_secret": "--client-secret",
+    "--oauth_force_oob": "--oauth-force-oob",
+    "--log_fingerprints": "--log-fingerprints",
+}
+#: model-signing flags that switch off one of this CLI's flags (whose "off" is the default): each cancels
+#: the flag if given before it, like the last of a click ``--x/--no-x`` pair wins.  ``--use_ambient_credentials``
+#: is a flag there (default off); here ambient credentials are used unless --oidc-disable-ambient-providers.
+PEER_NEGATIONS: dict[str, str] = {
+    "--no-ignore_unsigned_files": "--ignore-unsigned-files",
+    "--use_ambient_credentials": "--oidc-disable-ambient-providers",
+}
+#: model-signing options with no counterpart here: refused with a reason rather than "No such option".
+PEER_UNSUPPORTED: dict[str, str] = {
+    "--pkcs11_uri": "PKCS #11 keys are not supported; export the key to a PEM file and pass --private-key",
+}
+
+
+def peer_spellings(command: click.Command, args: list[str]) -> list[str]:
+    """``args`` with model-signing's spellings of ``command``'s options replaced by this CLI's.
+
+    ``--opt=value`` is handled too; nothing after ``--`` is touched (it is a path, not an option).
+    """
+    names = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        if name in PEER_UNSUPPORTED:
+            raise click.UsageError(f"{name}: {PEER_UNSUPPORTED[name]}")
+        cancelled = PEER_NEGATIONS.get(name)
+        if cancelled is not None and cancelled in names and not eq:
+            out = [a for a in out if a != cancelled]
+            continue
+        target = PEER_SPELLINGS.get(name)
+        out.append(target + eq + value if target is not None and target in names else arg)
+    return out
+
+
+class PeerSpellings(typer.core.TyperCommand):
+    """A command that also accepts model-signing 1.1.1's option spellings (see :data:`PEER_SPELLINGS`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Translate the peer's spellings, then parse as usual."""
+        return super().parse_args(ctx, peer_spellings(self, args))
+
+
+class HelpGroup(typer.core.TyperGroup):
+    """A command group that prints its help and exits 0 when run without arguments.
+
+    typer's ``no_args_is_help`` raises a usage error instead (exit 2, which the CLI maps to 1), although
+    asking a bare ``modelseal sign`` what it can do is not a mistake.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """No arguments at all means ``--help``."""
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            args = ["--help"]
+        return super().parse_args(ctx, args)
+
+
+class RootGroup(HelpGroup):
+    """The ``modelseal`` group: a Ctrl-C anywhere below it surfaces as :class:`click.Abort`.
+
+    typer turns ``KeyboardInterrupt`` into a silent ``Exit(130)``; an ``Abort`` instead reaches
+    :func:`model_signing.cli.main`, which prints ``interrupted`` (exit 130).
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        """Parse the top-level arguments (Ctrl-C -> Abort)."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand (Ctrl-C -> Abort)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+
+
+class DefaultGroup(HelpGroup):
     """A command group that runs :attr:`default_command` when no subcommand name is given.
 
     ``sign MODEL`` and ``sign --path MODEL`` then mean ``sign <default> ...``, while ``sign key ...``
@@ -58,13 +159,40 @@ class DefaultGroup(typer.core.TyperGroup):
             args
             and self.default_command in self.commands
             and args[0] not in self.commands
-            and args[0] not in ("--help", "-h")
+            and args[0] not in ctx.help_option_names
         ):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
 
-ModelPath = Annotated[str, typer.Argument(help="Model directory or single model file.", show_default=False)]
+ModelPath = Annotated[
+    str, typer.Argument(click_type=click.Path(), help="Model directory or single model file.", show_default=False)
+]
+
+# The same, optional, with --path as an alternative: `sign --path key` signs a model directory named
+# `key`, which as an argument would be taken for the `key` subcommand.
+OptionalModelPath = Annotated[
+    str | None,
+    typer.Argument(click_type=click.Path(), help="Model directory or single model file.", show_default=False),
+]
+PathOption = Annotated[
+    str | None,
+    typer.Option("--path", metavar="PATH", help="The model (alternative to the argument; for a model named like a "
+                                                "subcommand: `sign --path key`)."),
+]
+
+
+def model_path(path: str | None, path_option: str | None) -> str:
+    """The model named by the argument or by ``--path`` (exactly one of them)."""
+    from model_signing.errors import InputError
+
+    if path is not None and path_option is not None and path != path_option:
+        raise InputError("give the model once: either as the argument or with --path")
+    model = path if path is not None else path_option
+    if model is None:
+        raise InputError("missing model path: pass PATH or --path PATH")
+    return model
+
 
 Serialization = Annotated[
     SerializationChoice,
@@ -79,6 +207,7 @@ IgnorePaths = Annotated[
     list[str] | None,
     typer.Option(
         "--ignore-paths",
+        metavar="PATH",
         help="Path to exclude, relative to the model root or absolute inside it (repeatable).",
     ),
 ]
@@ -87,12 +216,19 @@ MaxWorkers = Annotated[
     int | None, typer.Option("--max-workers", min=1, help="Worker processes (default: CPU count).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+# model-signing's --ignore-git-paths (its default) is what OMS always does here: .git, .gitattributes,
+# .github and .gitignore at the model root are never signed.  Hidden: it only exists for its scripts.
+GitPaths = Annotated[
+    bool,
+    typer.Option("--ignore-git-paths/--no-ignore-git-paths", hidden=True, help="model-signing compatibility."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as a JSON object on stdout.")]
 
 SignatureOut = Annotated[
     str | None,
     typer.Option(
         "--signature",
+        metavar="PATH",
         help="Where to write the signature (default: model.sig beside the model, outside the signed tree).",
         show_default=False,
     ),
@@ -101,10 +237,15 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 SignatureIn = Annotated[
     str | None,
     typer.Option(
-        "--signature", help="The signature to verify (default: model.sig beside the model).", show_default=False
+        "--signature",
+        metavar="PATH",
+        help="The signature to verify (default: model.sig beside the model).",
+        show_default=False,
     ),
 ]
-PrivateKey = Annotated[str, typer.Option("--private-key", help="EC private key (PEM, P-256/P-384/P-521).")]
+PrivateKey = Annotated[
+    str, typer.Option("--private-key", metavar="PATH", help="EC private key (PEM, P-256/P-384/P-521).")
+]
 PasswordEnv = Annotated[
     str | None,
     typer.Option(
@@ -113,6 +254,10 @@ PasswordEnv = Annotated[
         help="Name of the environment variable holding the private key's password (never pass it as an argument).",
     ),
 ]
+
+# model-signing's `--password PASSWORD`: accepted so its scripts run, hidden and warned about, because an
+# argument is visible to every user of the machine (ps, /proc/PID/cmdline).
+PasswordArgument = Annotated[str | None, typer.Option("--password", hidden=True)]
 
 
 def hashing_config(
@@ -124,12 +269,18 @@ def hashing_config(
     allow_symlinks: AllowSymlinks = False,
     max_workers: MaxWorkers = None,
     quiet: Quiet = False,
+    ignore_git_paths: GitPaths = True,
 ) -> "HashingConfig":
     """The :class:`HashingConfig` the hashing options describe."""
     from model_signing.errors import InputError
     from model_signing.hashing import HashingConfig
-    from model_signing.manifest import DEFAULT_SHARD_SIZE
+    from model_signing.manifest import DEFAULT_IGNORED, DEFAULT_SHARD_SIZE
 
+    if not ignore_git_paths:
+        raise InputError(
+            f"--no-ignore-git-paths is not supported: {', '.join(DEFAULT_IGNORED)} at the model root are "
+            "never signed (OMS v1.0); sign a directory without them"
+        )
     if shard_size is not None and serialization is not SerializationChoice.shards:
         raise InputError("--shard-size only applies with --serialization shards")
     return HashingConfig(
@@ -154,6 +305,7 @@ ExtraIgnorePaths = Annotated[
     list[str] | None,
     typer.Option(
         "--ignore-paths",
+        metavar="PATH",
         help="Path to exclude in addition to the paths the signer excluded (repeatable).",
     ),
 ]
@@ -179,6 +331,10 @@ def verify_options(
     max_workers: MaxWorkers = None,
     quiet: Quiet = False,
     as_json: Json = False,
+    # Accepted for model-signing's scripts and ignored: verification always re-hashes with the settings
+    # the signature records (symlinks followed only if signed so; git files never signed).
+    allow_symlinks: Annotated[bool, typer.Option("--allow-symlinks", hidden=True)] = False,
+    ignore_git_paths: GitPaths = True,
 ) -> VerifySettings:
     """The :class:`VerifySettings` the common ``verify`` options describe."""
     return VerifySettings(signature, ignore_unsigned_files, tuple(ignore_paths or ()), max_workers, quiet, as_json)
@@ -226,10 +382,19 @@ def with_option_groups(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def password_from_env(variable: str | None) -> str | None:
-    """The password held in environment variable ``variable`` (``None`` when no variable is named)."""
+def password_from_env(variable: str | None, argument: str | None = None) -> str | None:
+    """The password held in environment variable ``variable`` (``None`` when no variable is named).
+
+    ``argument`` is model-signing's ``--password`` value: used (with a warning) when no variable is named.
+    """
     from model_signing.errors import InputError
 
+    if argument is not None:
+        if variable is not None:
+            raise InputError("pass the private key's password once: --password-env or --password, not both")
+        print("warning: --password is visible to other users of this machine; prefer --password-env VARIABLE",
+              file=sys.stderr)
+        return argument
     if variable is None:
         return None
     value = os.environ.get(variable)

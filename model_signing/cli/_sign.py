@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from model_signing._text import plural
 from model_signing.cli import _options as opt
 
 if TYPE_CHECKING:
@@ -30,12 +31,14 @@ sign_app = typer.Typer(
 )
 
 SigningCertificate = Annotated[
-    str, typer.Option("--signing-certificate", help="The leaf certificate of the private key (PEM).")
+    str,
+    typer.Option("--signing-certificate", metavar="PATH", help="The leaf certificate of the private key (PEM)."),
 ]
 CertificateChain = Annotated[
     list[str] | None,
     typer.Option(
         "--certificate-chain",
+        metavar="PATH",
         help="Intermediate certificates to include in the bundle, leaf's issuer first (PEM; repeatable).",
     ),
 ]
@@ -140,59 +143,67 @@ def _report(result: SignResult, as_json: bool, *, to_stderr: bool = False) -> No
         return
     where = "stdout" if to_stderr else result.signature_path
     print(
-        f"signed {result.model_path}: {len(result.manifest.resources)} resources, root digest "
+        f"signed {result.model_path}: {plural(len(result.manifest.resources), 'resource')}, root digest "
         f"sha256:{result.root_digest}\nsignature written to {where} ({result.signer})",
         file=sys.stderr if to_stderr else sys.stdout,
     )
 
 
-@sign_app.command("key")
+@sign_app.command("key", cls=opt.PeerSpellings)
 @opt.with_option_groups
 def sign_key(
-    path: opt.ModelPath,
+    *,
+    path: opt.OptionalModelPath = None,
+    path_option: opt.PathOption = None,
     private_key: opt.PrivateKey,
     password_env: opt.PasswordEnv = None,
+    password: opt.PasswordArgument = None,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
-    *,
     hashing: opt.HashingOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
     from model_signing.signing import KeySigner
 
+    model = opt.model_path(path, path_option)
+
     def signer() -> KeySigner:
-        return KeySigner(private_key, password=opt.password_from_env(password_env))
+        return KeySigner(private_key, password=opt.password_from_env(password_env, password))
 
-    _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _run(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
-@sign_app.command("certificate")
+@sign_app.command("certificate", cls=opt.PeerSpellings)
 @opt.with_option_groups
-def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
-    path: opt.ModelPath,
+def sign_certificate(
+    *,
+    path: opt.OptionalModelPath = None,
+    path_option: opt.PathOption = None,
     private_key: opt.PrivateKey,
     signing_certificate: SigningCertificate,
     certificate_chain: CertificateChain = None,
     password_env: opt.PasswordEnv = None,
+    password: opt.PasswordArgument = None,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
-    *,
     hashing: opt.HashingOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
     from model_signing.signing import CertificateSigner
 
+    model = opt.model_path(path, path_option)
+
     def signer() -> CertificateSigner:
         return CertificateSigner(
             private_key,
             signing_certificate,
             tuple(certificate_chain or ()),
-            password=opt.password_from_env(password_env),
+            password=opt.password_from_env(password_env, password),
         )
 
-    _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _run(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,11 @@ a result object is printed on stdout in every case (``verified``, ``exit_code``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from model_signing._text import plural
 from model_signing.cli import _options as opt
 
 if TYPE_CHECKING:
@@ -24,11 +25,14 @@ verify_app = typer.Typer(
     no_args_is_help=True,
 )
 
-PublicKey = Annotated[str, typer.Option("--public-key", help="EC public key (PEM) paired with the signing key.")]
+PublicKey = Annotated[
+    str, typer.Option("--public-key", metavar="PATH", help="EC public key (PEM) paired with the signing key.")
+]
 TrustedCertificates = Annotated[
     list[str],
     typer.Option(
         "--certificate-chain",
+        metavar="PATH",
         help="Trusted root certificate(s) the signing certificate must chain to (PEM; repeatable).",
     ),
 ]
@@ -70,32 +74,43 @@ def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> No
     if options.as_json:
         opt.print_json(result.as_dict())
         return
-    extra = f"; {len(result.unsigned_files)} unsigned files ignored" if result.unsigned_files else ""
+    extra = f"; {plural(len(result.unsigned_files), 'unsigned file')} ignored" if result.unsigned_files else ""
     legacy = " (legacy v0.2 signature)" if result.legacy_encoding or result.root_digest is None else ""
     print(
         f"verified {result.model_path} against {result.signature_path}{legacy}: "
-        f"{len(result.manifest.resources)} resources match{extra}\nsigned by {result.signer}"
+        f"{plural(len(result.manifest.resources), 'resource')} "
+        f"{'matches' if len(result.manifest.resources) == 1 else 'match'}{extra}\nsigned by {result.signer}"
     )
 
 
-@verify_app.command("key")
+@verify_app.command("key", cls=opt.PeerSpellings)
 @opt.with_option_groups
 def verify_key(
-    path: opt.ModelPath,
+    *,
+    path: opt.OptionalModelPath = None,
+    path_option: opt.PathOption = None,
     public_key: PublicKey,
     options: opt.VerifyOptions,
 ) -> None:
     """Verify a signature made with `sign key`, using the paired public key."""
     from model_signing.verifying import KeyVerifier
 
-    run_verify(path, KeyVerifier(public_key), options)
+    run_verify(opt.model_path(path, path_option), KeyVerifier(public_key), options)
 
 
-@verify_app.command("certificate")
+@verify_app.command("certificate", cls=opt.PeerSpellings)
 @opt.with_option_groups
 def verify_certificate(
-    path: opt.ModelPath,
+    *,
+    path: opt.OptionalModelPath = None,
+    path_option: opt.PathOption = None,
     certificate_chain: TrustedCertificates,
+    log_fingerprints: Annotated[
+        bool,
+        typer.Option(
+            "--log-fingerprints", help="Print the SHA-256 fingerprint of each trusted and each bundled certificate."
+        ),
+    ] = False,
     options: opt.VerifyOptions,
 ) -> None:
     """Verify a signature made with `sign certificate` against trusted root certificates.
@@ -105,7 +120,40 @@ def verify_certificate(
     """
     from model_signing.verifying import CertificateVerifier
 
-    run_verify(path, CertificateVerifier(certificate_chain), options)
+    model = opt.model_path(path, path_option)
+    verifier = CertificateVerifier(certificate_chain)
+    if log_fingerprints:
+        _print_fingerprints(certificate_chain, options.signature or _default_signature(model))
+    run_verify(model, verifier, options)
+
+
+def _default_signature(model: str) -> str:
+    from model_signing.signing import default_signature_path
+
+    return default_signature_path(model)
+
+
+def _print_fingerprints(trusted: list[str], signature: str) -> None:
+    """model-signing's --log_fingerprints, on stderr: ``[trusted]`` / ``[bundle]`` SHA-256 fingerprints."""
+    import sys
+
+    from cryptography.hazmat.primitives import hashes
+
+    from model_signing import _bundle, _keymaterial
+    from model_signing.errors import ModelSigningError
+
+    def show(where: str, cert: Any) -> None:
+        print(f"[{where}] SHA-256 fingerprint {cert.fingerprint(hashes.SHA256()).hex(':').upper()} "
+              f"{cert.subject.rfc4514_string()}", file=sys.stderr)
+
+    for cert in _keymaterial.load_certificates(trusted, "certificate chain file"):
+        show("trusted", cert)
+    try:
+        bundled = _bundle.read_bundle(signature).certificate_chain()
+    except (ModelSigningError, OSError):
+        return  # verification reports what is wrong with the signature
+    for cert in bundled:
+        show("bundle", cert)
 
 
 def register(app: typer.Typer) -> None:

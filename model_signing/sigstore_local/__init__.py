@@ -49,6 +49,7 @@ __all__ = [
     "LocalSigstore",
     "github_claims",
     "github_workflow_identity",
+    "is_trust_config_of",
     "mint_token",
 ]
 
@@ -56,6 +57,49 @@ _log = logging.getLogger("model_signing.sigstore_local")
 
 TRUST_CONFIG_FILE = "trust_config.json"
 _CLIENT_SECRET = "oidc-client"
+
+
+#: A ClientTrustConfig of a local instance is a few KB; anything much larger is not one.
+_TRUST_CONFIG_MAX_BYTES = 1 << 20
+
+
+def is_trust_config_of(path: Path, state_dir: Path) -> bool:
+    """Whether ``path`` holds a trust config written by the instance of ``state_dir`` (at any port).
+
+    True when the file's trusted root lists the state directory's Fulcio root certificate: then
+    replacing it (a restart, perhaps on another port) loses nothing, so no ``overwrite`` is needed.
+    Anything unreadable or different is False.
+    """
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        root_pem = (state_dir / "certs" / "fulcio-root.crt").read_bytes()
+        root = base64.b64encode(x509.load_pem_x509_certificate(root_pem).public_bytes(Encoding.DER)).decode()
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size > _TRUST_CONFIG_MAX_BYTES:
+                return False
+            data = json.loads(f.read())
+        authorities = data["trustedRoot"]["certificateAuthorities"]
+        return any(
+            cert.get("rawBytes") == root
+            for authority in authorities
+            for cert in authority["certChain"]["certificates"]
+        )
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _created_ancestor(path: Path) -> Path | None:
+    """The outermost directory that creating ``path`` would create (None if ``path`` exists)."""
+    path = path.absolute()
+    if os.path.lexists(path):
+        return None
+    while not os.path.lexists(path.parent) and path.parent != path:
+        path = path.parent
+    return path
 
 
 def github_claims(repository: str, **options: str) -> dict[str, Any]:
@@ -130,14 +174,26 @@ def mint_token(
 class LocalSigstore:
     """A running local Sigstore instance (use as a context manager, or :meth:`start` / :meth:`close`)."""
 
-    def __init__(self, state_dir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        trust_config_out: Path | None = None,
+        overwrite: bool = False,
+    ) -> None:
         """Configure an instance; ``state_dir`` None means a fresh temporary one, removed on close.
 
         ``port`` None reuses the port the state directory was last served on (so the issuer URL, which
         certificates embed, stays the same across restarts) and otherwise picks a free one; 0 always
-        picks a free one.
+        picks a free one.  ``trust_config_out``, if given, is written at start as by
+        :meth:`write_trust_config` (with ``overwrite``), so that failing to write it fails the start.
+        A start that fails removes the state directory if it created it.
         """
         self._requested_state_dir = state_dir
+        self._trust_config_out = trust_config_out
+        self._overwrite = overwrite
         self._host = host
         self._port = port
         self._stack = contextlib.ExitStack()
@@ -153,11 +209,15 @@ class LocalSigstore:
             raise RuntimeError("this LocalSigstore is already running")
         if ":" in self._host:
             raise InputError(f"host {self._host!r}: only IPv4 addresses and host names are supported")
+        created = None if self._requested_state_dir is None else _created_ancestor(self._requested_state_dir)
         try:
             self._start()
         except BaseException:
             self._stack.close()
             self._state = None
+            self._services = None
+            if created is not None:  # no half-made state directory left behind (keys without a log...)
+                shutil.rmtree(created, ignore_errors=True)
             raise
         return self
 
@@ -179,6 +239,8 @@ class LocalSigstore:
 
         self._services = self._build_services(state)
         atomic_write(self.trust_config_path, self.trust_config_json().encode())
+        if self._trust_config_out is not None:
+            self.write_trust_config(self._trust_config_out, overwrite=self._overwrite)
         front.start(self._services)
         state.write_instance(
             {"base_url": self.base_url, "oidc_issuer": self.oidc_issuer, "pid": os.getpid(),
@@ -317,9 +379,16 @@ class LocalSigstore:
         return json.dumps(self.trust_config(), indent=2) + "\n"
 
     def write_trust_config(self, path: Path, *, overwrite: bool = False) -> None:
-        """Write the trust config to ``path`` atomically; refuses to replace a file unless ``overwrite``."""
-        if path.exists() and not overwrite:
-            raise InputError(f"{path}: already exists; pass --overwrite to replace it")
+        """Write the trust config to ``path`` atomically.
+
+        An existing file is replaced only with ``overwrite``, or when it is this state directory's own
+        trust config (:func:`is_trust_config_of`: a restart rewrites it, maybe with a new port).
+        """
+        if path.exists() and not overwrite and not is_trust_config_of(path, self.state_dir):
+            raise InputError(
+                f"{path}: already exists and is not the trust config of {self.state_dir}; "
+                "pass --overwrite to replace it"
+            )
         atomic_write(path, self.trust_config_json().encode())
 
     # -- identity tokens ---------------------------------------------------------------------------

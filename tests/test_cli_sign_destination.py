@@ -246,7 +246,7 @@ def test_verifying_against_another_models_signature_says_so_first(key_pair: tupl
     assert proc.returncode == 3 and proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert lines[0] == "error: the signature is for model 'b', not 'a'; the model does not match its signature: " \
-                       "2 difference(s)"
+                       "2 differences"
     digest = {name: hashlib.sha256(data).hexdigest() for name, data in A_FILES.items()}
     expected = {name: hashlib.sha256(data).hexdigest() for name, data in B_FILES.items()}
     assert lines[1:] == [f"  modified: {n} expected {expected[n]} actual {digest[n]}" for n in sorted(A_FILES)]
@@ -262,4 +262,4 @@ def test_verifying_against_another_models_signature_says_so_first(key_pair: tupl
     (b / "config.json").write_bytes(b"changed")
     proc = cli("verify", "key", b, "--public-key", pub, "-q", cwd=tmp_path)
     assert proc.returncode == 3
-    assert proc.stderr.splitlines()[0] == "error: the model does not match its signature: 1 difference(s)"
+    assert proc.stderr.splitlines()[0] == "error: the model does not match its signature: 1 difference"

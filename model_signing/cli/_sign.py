@@ -6,6 +6,7 @@ registered on :data:`sign_app`, ``sign MODEL`` / ``sign --path MODEL`` run it.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -96,6 +97,8 @@ def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
         tuple(certificate_chain or ()),
         password=opt.password_from_env(password_env),
     )
+    for warning in signer.warnings:  # before hashing: the user may want to stop and fix the chain
+        print(f"warning: {warning}", file=sys.stderr)
     _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 

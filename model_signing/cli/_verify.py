@@ -32,6 +32,15 @@ TrustedCertificates = Annotated[
         help="Trusted root certificate(s) the signing certificate must chain to (PEM; repeatable).",
     ),
 ]
+StrictX509 = Annotated[
+    bool,
+    typer.Option(
+        "--strict-x509",
+        help="Apply RFC 5280's end-entity rules to the signing certificate: refuse basicConstraints CA:TRUE "
+        "and a signing certificate that is itself trusted (both accepted by default, as model-signing does).",
+    ),
+]
+
 
 def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> None:
     """Run :func:`model_signing.verify` and report; shared by every ``verify`` subcommand."""
@@ -97,6 +106,7 @@ def verify_certificate(
     path: opt.ModelPath,
     certificate_chain: TrustedCertificates,
     options: opt.VerifyOptions,
+    strict_x509: StrictX509 = False,
 ) -> None:
     """Verify a signature made with `sign certificate` against trusted root certificates.
 
@@ -105,7 +115,7 @@ def verify_certificate(
     """
     from model_signing.verifying import CertificateVerifier
 
-    run_verify(path, CertificateVerifier(certificate_chain), options)
+    run_verify(path, CertificateVerifier(certificate_chain, strict=strict_x509), options)
 
 
 def register(app: typer.Typer) -> None:

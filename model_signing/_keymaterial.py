@@ -313,7 +313,9 @@ def verify_chain(
         return list(verifier.verify(leaf, list(intermediates)).chain)
     except X509VerificationError as exc:
         # cryptography's "candidates exhausted" says nothing a user can act on: name what is missing.
-        reason = chain_problem(leaf, intermediates, roots, at) or str(exc).removeprefix("validation failed: ")
+        reason = chain_problem(leaf, intermediates, roots, at) or (
+            str(exc).removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
+        )
         raise VerificationError(
             f"the signing certificate {subject} does not chain to the given certificate chain roots: {reason}"
         ) from None

@@ -31,7 +31,8 @@ CertificateChain = Annotated[
     list[str] | None,
     typer.Option(
         "--certificate-chain",
-        help="Intermediate certificates to include in the bundle, leaf's issuer first (PEM; repeatable).",
+        help="Certificates above the leaf to include in the bundle: the intermediates, optionally the root "
+        "(PEM; repeatable; any order). Checked before hashing: a chain that lacks the leaf's issuer is refused.",
     ),
 ]
 

@@ -361,8 +361,8 @@ def check_signing_chain(
 
     * it reaches a self-signed certificate (or the leaf is self-signed): the path is checked with the same
       rules as :func:`verify_chain`, with that certificate as the anchor; any failure is refused;
-    * it stops at the leaf while ``chain`` is not empty: the chain given is broken (the leaf's issuer is
-      missing) and refused, naming the issuer;
+    * it stops at the leaf while ``chain`` is not empty, or at a certificate whose issuer's name is in
+      ``chain`` under another key: the chain given is broken and refused, naming the issuer;
     * it stops at the leaf with no chain given, or at an intermediate whose issuer is not given: the anchor
       is legitimately unknown here (the verifier brings it), so this is a warning naming the issuer the
       verifier must trust; the part given is still checked with its top certificate as the anchor.
@@ -384,17 +384,19 @@ def check_signing_chain(
         path.append(current)
     issuer_name = current.issuer.rfc4514_string()
     if not complete:
-        if current is leaf and chain:
-            named = [c for c in chain if c.subject == leaf.issuer]
-            why = (
-                f"the certificate named {issuer_name} in the chain did not sign it (a different key)"
-                if named
-                else f"the leaf's issuer {issuer_name} is not in the certificate chain given "
-                f"({'; '.join(_name(c) for c in chain)})"
-            )
+        role = "it" if current is leaf else f"the intermediate {_name(current)}"
+        if any(c.subject == current.issuer and _der(c) != _der(current) for c in chain):
+            # The issuer's name is there but its key did not sign: a certificate from another CA, never right.
             raise KeyMaterialError(
-                f"{where} does not chain up through the given certificates: {why}; pass the leaf's issuer "
-                "(and the intermediates above it) with --certificate-chain"
+                f"{where} does not chain up through the given certificates: the certificate named {issuer_name} "
+                f"in the chain did not sign {role} (a different key: another CA's certificate); pass the "
+                "certificates that issued it with --certificate-chain"
+            )
+        if current is leaf and chain:
+            raise KeyMaterialError(
+                f"{where} does not chain up through the given certificates: the leaf's issuer {issuer_name} is "
+                f"not in the certificate chain given ({'; '.join(_name(c) for c in chain)}); pass the leaf's "
+                "issuer (and the intermediates above it) with --certificate-chain"
             )
         if current is leaf:
             warnings.append(

@@ -212,6 +212,11 @@ def test_sign_refuses_a_broken_chain_naming_the_missing_issuer(run: Run, small_m
     assert code == 1
     assert f"the certificate named {INTER} in the chain did not sign it" in _error_line(err)
     assert not sig.exists()
+    # The same one level up: the right intermediate with another CA's root of the same name.
+    code, _, err = _sign(run, small_model, pki.key_pem, pki.leaf_pem, sig, pki.chain_pem, other.root_pem)
+    assert code == 1
+    assert f"the certificate named {ROOT} in the chain did not sign the intermediate {INTER}" in _error_line(err)
+    assert not sig.exists()
 
 
 def test_sign_refuses_a_chain_with_an_expired_intermediate(run: Run, small_model: Path, pki: _pki.Pki,

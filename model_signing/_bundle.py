@@ -282,8 +282,8 @@ def _normalise_material(material: object, source: str) -> tuple[dict[str, Any], 
             raise SignatureFormatError(f"{source}: verificationMaterial.publicKey.hint must be a string")
         if "rawBytes" in pk:
             legacy_key = _b64(pk["rawBytes"], "verificationMaterial.publicKey.rawBytes", source)
-        elif not hint:
-            raise SignatureFormatError(f"{source}: verificationMaterial.publicKey has neither hint nor rawBytes")
+        # Neither is fine: the hint is optional (protobuf JSON writes an empty one as {}), and the
+        # verifier brings the key anyway; the DSSE signature is what binds the bundle to it.
         # sigstore's model knows only "hint"; pre-v1.1 bundles carried rawBytes (+ keyDetails) instead.
         out["publicKey"] = {"hint": hint}
     elif kinds[0] == "x509CertificateChain":

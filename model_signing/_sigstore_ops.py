@@ -103,12 +103,35 @@ def verify(raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSp
     try:
         payload_type, payload = Verifier(trusted_root=root).verify_dsse(bundle, policy.to_sigstore())
     except SigstoreError as exc:
-        raise VerificationError(
-            f"{source} does not verify for {policy.describe()}: {one_line(exc, limit=300)}"
-        ) from None
+        # sigstore reports a certificate from another instance as a failed chain build ("candidates
+        # exhausted"); say which root was used and what to pass instead.
+        reason = foreign_certificate(bundle.signing_certificate, root, roots) or one_line(exc, limit=300)
+        raise VerificationError(f"{source} does not verify for {policy.describe()}: {reason}") from None
     if payload_type != _IN_TOTO:
         raise VerificationError(f"{source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
     return payload, f"{certificate_identity(bundle.signing_certificate)} (Sigstore certificate)"
+
+
+def foreign_certificate(cert: x509.Certificate, root: TrustedRoot, roots: RootSpec) -> str | None:
+    """Why ``cert`` cannot chain to ``root``, if none of the root's Fulcio CAs issued it; else ``None``."""
+    from model_signing._keymaterial import issued_by
+
+    try:
+        authorities = root.get_fulcio_certs()
+    except SigstoreError:
+        authorities = []
+    if any(issued_by(cert, ca) for ca in authorities):
+        return None
+    if roots.trusted_root is not None:
+        in_use = f"--trusted-root {roots.trusted_root}"
+    elif roots.trust_config is not None:
+        in_use = f"--trust-config {roots.trust_config}"
+    else:
+        in_use = "staging" if roots.staging else "public-good"
+    return (
+        f"the signing certificate was not issued by the trusted root in use ({in_use}); pass the "
+        "--trust-config of the instance that signed it"
+    )
 
 
 def oidc_url(trust: TrustSpec) -> str | None:

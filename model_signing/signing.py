@@ -110,8 +110,11 @@ class CertificateSigner:
         """Load the key, the leaf certificate and the chain; check that they belong together.
 
         The leaf must hold the key's public key, be valid now and allow code signing (KeyUsage
-        digitalSignature, ExtendedKeyUsage codeSigning when present) -- the verifier checks the same, so
-        refusing here avoids writing a signature nobody can verify.
+        digitalSignature, ExtendedKeyUsage codeSigning when present), and the leaf plus the chain must
+        chain up with the verifier's rules (see :func:`model_signing._keymaterial.check_signing_chain`) --
+        refusing here avoids writing a signature nobody can verify.  Where the trust anchor is
+        legitimately unknown here (the chain ends below a root), :attr:`warnings` says which issuer
+        verifiers must trust.
         """
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -127,11 +130,13 @@ class CertificateSigner:
         problem = _keymaterial.signing_usage_problem(leaf)
         if problem:
             raise KeyMaterialError(f"{where} cannot be used for signing: {problem}")
-        self._chain: list[x509.Certificate] = [
-            leaf,
-            *extra,
-            *_keymaterial.load_certificates(certificate_chain, "certificate chain file"),
-        ]
+        chain = [*extra, *_keymaterial.load_certificates(certificate_chain, "certificate chain file")]
+        #: What the caller should tell the user about the chain (e.g. the issuer verifiers must trust);
+        #: a chain that cannot verify was refused above.
+        self.warnings: tuple[str, ...] = tuple(
+            _keymaterial.check_signing_chain(leaf, chain, dt.datetime.now(dt.UTC), where)
+        )
+        self._chain: list[x509.Certificate] = [leaf, *chain]
 
     @property
     def description(self) -> str:

@@ -133,6 +133,11 @@ class CertificateVerifier:
     certificate must be within its validity period at verification time, so a signature made with a
     certificate that has since expired stops verifying and the model must be re-signed.  ``at``
     overrides the time (for audits).
+
+    By default the signing certificate is held to what the reference implementations accept (see
+    :func:`model_signing._keymaterial.verify_chain`): basicConstraints ``CA:TRUE`` in the leaf and a
+    self-signed leaf given as its own trusted certificate are accepted.  ``strict=True`` applies RFC 5280's
+    end-entity rules and refuses both.
     """
 
     method = "certificate"
@@ -142,6 +147,7 @@ class CertificateVerifier:
         certificate_chain: Sequence[PathLike] | Sequence[x509.Certificate],
         *,
         at: dt.datetime | None = None,
+        strict: bool = False,
     ):
         """Load the trusted certificates (each PEM file may hold several)."""
         from cryptography import x509
@@ -157,13 +163,14 @@ class CertificateVerifier:
         if not self._roots:
             raise KeyMaterialError("no trusted certificates given; pass the root CA with --certificate-chain")
         self._at = at
+        self._strict = strict
 
     def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
         """Validate the bundle's chain to the trusted roots, then the signature with the leaf's key."""
         _require_method(bundle, self.method)
         leaf, *intermediates = bundle.certificate_chain()
         at = self._at or dt.datetime.now(dt.UTC)
-        _keymaterial.verify_chain(leaf, intermediates, self._roots, at)
+        _keymaterial.verify_chain(leaf, intermediates, self._roots, at, strict=self._strict)
         key = _keymaterial.public_key_of(leaf, "the signing certificate")
         payload, legacy_encoding = _check_dsse(key, bundle, "the signing certificate's key")
         return VerifiedSignature(payload, "certificate " + _keymaterial.describe_certificate(leaf), legacy_encoding)

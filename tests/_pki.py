@@ -103,25 +103,32 @@ def make_ca(
 def make_leaf(
     cn: str,
     key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
     *,
     code_signing: bool = True,
     digital_signature: bool = True,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    ca: bool = False,
+    authority_key_id: bool = True,
 ) -> x509.Certificate:
-    """An end-entity certificate for ``key`` issued by ``issuer``."""
-    issuer_cert, issuer_key = issuer
+    """A signing certificate for ``key`` issued by ``issuer`` (self-signed when ``issuer`` is ``None``).
+
+    ``ca=True`` asserts basicConstraints CA:TRUE in it, as openssl's default configuration (``v3_ca``)
+    and the OMS reference implementations' test PKIs do; ``authority_key_id=False`` leaves out the AKI
+    (as many hand-made self-signed certificates do).
+    """
+    issuer_name, issuer_key = (issuer[0].subject, issuer[1]) if issuer else (_name(cn), key)
     eku = [ExtendedKeyUsageOID.CODE_SIGNING] if code_signing else [ExtendedKeyUsageOID.SERVER_AUTH]
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
-        .issuer_name(issuer_cert.subject)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before or NOW - dt.timedelta(days=1))
         .not_valid_after(not_after or NOW + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=digital_signature,
@@ -139,9 +146,12 @@ def make_leaf(
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(f"{cn}@example.com")]), critical=False)
         .add_extension(_ski(key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-        .sign(issuer_key, hashes.SHA256())
     )
+    if authority_key_id:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def write_certs(path: Path, *certs: x509.Certificate) -> Path:
@@ -172,10 +182,14 @@ class Pki:
         self.leaf_pem = write_certs(d / "leaf.pem", self.leaf)
         self.key_pem = write_private_key(self.leaf_key, d / "leaf.key")
 
-    def other_leaf(self, name: str, **kwargs: object) -> tuple[Path, Path]:
-        """Another leaf under the same intermediate: (key path, cert path)."""
+    def other_leaf(self, name: str, *, issuer: str = "inter", **kwargs: object) -> tuple[Path, Path]:
+        """Another leaf under the intermediate (``issuer="root"``: the root; ``"self"``: self-signed).
+
+        Returns (key path, cert path).
+        """
         key = ec_key(self.curve)
-        cert = make_leaf(name, key, (self.inter, self.inter_key), **kwargs)  # type: ignore[arg-type]
+        by = {"inter": (self.inter, self.inter_key), "root": (self.root, self.root_key), "self": None}[issuer]
+        cert = make_leaf(name, key, by, **kwargs)  # type: ignore[arg-type]
         return write_private_key(key, self.directory / f"{name}.key"), write_certs(
             self.directory / f"{name}.pem", cert
         )

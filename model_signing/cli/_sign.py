@@ -39,7 +39,8 @@ CertificateChain = Annotated[
     typer.Option(
         "--certificate-chain",
         metavar="PATH",
-        help="Intermediate certificates to include in the bundle, leaf's issuer first (PEM; repeatable).",
+        help="Certificates above the leaf to include in the bundle: the intermediates, optionally the root "
+        "(PEM; repeatable; any order). Checked before hashing: a chain that lacks the leaf's issuer is refused.",
     ),
 ]
 
@@ -196,12 +197,15 @@ def sign_certificate(
     model = opt.model_path(path, path_option)
 
     def signer() -> CertificateSigner:
-        return CertificateSigner(
+        made = CertificateSigner(
             private_key,
             signing_certificate,
             tuple(certificate_chain or ()),
             password=opt.password_from_env(password_env, password),
         )
+        for warning in made.warnings:  # before hashing: the user may want to stop and fix the chain
+            print(f"warning: {warning}", file=sys.stderr)
+        return made
 
     _run(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 

@@ -36,6 +36,15 @@ TrustedCertificates = Annotated[
         help="Trusted root certificate(s) the signing certificate must chain to (PEM; repeatable).",
     ),
 ]
+StrictX509 = Annotated[
+    bool,
+    typer.Option(
+        "--strict-x509",
+        help="Apply RFC 5280's end-entity rules to the signing certificate: refuse basicConstraints CA:TRUE "
+        "and a signing certificate that is itself trusted (both accepted by default, as model-signing does).",
+    ),
+]
+
 
 def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> None:
     """Run :func:`model_signing.verify` and report; shared by every ``verify`` subcommand."""
@@ -112,6 +121,7 @@ def verify_certificate(
         ),
     ] = False,
     options: opt.VerifyOptions,
+    strict_x509: StrictX509 = False,
 ) -> None:
     """Verify a signature made with `sign certificate` against trusted root certificates.
 
@@ -121,7 +131,7 @@ def verify_certificate(
     from model_signing.verifying import CertificateVerifier
 
     model = opt.model_path(path, path_option)
-    verifier = CertificateVerifier(certificate_chain)
+    verifier = CertificateVerifier(certificate_chain, strict=strict_x509)
     if log_fingerprints:
         _print_fingerprints(certificate_chain, options.signature or _default_signature(model))
     run_verify(model, verifier, options)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from model_signing.results import VerifyResult
 
 
 class ModelSigningError(Exception):
@@ -70,32 +73,60 @@ class VerificationError(ModelSigningError):
     exit_code: ClassVar[int] = 2
 
 
-ChangeKind = Literal["modified", "missing", "extra"]
+#: ``excluded``: a signed resource the verifier was asked to leave out (its ignore paths) -- not checked.
+ChangeKind = Literal["modified", "missing", "extra", "excluded"]
 
 
 @dataclass(frozen=True)
 class Difference:
     """One difference between the signed manifest and the model on disk.
 
-    ``expected`` / ``actual`` are hex digests, ``None`` where the resource is absent on that side.
+    ``expected`` / ``actual`` are hex digests, ``None`` where the resource is absent on that side.  With
+    shards one difference stands for one *file*: ``name`` is its path, ``expected_size`` / ``actual_size``
+    the sizes the signature and the disk give it, and ``shards`` the per-shard differences behind it.
+    ``detail`` says more where the digests cannot (``now a symlink``).
     """
 
     kind: ChangeKind
     name: str
     expected: str | None
     actual: str | None
+    expected_size: int | None = None
+    actual_size: int | None = None
+    detail: str | None = None
+    shards: tuple[Difference, ...] = ()
 
     def __str__(self) -> str:
+        if self.detail:
+            return f"{self.kind}: {self.name} ({self.detail})"
         return f"{self.kind}: {self.name} (expected {self.expected or '-'}, actual {self.actual or '-'})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``differences`` in ``--json``)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "expected": self.expected,
+            "actual": self.actual,
+            "expected_size": self.expected_size,
+            "actual_size": self.actual_size,
+            "detail": self.detail,
+            "shards": [s.as_dict() for s in self.shards],
+        }
 
 
 class ModelMismatchError(ModelSigningError):
-    """The signature is valid, but the model on disk differs from what was signed."""
+    """The signature is valid, but the model on disk differs from what was signed.
+
+    ``result`` is the verification's :class:`~model_signing.results.VerifyResult` (signer, manifest and
+    every difference), when the error comes from :func:`model_signing.verify`.
+    """
 
     exit_code: ClassVar[int] = 3
 
-    def __init__(self, differences: Sequence[Difference]) -> None:
+    def __init__(self, differences: Sequence[Difference], *, result: VerifyResult | None = None) -> None:
         self.differences = tuple(differences)
+        self.result = result
         super().__init__(
             f"the model does not match its signature: {len(self.differences)} difference(s)"
         )

@@ -20,13 +20,25 @@ import datetime as dt
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from model_signing import _bundle, _keymaterial, _statement
 from model_signing.errors import InputError, KeyMaterialError, SignatureExistsError, SigningError
-from model_signing.hashing import HashingConfig, hash_model
-from model_signing.manifest import Manifest
+from model_signing.hashing import HashingConfig, digest_model
+from model_signing.results import SignerIdentity, SignResult
+
+__all__ = [
+    "DEFAULT_SIGNATURE_NAME",
+    "CertificateSigner",
+    "IdentifiedSigner",
+    "KeySigner",
+    "SignResult",
+    "Signer",
+    "SignerIdentity",
+    "default_signature_path",
+    "sign",
+    "write_atomic",
+]
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -56,6 +68,16 @@ class Signer(Protocol):
         ...
 
 
+@runtime_checkable
+class IdentifiedSigner(Signer, Protocol):
+    """A :class:`Signer` that also says who signs as fields (every built-in one does)."""
+
+    @property
+    def identity(self) -> SignerIdentity:
+        """Who signs, structured (valid once :meth:`sign` has returned)."""
+        ...
+
+
 class KeySigner:
     """The ``key`` method: an EC private key (P-256, P-384 or P-521), PEM, optionally encrypted."""
 
@@ -66,10 +88,14 @@ class KeySigner:
         self._key = _load_key(private_key, password)
 
     @property
+    def identity(self) -> SignerIdentity:
+        """The key id (``sha256:<hint>``) and curve."""
+        return _keymaterial.key_signer(self._key.public_key())
+
+    @property
     def description(self) -> str:
         """``P-256 key sha256:<hint>``."""
-        pub = self._key.public_key()
-        return f"{_keymaterial.curve_name(pub)} key sha256:{_bundle.public_key_hint(pub)}"
+        return self.identity.description
 
     def sign(self, payload: bytes) -> Bundle:
         """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
@@ -116,9 +142,14 @@ class CertificateSigner:
         ]
 
     @property
+    def identity(self) -> SignerIdentity:
+        """The leaf certificate's subject, issuer, serial and key."""
+        return _keymaterial.certificate_signer(self._chain[0])
+
+    @property
     def description(self) -> str:
         """The leaf certificate's subject and issuer."""
-        return "certificate " + _keymaterial.describe_certificate(self._chain[0])
+        return self.identity.description
 
     def sign(self, payload: bytes) -> Bundle:
         """ECDSA over the DSSE PAE with the leaf's key; the bundle carries the chain, leaf first."""
@@ -138,33 +169,6 @@ def _sign_pae(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     return key.sign(_bundle.pae(payload), ec.ECDSA(_keymaterial.signature_hash(key)))
-
-
-@dataclass(frozen=True)
-class SignResult:
-    """What :func:`sign` did."""
-
-    model_path: str
-    signature_path: str
-    method: str
-    signer: str
-    #: The signed manifest (its resources, serialization and model name).
-    manifest: Manifest
-    #: The statement subject digest (hex): SHA-256 over the resource digests.
-    root_digest: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (``sign --json``)."""
-        return {
-            "model_path": self.model_path,
-            "signature_path": self.signature_path,
-            "method": self.method,
-            "signer": self.signer,
-            "model_name": self.manifest.model_name,
-            "root_digest": self.root_digest,
-            "resources": len(self.manifest.resources),
-            "serialization": self.manifest.serialization.to_dict(),
-        }
 
 
 def default_signature_path(model_path: PathLike) -> str:
@@ -214,7 +218,8 @@ def sign(
     config = hashing if hashing is not None else HashingConfig()
     # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
     poll = getattr(signer, "raise_if_failed", None)
-    manifest = _statement.canonical_manifest(hash_model(model, config, signature_path=sig_path, poll=poll))
+    hashed = digest_model(model, config, signature_path=sig_path, poll=poll)
+    manifest = _statement.canonical_manifest(hashed.manifest)
     payload = _statement.statement_payload(manifest)
     try:
         bundle = signer.sign(payload)
@@ -226,6 +231,10 @@ def sign(
     # Never write what we could not read back: a cheap structural round trip.
     _bundle.parse_bundle(text.encode("utf-8"), source="the new signature")
     write_atomic(sig_path, text, overwrite=overwrite)
+    identity = (
+        signer.identity if isinstance(signer, IdentifiedSigner)
+        else SignerIdentity(method=signer.method, identity=signer.description)
+    )
     return SignResult(
         model_path=model,
         signature_path=sig_path,
@@ -233,6 +242,8 @@ def sign(
         signer=signer.description,
         manifest=manifest,
         root_digest=manifest.root_digest().hex(),
+        signer_identity=identity,
+        unmatched_ignore_paths=hashed.unmatched_ignore_paths,
     )
 
 

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from model_signing.cli import _options as opt
+from model_signing.cli import _report
 
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
-    from model_signing.signing import Signer, SignResult
+    from model_signing.signing import Signer
 
 sign_app = typer.Typer(
     name="sign",
@@ -35,23 +36,21 @@ CertificateChain = Annotated[
 ]
 
 
+def begin(path: str, signature: str | None, as_json: bool) -> None:
+    """Record the ``sign`` being run (for the ``--json`` error document); first thing in every ``sign`` command."""
+    from model_signing.signing import default_signature_path
+
+    sig = signature if signature is not None else default_signature_path(path)
+    _report.begin("sign", model_path=path, signature_path=sig, as_json=as_json)
+
+
 def _run(
     path: str, signer: Signer, config: HashingConfig, *, signature: str | None, overwrite: bool, as_json: bool
 ) -> None:
     from model_signing.signing import sign
 
     result = sign(path, signer, hashing=config, signature_path=signature, overwrite=overwrite)
-    _report(result, as_json)
-
-
-def _report(result: SignResult, as_json: bool) -> None:
-    if as_json:
-        opt.print_json(result.as_dict())
-        return
-    print(
-        f"signed {result.model_path}: {len(result.manifest.resources)} resources, root digest "
-        f"sha256:{result.root_digest}\nsignature written to {result.signature_path} ({result.signer})"
-    )
+    _report.signed(result, as_json)
 
 
 @sign_app.command("key")
@@ -69,6 +68,7 @@ def sign_key(
     """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
     from model_signing.signing import KeySigner
 
+    begin(path, signature, as_json)
     signer = KeySigner(private_key, password=opt.password_from_env(password_env))
     _run(path, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
@@ -90,6 +90,7 @@ def sign_certificate(  # noqa: PLR0917 - one parameter per CLI option
     """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
     from model_signing.signing import CertificateSigner
 
+    begin(path, signature, as_json)
     signer = CertificateSigner(
         private_key,
         signing_certificate,

@@ -2,8 +2,7 @@
 
 Exit codes come from the error raised (mapped in :func:`model_signing.cli.main`): 0 verified, 1 bad
 input, 2 signature invalid, 3 model mismatch -- with every difference listed on stderr.  With ``--json``
-a result object is printed on stdout in every case (``verified``, ``exit_code``, ``error``,
-``differences``) before the error propagates.
+a result document is printed on stdout in every case (see :mod:`model_signing.results`), by ``main``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from model_signing.cli import _options as opt
+from model_signing.cli import _report
 
 if TYPE_CHECKING:
     from model_signing.verifying import Verifier
@@ -33,49 +33,31 @@ TrustedCertificates = Annotated[
     ),
 ]
 
+def begin(path: str, options: opt.VerifySettings) -> None:
+    """Record the ``verify`` being run (for the ``--json`` error document); first thing in every ``verify``."""
+    from model_signing.signing import default_signature_path
+
+    sig = options.signature if options.signature is not None else default_signature_path(path)
+    _report.begin("verify", model_path=path, signature_path=sig, as_json=options.as_json)
+
+
 def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> None:
     """Run :func:`model_signing.verify` and report; shared by every ``verify`` subcommand."""
-    from model_signing.errors import ModelMismatchError, ModelSigningError
     from model_signing.signing import default_signature_path
     from model_signing.verifying import verify
 
     sig = options.signature if options.signature is not None else default_signature_path(path)
-    try:
-        result = verify(
-            path,
-            verifier,
-            signature_path=sig,
-            ignore_unsigned_files=options.ignore_unsigned_files,
-            ignore_paths=options.ignore_paths,
-            max_workers=options.max_workers,
-            progress=False if options.quiet else None,
-        )
-    except ModelSigningError as exc:
-        if options.as_json:
-            differences = exc.differences if isinstance(exc, ModelMismatchError) else ()
-            opt.print_json(
-                {
-                    "verified": False,
-                    "model_path": path,
-                    "signature_path": sig,
-                    "exit_code": exc.exit_code,
-                    "error": str(exc),
-                    "differences": [
-                        {"kind": d.kind, "name": d.name, "expected": d.expected, "actual": d.actual}
-                        for d in differences
-                    ],
-                }
-            )
-        raise  # main() turns it into the message and the exit code
-    if options.as_json:
-        opt.print_json(result.as_dict())
-        return
-    extra = f"; {len(result.unsigned_files)} unsigned files ignored" if result.unsigned_files else ""
-    legacy = " (legacy v0.2 signature)" if result.legacy_encoding or result.root_digest is None else ""
-    print(
-        f"verified {result.model_path} against {result.signature_path}{legacy}: "
-        f"{len(result.manifest.resources)} resources match{extra}\nsigned by {result.signer}"
+    # Errors (a mismatch included) propagate: main() prints them, and with --json their document.
+    result = verify(
+        path,
+        verifier,
+        signature_path=sig,
+        ignore_unsigned_files=options.ignore_unsigned_files,
+        ignore_paths=options.ignore_paths,
+        max_workers=options.max_workers,
+        progress=False if options.quiet else None,
     )
+    _report.verified(result, options.as_json)
 
 
 @verify_app.command("key")
@@ -88,6 +70,7 @@ def verify_key(
     """Verify a signature made with `sign key`, using the paired public key."""
     from model_signing.verifying import KeyVerifier
 
+    begin(path, options)
     run_verify(path, KeyVerifier(public_key), options)
 
 
@@ -105,6 +88,7 @@ def verify_certificate(
     """
     from model_signing.verifying import CertificateVerifier
 
+    begin(path, options)
     run_verify(path, CertificateVerifier(certificate_chain), options)
 
 

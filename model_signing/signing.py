@@ -266,10 +266,13 @@ def write_atomic(path: str, text: str, *, overwrite: bool) -> None:
     except OSError as exc:
         raise InputError(f"cannot write signature {path} ({exc.strerror}); choose another --signature path") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk, a file size limit, EIO: name the file and the operation
+            raise InputError(f"cannot write signature {path}: {exc.strerror or exc}") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # a signature is public: the usual file mode, not mkstemp's 0600

@@ -127,11 +127,11 @@ def test_an_unsigned_symlink_is_an_extra_file(
 def test_ignore_paths_that_match_nothing_warn(
     run: Run, small_model: Path, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    priv, pub = keys
+    priv, _ = keys
     sig = tmp_path / "model.sig"
     # "weights/part-0.bin" lies under the matching "weights": redundant, not a typo.
-    code, out, err = sign(run, small_model, priv, sig, "--ignore-paths", "weights/*.bin", "--ignore-paths", "confg.json",
-                          "--ignore-paths", "weights", "--ignore-paths", "weights/part-0.bin", "--json")
+    code, out, err = sign(run, small_model, priv, sig, "--ignore-paths", "weights/*.bin", "--ignore-paths",
+                          "confg.json", "--ignore-paths", "weights", "--ignore-paths", "weights/part-0.bin", "--json")
     assert code == 0
     warning, recorded = err.strip().splitlines()
     assert warning.startswith("warning: --ignore-paths matched no file in the model: 'weights/*.bin', 'confg.json'")
@@ -334,7 +334,8 @@ def test_json_certificate_signer_is_structured(run: Run, small_model: Path, pki:
     assert verified["identity"] == verified["certificate_subject"] == pki.leaf.subject.rfc4514_string()
     assert verified["issuer"] == verified["certificate_issuer"] == pki.inter.subject.rfc4514_string()
     assert verified["certificate_serial"] == f"{pki.leaf.serial_number:x}"
-    pem = pki.leaf.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = pki.leaf.public_key().public_bytes(*spki)
     assert verified["key_id"] == "sha256:" + sha(pem)
 
 
@@ -375,4 +376,6 @@ def test_json_errors_are_documents_too(
     assert set(doc) == SCHEMA_KEYS and (code, doc["ok"], doc["exit_code"]) == (3, False, 3)
     assert doc["signer_identity"]["key_id"] == _key_id(pub)
     assert doc["error"] == error_lines(err)[0].removeprefix("error: ")
-    assert [(d["kind"], d["name"], d["actual"]) for d in doc["differences"]] == [("modified", "config.json", sha(b"{}"))]
+    assert [(d["kind"], d["name"], d["actual"]) for d in doc["differences"]] == [
+        ("modified", "config.json", sha(b"{}"))
+    ]

@@ -190,6 +190,10 @@ def walk(
     follow_root = False
     if stat.S_ISLNK(lst.st_mode):
         if not allow_symlinks and collect_symlinks:
+            if os.path.isfile(root):
+                # A single-file model replaced by a link: report it (tampering), do not follow it.
+                name = os.path.basename(os.path.normpath(root))
+                return WalkResult(model_name, (), ignore_record, symlinks=(name,))
             raise ModelPathError(
                 f"{root_display} is a symlink, and the signature was made without following symlinks; verify "
                 f"the model at its real path ({os.path.realpath(root)})"

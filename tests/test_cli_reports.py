@@ -105,6 +105,20 @@ def test_signed_file_replaced_by_a_symlink_is_tampering(
     ]
 
 
+def test_a_single_file_model_replaced_by_a_symlink_is_tampering(
+    run: Run, make_model: Callable[..., Path], keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    model = make_model({"weights.bin": b"w" * 10, "copy.bin": b"w" * 10})
+    sig = tmp_path / "w.sig"
+    assert sign(run, model / "weights.bin", priv, sig)[0] == 0
+    (model / "weights.bin").unlink()
+    (model / "weights.bin").symlink_to("copy.bin")
+    code, _, err = verify(run, model / "weights.bin", pub, sig)
+    assert code == 3
+    assert error_lines(err)[1:] == ["  modified: weights.bin (now a symlink)"]
+
+
 def test_an_unsigned_symlink_is_an_extra_file(
     run: Run, small_model: Path, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -259,10 +273,11 @@ def test_a_signature_that_cannot_be_written_names_it(small_model: Path, keys: tu
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.parametrize("extra", [[], ["--json"]])
-def test_a_failed_stdout_is_one_line(small_model: Path, extra: list[str]) -> None:
+@pytest.mark.parametrize("args", [["digest", "{model}", "-q"], ["digest", "{model}", "-q", "--json"], ["--help"],
+                                  ["sign", "key", "--help"]])
+def test_a_failed_stdout_is_one_line(small_model: Path, args: list[str]) -> None:
     with open("/dev/full", "w") as full:
-        proc = _entry("digest", small_model, "-q", *extra, stdout=full)
+        proc = _entry(*(a.format(model=small_model) for a in args), stdout=full)
     assert proc.returncode == 1
     assert error_lines(proc.stderr) == ["error: cannot write to stdout: No space left on device"]
 

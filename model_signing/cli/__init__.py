@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except OSError as exc:
-        if exc.filename is None and isinstance(exc, BrokenPipeError):  # print() of click/typer to a closed pipe
-            _report.stdout_failed()
+        if _report.stdout_failed(exc):  # click's or typer's own printing (help) to a full disk or closed pipe
             _fail(f"cannot write to stdout: {exc.strerror or exc}", EXIT_BAD_INPUT)
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}", EXIT_BAD_INPUT)

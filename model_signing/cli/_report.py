@@ -94,10 +94,30 @@ def flush() -> None:
         raise StdoutError(f"cannot write to stdout: {exc.strerror or exc}") from None
 
 
-def stdout_failed() -> None:
-    """Standard output failed outside :func:`out` (click's own printing): write nothing more to it."""
-    _current.stdout_broken = True
-    _discard_stdout()
+def stdout_failed(exc: OSError) -> bool:
+    """Whether ``exc`` (met outside :func:`out`: click's help, typer's echo) came from writing stdout.
+
+    Such errors carry no file name; a frame on the way names the stream it wrote.
+    If it is stdout, nothing more is written to it.
+    """
+    if exc.filename is not None:
+        return False
+    try:
+        stdout_fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        # click's echo(file=...), a stream argument, or an object writing to its own .file (rich's Console).
+        for stream in (local.get("file"), local.get("stream"), getattr(local.get("self"), "file", None)):
+            with contextlib.suppress(Exception):
+                if stream is not None and stream.fileno() == stdout_fd:
+                    _current.stdout_broken = True
+                    _discard_stdout()
+                    return True
+        tb = tb.tb_next
+    return False
 
 
 def _discard_stdout() -> None:

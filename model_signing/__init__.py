@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig, hash_model
     from model_signing.keyless import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
     from model_signing.manifest import Manifest, Resource, Serialization
+    from model_signing.results import DigestResult, SignerIdentity
     from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
     from model_signing.verifying import CertificateVerifier, KeyVerifier, Verifier, VerifyResult, verify
 
@@ -34,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "Manifest": "manifest",
     "Resource": "manifest",
     "Serialization": "manifest",
+    "DigestResult": "results",
+    "SignerIdentity": "results",
     "CertificateSigner": "signing",
     "KeySigner": "signing",
     "SignResult": "signing",
@@ -49,6 +52,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "CertificateSigner",
     "CertificateVerifier",
+    "DigestResult",
     "HashingConfig",
     "IdentityPolicy",
     "KeySigner",
@@ -59,6 +63,7 @@ __all__ = [
     "Serialization",
     "SignResult",
     "Signer",
+    "SignerIdentity",
     "SigstoreSigner",
     "SigstoreVerifier",
     "TokenSource",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from model_signing.results import SignerIdentity
+
 #: Supported curves and the hash each one signs with (as Sigstore's key details and the peer pair them).
 _CURVES = {"secp256r1": ("P-256", "SHA256"), "secp384r1": ("P-384", "SHA384"), "secp521r1": ("P-521", "SHA512")}
 
@@ -124,6 +126,29 @@ def public_key_of(cert: x509.Certificate, where: str) -> ec.EllipticCurvePublicK
     check_ec(key, where)
     assert isinstance(key, ec.EllipticCurvePublicKey)
     return key
+
+
+def key_signer(key: ec.EllipticCurvePublicKey) -> SignerIdentity:
+    """The ``key`` method's signer: the key id (``sha256:`` + the bundle's key hint) and curve."""
+    from model_signing._bundle import public_key_hint
+    from model_signing.results import SignerIdentity
+
+    key_id = f"sha256:{public_key_hint(key)}"
+    return SignerIdentity(method="key", identity=key_id, key_id=key_id, key_algorithm=curve_name(key))
+
+
+def certificate_signer(leaf: x509.Certificate) -> SignerIdentity:
+    """The ``certificate`` method's signer: the leaf's subject and issuer, serial and key."""
+    from model_signing._bundle import public_key_hint
+    from model_signing.results import SignerIdentity
+
+    key = public_key_of(leaf, "the signing certificate")
+    subject, issuer = leaf.subject.rfc4514_string(), leaf.issuer.rfc4514_string()
+    return SignerIdentity(
+        method="certificate", identity=subject, issuer=issuer, key_id=f"sha256:{public_key_hint(key)}",
+        key_algorithm=curve_name(key), certificate_subject=subject, certificate_issuer=issuer,
+        certificate_serial=f"{leaf.serial_number:x}",
+    )
 
 
 def describe_certificate(cert: x509.Certificate) -> str:

@@ -26,6 +26,7 @@ from model_signing._oidc_token import one_line, unusable_token
 from model_signing._sigstore_service import Prepared, RootSpec, TrustSpec
 from model_signing._sigstore_trust import load_trust_config, signing_trust_config, verification_trusted_root
 from model_signing.errors import KeyMaterialError, SignatureFormatError, SigningError, VerificationError
+from model_signing.results import SignerIdentity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,11 +64,13 @@ def prepare_signer(trust: TrustSpec, raw_token: str, client_id: str, origin: str
         raise SigningError(signing_failure(exc)) from None
     handle = next(_handles)
     _signers[handle] = signer
+    identity = signer_identity(certificate)
     return Prepared(
         handle=handle,
         token_identity=f"{token.identity} via {token.issuer}",
-        certificate_identity=certificate_identity(certificate),
+        certificate_identity=identity.description,
         not_after=certificate.not_valid_after_utc.timestamp(),
+        certificate_signer=identity,
     )
 
 
@@ -86,8 +89,13 @@ def forget_signer(handle: int) -> None:
     _signers.pop(handle, None)
 
 
-def verify(raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSpec) -> tuple[bytes, str]:
-    """Run sigstore's DSSE verification with the identity policy; the verified payload and the signer."""
+def verify(
+    raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSpec
+) -> tuple[bytes, str, SignerIdentity]:
+    """Run sigstore's DSSE verification with the identity policy; the verified payload and the signer.
+
+    The signer comes as a line and as fields: the verified certificate's SAN identity and OIDC issuer.
+    """
     root = _roots.get(roots)
     if root is None:
         root = _roots[roots] = verification_trusted_root(
@@ -109,7 +117,8 @@ def verify(raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSp
         raise VerificationError(f"{source} does not verify for {policy.describe()}: {reason}") from None
     if payload_type != _IN_TOTO:
         raise VerificationError(f"{source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
-    return payload, f"{certificate_identity(bundle.signing_certificate)} (Sigstore certificate)"
+    identity = signer_identity(bundle.signing_certificate)
+    return payload, f"{identity.description} (Sigstore certificate)", identity
 
 
 def foreign_certificate(cert: x509.Certificate, root: TrustedRoot, roots: RootSpec) -> str | None:
@@ -157,10 +166,15 @@ OPERATIONS: dict[str, Callable[..., object]] = {
 
 def certificate_identity(cert: x509.Certificate) -> str:
     """``<SAN identities> via <OIDC issuer>`` from a Fulcio certificate."""
+    return signer_identity(cert).description
+
+
+def signer_identity(cert: x509.Certificate) -> SignerIdentity:
+    """The ``sigstore`` signer of a Fulcio certificate: its SAN identities and OIDC issuer, as fields."""
     from asn1crypto.core import UTF8String
 
     names = certificate_identities(cert)
-    issuer = "unknown issuer"
+    issuer: str | None = None
     for oid in ("1.3.6.1.4.1.57264.1.8", "1.3.6.1.4.1.57264.1.1"):
         try:
             extension = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
@@ -173,7 +187,15 @@ def certificate_identity(cert: x509.Certificate) -> str:
         except ValueError:
             continue
         break
-    return f"{', '.join(names) or 'no identity'} via {issuer}"
+    return SignerIdentity(
+        method="sigstore",
+        identity=names[0] if names else None,
+        issuer=issuer,
+        certificate_subject=cert.subject.rfc4514_string() or None,
+        certificate_issuer=cert.issuer.rfc4514_string() or None,
+        certificate_serial=f"{cert.serial_number:x}",
+        identities=tuple(names),
+    )
 
 
 # sigstore's service-client errors (private classes, not ``sigstore.errors.Error``), by class name.

@@ -38,6 +38,8 @@ from model_signing.errors import ModelSigningError
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
 
+    from model_signing.results import SignerIdentity
+
 T = TypeVar("T")
 
 # The directory holding the ``model_signing`` package, so the helper imports this very copy.
@@ -72,6 +74,8 @@ class Prepared:
     token_identity: str
     certificate_identity: str
     not_after: float
+    #: The certificate's identity as fields (what ``certificate_identity`` renders).
+    certificate_signer: SignerIdentity | None = None
 
 
 class HelperError(ModelSigningError):

@@ -45,6 +45,10 @@ class WalkResult:
     files: tuple[FileEntry, ...]
     #: What goes into ``Serialization.ignore_paths``: defaults, user paths and the signature, sorted.
     ignore_paths: tuple[str, ...]
+    #: User ignore paths (canonical form, as given order) that matched nothing in the model.
+    unmatched_ignore_paths: tuple[str, ...] = ()
+    #: With ``collect_symlinks``: the symlinks met (canonical names), neither followed nor hashed.
+    symlinks: tuple[str, ...] = ()
 
 
 def _display(root_display: str, rel: str) -> str:
@@ -135,6 +139,11 @@ def _is_ignored(rel: str, ignored: Sequence[str]) -> bool:
     return any(rel == p or rel.startswith(p + "/") for p in ignored)
 
 
+def ignored_by(rel: str, ignored: Sequence[str]) -> list[str]:
+    """The ignore paths that exclude ``rel`` (the path itself or one of its parent directories)."""
+    return [p for p in ignored if rel == p or rel.startswith(p + "/")]
+
+
 def model_name_of(path: str) -> str:
     """The informational model name: the basename of the model path."""
     name = os.path.basename(os.path.normpath(path))
@@ -150,6 +159,7 @@ def walk(
     ignore_paths: Iterable[str | os.PathLike[str]] = (),
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
+    collect_symlinks: bool = False,
 ) -> WalkResult:
     """Enumerate the regular files of the model at ``path`` (a directory or a single file).
 
@@ -160,6 +170,10 @@ def walk(
     Files come back in no particular order; names are canonical relative POSIX paths.  Raises
     :class:`InputError` if ``path`` does not exist and :class:`ModelPathError` for anything that cannot
     be enumerated safely.
+
+    ``collect_symlinks`` (verification, when symlinks are not allowed): a symlink inside the model is
+    not an error but listed in ``WalkResult.symlinks`` and skipped, so the verifier can report a signed
+    file replaced by a link as tampering (and an unsigned link as an extra file).
     """
     root = os.fspath(path)
     root_display = root.replace(os.sep, "/")
@@ -181,6 +195,15 @@ def walk(
 
     follow_root = False
     if stat.S_ISLNK(lst.st_mode):
+        if not allow_symlinks and collect_symlinks:
+            if os.path.isfile(root):
+                # A single-file model replaced by a link: report it (tampering), do not follow it.
+                name = os.path.basename(os.path.normpath(root))
+                return WalkResult(model_name, (), ignore_record, symlinks=(name,))
+            raise ModelPathError(
+                f"{root_display} is a symlink, and the signature was made without following symlinks; verify "
+                f"the model at its real path ({os.path.realpath(root)})"
+            )
         if not allow_symlinks:
             raise ModelPathError(f"{root_display} is a symlink; pass --allow-symlinks to follow symlinks")
         try:
@@ -197,7 +220,8 @@ def walk(
         if is_sig or _is_ignored(name, user_ignored):
             raise EmptyModelError(f"{root_display}: the model is excluded by the ignore paths; nothing to hash")
         entry = FileEntry(name, root, lst.st_size, lst.st_mtime_ns, lst.st_dev, lst.st_ino, follow_root)
-        return WalkResult(model_name, (entry,), ignore_record)
+        unmatched = tuple(p for p in user_ignored if p != name)
+        return WalkResult(model_name, (entry,), ignore_record, unmatched)
     if not stat.S_ISDIR(lst.st_mode):
         raise ModelPathError(
             f"{root_display} is {_special_kind(lst.st_mode)}; give a model directory or regular file"
@@ -205,6 +229,8 @@ def walk(
 
     excluded = tuple(DEFAULT_IGNORED)  # matched as top-level names only (OMS 6.2.1)
     files: list[FileEntry] = []
+    links: list[str] = []
+    matched: set[str] = set()
     root_real = os.path.realpath(root)
     # Each stack frame: (directory path, its relative name, whether we got here through a symlink,
     # the (dev, ino) of this directory and its ancestors -- a link back to one of them is a cycle).
@@ -223,11 +249,14 @@ def walk(
             ) from None
         for de in entries:
             rel = f"{dir_rel}/{de.name}" if dir_rel else de.name
+            hits = ignored_by(rel, user_ignored) if user_ignored else []
+            if hits:
+                # Also marks a user path that names the signature or a default-ignored name: it exists.
+                matched.update(hits)
+                continue
             if not dir_rel and de.name in excluded:
                 continue
             if rel in (sig_rel, scratch_rel):
-                continue
-            if user_ignored and _is_ignored(rel, user_ignored):
                 continue
             _check_name(de.name, rel, root_display)
             try:
@@ -236,6 +265,9 @@ def walk(
                 raise ModelPathError(f"{_display(root_display, rel)}: cannot stat it ({exc.strerror})") from None
             follow = via_link
             if stat.S_ISLNK(st.st_mode):
+                if not allow_symlinks and collect_symlinks:
+                    links.append(rel)
+                    continue
                 if not allow_symlinks:
                     raise ModelPathError(
                         f"{_display(root_display, rel)} is a symlink; pass --allow-symlinks to follow symlinks "
@@ -269,8 +301,14 @@ def walk(
                     f"{_display(root_display, rel)} is {_special_kind(st.st_mode)}; only regular files can be hashed, "
                     f"so remove it or pass --ignore-paths {rel}"
                 )
-    if not files:
+    if not files and not collect_symlinks:  # verification reports an empty model as every file missing
         raise EmptyModelError(
             f"{root_display} has no files to hash after exclusions; an empty model cannot be signed"
         )
-    return WalkResult(model_name, tuple(files), ignore_record)
+    unmatched = tuple(p for p in user_ignored if p not in matched and not _under_match(p, matched, root))
+    return WalkResult(model_name, tuple(files), ignore_record, unmatched, tuple(links))
+
+
+def _under_match(path: str, matched: set[str], root: str) -> bool:
+    """``path`` lies under another ignore path that matched, so the walk never reached it: does it exist?"""
+    return any(path.startswith(m + "/") for m in matched) and os.path.lexists(os.path.join(root, path))

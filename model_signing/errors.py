@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from model_signing.results import VerifyResult
 
 from model_signing._text import plural
 
@@ -115,39 +118,78 @@ class VerificationError(ModelSigningError):
     exit_code: ClassVar[int] = 2
 
 
-ChangeKind = Literal["modified", "missing", "extra"]
+#: ``excluded``: a signed resource the verifier was asked to leave out (its ignore paths) -- not checked.
+ChangeKind = Literal["modified", "missing", "extra", "excluded"]
 
 
 @dataclass(frozen=True)
 class Difference:
     """One difference between the signed manifest and the model on disk.
 
-    ``expected`` / ``actual`` are hex digests, ``None`` where the resource is absent on that side.
+    ``expected`` / ``actual`` are hex digests, ``None`` where the resource is absent on that side.  With
+    shards one difference stands for one *file*: ``name`` is its path, ``expected_size`` / ``actual_size``
+    the sizes the signature and the disk give it, and ``shards`` the per-shard differences behind it.
+    ``detail`` says more where the digests cannot (``now a symlink``).
     """
 
     kind: ChangeKind
     name: str
     expected: str | None
     actual: str | None
+    expected_size: int | None = None
+    actual_size: int | None = None
+    detail: str | None = None
+    shards: tuple[Difference, ...] = ()
 
     def __str__(self) -> str:
+        if self.detail:
+            return f"{self.kind}: {self.name} ({self.detail})"
         return f"{self.kind}: {self.name} (expected {self.expected or '-'}, actual {self.actual or '-'})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``differences`` in ``--json``)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "expected": self.expected,
+            "actual": self.actual,
+            "expected_size": self.expected_size,
+            "actual_size": self.actual_size,
+            "detail": self.detail,
+            "shards": [s.as_dict() for s in self.shards],
+        }
 
 
 class ModelMismatchError(ModelSigningError):
-    """The signature is valid, but the model on disk differs from what was signed."""
+    """The signature is valid, but the model on disk differs from what was signed.
+
+    ``result`` is the verification's :class:`~model_signing.results.VerifyResult` (signer, manifest and
+    every difference), when the error comes from :func:`model_signing.verify`.
+    """
 
     exit_code: ClassVar[int] = 3
 
     def __init__(
-        self, differences: Sequence[Difference], *, signed_model: str = "", model_name: str = ""
+        self,
+        differences: Sequence[Difference],
+        *,
+        signed_model: str = "",
+        model_name: str = "",
+        result: VerifyResult | None = None,
     ) -> None:
         self.differences = tuple(differences)
         #: The statement's subject name and the verified model's name, when they differ (else both "").
         self.signed_model = signed_model
         self.model_name = model_name
-        summary = f"the model does not match its signature: {plural(len(self.differences), 'difference')}"
-        if signed_model and signed_model != model_name:
-            # Usually the wrong signature (a sibling model's model.sig), which the differences alone hide.
-            summary = f"the signature is for model {signed_model!r}, not {model_name!r}; {summary}"
-        super().__init__(summary)
+        #: The verification's full result (signer, manifest, differences), for reports.
+        self.result = result
+        super().__init__(mismatch_summary(len(self.differences), signed_model, model_name))
+
+
+def mismatch_summary(count: int, signed_model: str = "", model_name: str = "") -> str:
+    """The one-line summary of a mismatch; it leads with the model name when the signature names another."""
+    summary = f"the model does not match its signature: {plural(count, 'difference')}"
+    if signed_model and signed_model != model_name:
+        # Usually the wrong signature (a sibling model's model.sig), which the differences alone hide.
+        summary = f"the signature is for model {signed_model!r}, not {model_name!r}; {summary}"
+    return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from model_signing.errors import EmptyModelError, InputError
 from model_signing.manifest import (
@@ -21,6 +22,10 @@ from model_signing.manifest import (
     Resource,
     Serialization,
 )
+
+if TYPE_CHECKING:
+    from model_signing._walk import FileEntry, WalkResult
+    from model_signing.results import DigestResult
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,38 @@ def hash_model(
     hashing (workers included) and propagates.  Signing and verification use it to stop at once when the
     signature work running alongside (a certificate request, a signature check) has failed.
     """
-    from model_signing import _plan, _progress, _walk, _workers
+    return _hash(path, config, signature_path=signature_path, scratch_path=scratch_path, poll=poll)[0]
+
+
+def digest_model(
+    path: str | os.PathLike[str],
+    config: HashingConfig = HashingConfig(),
+    *,
+    signature_path: str | os.PathLike[str] | None = None,
+    scratch_path: str | os.PathLike[str] | None = None,
+    poll: Callable[[], None] | None = None,
+) -> DigestResult:
+    """:func:`hash_model`, as a :class:`~model_signing.results.DigestResult` (manifest + unmatched ignore paths).
+
+    ``unmatched_ignore_paths`` lists the ``config.ignore_paths`` (canonical form) that matched no file:
+    ignore paths are literal paths, not glob patterns, so a typo or a ``*`` excludes nothing.
+    """
+    from model_signing.results import DigestResult
+
+    manifest, walked = _hash(path, config, signature_path=signature_path, scratch_path=scratch_path, poll=poll)
+    return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths)
+
+
+def _hash(
+    path: str | os.PathLike[str],
+    config: HashingConfig,
+    *,
+    signature_path: str | os.PathLike[str] | None = None,
+    scratch_path: str | os.PathLike[str] | None = None,
+    poll: Callable[[], None] | None = None,
+) -> tuple[Manifest, WalkResult]:
+    """Walk and hash; the manifest and the walk (for what it learnt about the ignore paths)."""
+    from model_signing import _walk
 
     config.validate()
     walked = _walk.walk(
@@ -113,16 +149,12 @@ def hash_model(
         signature_path=signature_path,
         scratch_path=scratch_path,
     )
-    plan = _plan.make_plan(walked.files, config.method, config.shard_size)
-    if not plan.names:
+    resources = hash_files(walked.files, config, poll=poll)
+    if not resources:
         raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
             "nothing to sign; use --serialization files"
         )
-    workers = config.max_workers or default_workers()
-    with _progress.Progress(plan.total_bytes, config.progress) as bar:
-        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
-                                       poll=poll)
     serialization = Serialization(
         method=config.method,
         hash_type=config.hash_type,
@@ -130,8 +162,23 @@ def hash_model(
         shard_size=config.shard_size if config.method == "shards" else None,
         ignore_paths=walked.ignore_paths,
     )
-    resources = tuple(
+    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources), walked
+
+
+def hash_files(
+    files: Sequence[FileEntry], config: HashingConfig, *, poll: Callable[[], None] | None = None
+) -> tuple[Resource, ...]:
+    """Hash already enumerated files into resources, in manifest order (none for an empty plan)."""
+    from model_signing import _plan, _progress, _workers
+
+    plan = _plan.make_plan(files, config.method, config.shard_size)
+    if not plan.names:
+        return ()
+    workers = config.max_workers or default_workers()
+    with _progress.Progress(plan.total_bytes, config.progress) as bar:
+        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
+                                       poll=poll)
+    return tuple(
         Resource(name=name, algorithm=config.hash_type, digest=digest)
         for name, digest in zip(plan.names, digests, strict=True)
     )
-    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources)

@@ -27,6 +27,7 @@ from model_signing import _sigstore_service
 from model_signing._identity_policy import IdentityPolicy
 from model_signing._oidc_token import TokenSource, obtain_identity_token, renewed_token
 from model_signing._sigstore_trust import check_signing_sources, check_verification_sources
+from model_signing.results import SignerIdentity
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
@@ -107,6 +108,14 @@ class SigstoreSigner:
             return self._certified
         return self._started().result().token_identity
 
+    @property
+    def identity(self) -> SignerIdentity:
+        """Who signs, as fields: the certificate's SAN identity and OIDC issuer (waits for the certificate)."""
+        prepared = self._started().result()
+        if prepared.certificate_signer is not None:
+            return prepared.certificate_signer
+        return SignerIdentity(method=self.method, identity=prepared.certificate_identity)
+
     def raise_if_failed(self) -> None:
         """Raise at once if getting the certificate has already failed (called while hashing)."""
         if self._prepared is not None:
@@ -175,7 +184,7 @@ class SigstoreVerifier:
         # this verifier is called directly rather than through ``verify``.
         _require_method(bundle, self.method)
 
-        def verified(value: tuple[bytes, str]) -> VerifiedSignature:
-            return VerifiedSignature(value[0], value[1])
+        def verified(value: tuple[bytes, str, SignerIdentity]) -> VerifiedSignature:
+            return VerifiedSignature(value[0], value[1], identity=value[2])
 
         return self._service.submit("verify", bundle.raw, bundle.source, self._policy, self._roots, convert=verified)

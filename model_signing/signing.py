@@ -20,13 +20,25 @@ import datetime as dt
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from model_signing import _bundle, _keymaterial, _statement, _walk
 from model_signing.errors import InputError, KeyMaterialError, SignatureExistsError, SigningError
-from model_signing.hashing import HashingConfig, hash_model
-from model_signing.manifest import Manifest
+from model_signing.hashing import HashingConfig, digest_model
+from model_signing.results import SignerIdentity, SignResult
+
+__all__ = [
+    "DEFAULT_SIGNATURE_NAME",
+    "CertificateSigner",
+    "IdentifiedSigner",
+    "KeySigner",
+    "SignResult",
+    "Signer",
+    "SignerIdentity",
+    "default_signature_path",
+    "sign",
+    "write_atomic",
+]
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -71,6 +83,15 @@ class Preparing(Protocol):
 
     def start(self) -> None:
         """Begin preparing in the background (idempotent); errors surface later, in ``sign``."""
+
+
+@runtime_checkable
+class IdentifiedSigner(Signer, Protocol):
+    """A :class:`Signer` that also says who signs as fields (every built-in one does)."""
+
+    @property
+    def identity(self) -> SignerIdentity:
+        """Who signs, structured (valid once :meth:`sign` has returned)."""
         ...
 
 
@@ -84,10 +105,14 @@ class KeySigner:
         self._key = _load_key(private_key, password)
 
     @property
+    def identity(self) -> SignerIdentity:
+        """The key id (``sha256:<hint>``) and curve."""
+        return _keymaterial.key_signer(self._key.public_key())
+
+    @property
     def description(self) -> str:
         """``P-256 key sha256:<hint>``."""
-        pub = self._key.public_key()
-        return f"{_keymaterial.curve_name(pub)} key sha256:{_bundle.public_key_hint(pub)}"
+        return self.identity.description
 
     def sign(self, payload: bytes) -> Bundle:
         """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
@@ -139,9 +164,14 @@ class CertificateSigner:
         self._chain: list[x509.Certificate] = [leaf, *chain]
 
     @property
+    def identity(self) -> SignerIdentity:
+        """The leaf certificate's subject, issuer, serial and key."""
+        return _keymaterial.certificate_signer(self._chain[0])
+
+    @property
     def description(self) -> str:
         """The leaf certificate's subject and issuer."""
-        return "certificate " + _keymaterial.describe_certificate(self._chain[0])
+        return self.identity.description
 
     def sign(self, payload: bytes) -> Bundle:
         """ECDSA over the DSSE PAE with the leaf's key; the bundle carries the chain, leaf first."""
@@ -161,35 +191,6 @@ def _sign_pae(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     return key.sign(_bundle.pae(payload), ec.ECDSA(_keymaterial.signature_hash(key)))
-
-
-@dataclass(frozen=True)
-class SignResult:
-    """What :func:`sign` did."""
-
-    model_path: str
-    signature_path: str
-    method: str
-    signer: str
-    #: The signed manifest (its resources, serialization and model name).
-    manifest: Manifest
-    #: The statement subject digest (hex): SHA-256 over the resource digests.
-    root_digest: str
-    #: The bundle as written (with ``signature_path="-"``: for the caller to write).
-    bundle_json: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (``sign --json``)."""
-        return {
-            "model_path": self.model_path,
-            "signature_path": self.signature_path,
-            "method": self.method,
-            "signer": self.signer,
-            "model_name": self.manifest.model_name,
-            "root_digest": self.root_digest,
-            "resources": len(self.manifest.resources),
-            "serialization": self.manifest.serialization.to_dict(),
-        }
 
 
 def default_signature_path(model_path: PathLike) -> str:
@@ -246,8 +247,8 @@ def sign(
         # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
         poll = getattr(signer, "raise_if_failed", None)
         excluded, scratch = (sig_path, reservation.tmp) if reservation is not None else (None, None)
-        hashed = hash_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll)
-        manifest = _statement.canonical_manifest(hashed)
+        hashed = digest_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll)
+        manifest = _statement.canonical_manifest(hashed.manifest)
         payload = _statement.statement_payload(manifest)
         try:
             bundle = signer.sign(payload)
@@ -263,6 +264,10 @@ def sign(
     finally:
         if reservation is not None:
             reservation.release()
+    identity = (
+        signer.identity if isinstance(signer, IdentifiedSigner)
+        else SignerIdentity(method=signer.method, identity=signer.description)
+    )
     return SignResult(
         model_path=model,
         signature_path=sig_path,
@@ -270,6 +275,8 @@ def sign(
         signer=signer.description,
         manifest=manifest,
         root_digest=manifest.root_digest().hex(),
+        signer_identity=identity,
+        unmatched_ignore_paths=hashed.unmatched_ignore_paths,
         bundle_json=text,
     )
 
@@ -395,7 +402,7 @@ class _Reservation:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError as exc:
+        except OSError as exc:  # a full disk, a file size limit, EIO: name the file and the operation
             raise InputError(f"cannot write signature {path}: {exc.strerror or exc}") from None
         umask = os.umask(0)
         os.umask(umask)

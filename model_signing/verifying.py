@@ -36,7 +36,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from model_signing import _bundle, _compare, _keymaterial, _paths, _statement, _walk
 from model_signing._bundle import SignatureBundle
@@ -47,8 +47,9 @@ from model_signing.errors import (
     ModelMismatchError,
     VerificationError,
 )
-from model_signing.hashing import HashingConfig, hash_model
+from model_signing.hashing import HashingConfig, hash_files
 from model_signing.manifest import Manifest, Resource
+from model_signing.results import SignerIdentity, VerifyResult
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -60,6 +61,7 @@ __all__ = [
     "CertificateVerifier",
     "KeyVerifier",
     "SignatureBundle",
+    "SignerIdentity",
     "VerifiedSignature",
     "Verifier",
     "VerifyResult",
@@ -76,6 +78,8 @@ class VerifiedSignature:
     signer: str
     #: The signature is over model-signing v0.2's non-standard encoding (see ``_bundle.legacy_pae``).
     legacy_encoding: bool = False
+    #: Who signed, structured; a verifier that leaves it out gets ``SignerIdentity(method, identity=signer)``.
+    identity: SignerIdentity | None = None
 
 
 @runtime_checkable
@@ -105,9 +109,14 @@ class KeyVerifier:
         self._hint = _bundle.public_key_hint(self._key)
 
     @property
+    def identity(self) -> SignerIdentity:
+        """The key: its id (``sha256:<hint>``) and curve."""
+        return _keymaterial.key_signer(self._key)
+
+    @property
     def description(self) -> str:
         """``P-256 key sha256:<hint>``."""
-        return f"{_keymaterial.curve_name(self._key)} key sha256:{self._hint}"
+        return self.identity.description
 
     def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
         """Check the key hint (when present) and the ECDSA signature over the DSSE PAE."""
@@ -123,7 +132,7 @@ class KeyVerifier:
             if legacy is not None and _bundle.public_key_hint(legacy) != self._hint:
                 raise VerificationError(f"{bundle.source} was signed with a different key than the one given")
         payload, legacy_encoding = _check_dsse(self._key, bundle, "the given public key")
-        return VerifiedSignature(payload, self.description, legacy_encoding)
+        return VerifiedSignature(payload, self.description, legacy_encoding, self.identity)
 
 
 class CertificateVerifier:
@@ -173,7 +182,8 @@ class CertificateVerifier:
         _keymaterial.verify_chain(leaf, intermediates, self._roots, at, strict=self._strict)
         key = _keymaterial.public_key_of(leaf, "the signing certificate")
         payload, legacy_encoding = _check_dsse(key, bundle, "the signing certificate's key")
-        return VerifiedSignature(payload, "certificate " + _keymaterial.describe_certificate(leaf), legacy_encoding)
+        identity = _keymaterial.certificate_signer(leaf)
+        return VerifiedSignature(payload, identity.description, legacy_encoding, identity)
 
 
 def _require_method(bundle: SignatureBundle, method: str) -> None:
@@ -224,41 +234,6 @@ def _check_dsse(key: ec.EllipticCurvePublicKey, bundle: SignatureBundle, what: s
     )
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """A successful verification."""
-
-    model_path: str
-    signature_path: str
-    method: str
-    signer: str
-    #: The signed manifest that the model matched.
-    manifest: Manifest
-    #: The statement subject digest (hex); ``None`` for v0.2 signatures, which have none.
-    root_digest: str | None
-    predicate_type: str
-    #: Files present in the model but not in the signature, skipped by ``ignore_unsigned_files``.
-    unsigned_files: tuple[str, ...] = ()
-    legacy_encoding: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (``verify --json``)."""
-        return {
-            "verified": True,
-            "model_path": self.model_path,
-            "signature_path": self.signature_path,
-            "method": self.method,
-            "signer": self.signer,
-            "model_name": self.manifest.model_name,
-            "root_digest": self.root_digest,
-            "predicate_type": self.predicate_type,
-            "resources": len(self.manifest.resources),
-            "serialization": self.manifest.serialization.to_dict(),
-            "unsigned_files": list(self.unsigned_files),
-            "differences": [],
-        }
-
-
 def verify(
     model_path: PathLike,
     verifier: Verifier,
@@ -271,10 +246,12 @@ def verify(
 ) -> VerifyResult:
     """Verify the model at ``model_path`` against the bundle at ``signature_path`` (see module docs).
 
-    ``ignore_paths`` are excluded in addition to the paths the signer ignored;
+    ``ignore_paths`` are excluded in addition to the paths the signer ignored (a signed file they name
+    is reported as an ``excluded`` difference: signed, but not checked);
     ``ignore_unsigned_files`` skips files the signature does not mention (every signed file is still
     checked, and a signed file with unsigned shards still fails).
     """
+
     model = os.fspath(model_path)
     sig_path = os.fspath(signature_path)
     if not os.path.lexists(model):
@@ -292,30 +269,41 @@ def verify(
             verdict.wait()  # links are only ever followed under a verified statement
         signed = _for_model_path(statement.manifest, model)
         config = HashingConfig.from_serialization(signed.serialization, max_workers=max_workers, progress=progress)
-        extra = [os.fspath(p) for p in ignore_paths]
-        unsigned: tuple[str, ...] = ()
-        if ignore_unsigned_files:
-            unsigned = _unsigned_files(model, signed, config, extra, sig_path)
-        config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, *extra, *unsigned))
+        config.validate()
+        extra = _walk.normalize_ignore_paths(model, [os.fspath(p) for p in ignore_paths])
+        covered = _compare.signed_files(signed)
         try:
-            actual = hash_model(model, config, signature_path=sig_path, poll=verdict.raise_if_failed)
+            # Symlinks are collected, not refused: a signed file replaced by a link is tampering (exit 3).
+            walked = _walk.walk(
+                model,
+                allow_symlinks=config.allow_symlinks,
+                ignore_paths=(*config.ignore_paths, *extra),
+                signature_path=sig_path,
+                collect_symlinks=True,
+            )
+            files, links, unmatched = walked.files, walked.symlinks, walked.unmatched_ignore_paths
         except EmptyModelError:
             # Nothing left to hash is not bad input here: every signed file is missing (exit 3, listed).
-            actual = dataclasses.replace(signed, resources=())
+            files, links, unmatched = (), (), ()
+        unsigned: tuple[str, ...] = ()
+        if ignore_unsigned_files:
+            # Unsigned files (and links) are never opened; the report names them.
+            unsigned = tuple(sorted({f.name for f in files if f.name not in covered} | set(links) - covered))
+            files = tuple(f for f in files if f.name in covered)
+        resources = hash_files(files, config, poll=verdict.raise_if_failed)
+        actual = dataclasses.replace(signed, resources=resources)
     except Exception:
         verdict.wait()  # a signature that does not verify outranks whatever was met before the verdict
         raise
     verified = verdict.wait()
 
-    differences = _compare.compare(signed, actual, ignore_unsigned_files=ignore_unsigned_files)
-    if differences:
-        # The subject name is informational (a renamed model still verifies), but on a mismatch a name
-        # that differs is the likeliest explanation: say it first.
-        model_name = _walk.model_name_of(model)
-        if statement.subject_name and statement.subject_name != model_name:
-            raise ModelMismatchError(differences, signed_model=statement.subject_name, model_name=model_name)
-        raise ModelMismatchError(differences)
-    return VerifyResult(
+    excluded = {f for f in covered if _walk.ignored_by(f, extra)}
+    # A caller's ignore path that names a signed file was not a typo, even when the file is gone.
+    unmatched = tuple(p for p in unmatched if p in extra and not any(_walk.ignored_by(f, [p]) for f in covered))
+    differences = _compare.compare(
+        signed, actual, ignore_unsigned_files=ignore_unsigned_files, excluded=excluded, symlinks=links
+    )
+    result = VerifyResult(
         model_path=model,
         signature_path=sig_path,
         method=bundle.method,
@@ -325,7 +313,19 @@ def verify(
         predicate_type=statement.predicate_type,
         unsigned_files=unsigned,
         legacy_encoding=verified.legacy_encoding,
+        signer_identity=verified.identity or SignerIdentity(method=bundle.method, identity=verified.signer),
+        differences=tuple(differences),
+        unmatched_ignore_paths=unmatched,
+        model_name=_walk.model_name_of(model),
+        signed_model=statement.subject_name or "",
     )
+    if differences:
+        # The subject name is informational (a renamed model still verifies), but on a mismatch a name
+        # that differs is the likeliest explanation: the error says it first.
+        raise ModelMismatchError(
+            differences, signed_model=statement.subject_name, model_name=result.model_name, result=result
+        )
+    return result
 
 
 class _Verdict:
@@ -372,22 +372,3 @@ def _for_model_path(signed: Manifest, model: str) -> Manifest:
         return Resource(name=base + rest, algorithm=r.algorithm, digest=r.digest)
 
     return dataclasses.replace(signed, resources=tuple(rename(r) for r in signed.resources))
-
-
-def _unsigned_files(
-    model: str, signed: Manifest, config: HashingConfig, extra: list[str], sig_path: str
-) -> tuple[str, ...]:
-    """Files the walk finds that the signature does not cover (excluded from hashing, never opened)."""
-    from model_signing import _walk
-
-    try:
-        walked = _walk.walk(
-            model,
-            allow_symlinks=config.allow_symlinks,
-            ignore_paths=(*config.ignore_paths, *extra),
-            signature_path=sig_path,
-        )
-    except EmptyModelError:
-        return ()
-    covered = _compare.signed_files(signed)
-    return tuple(sorted(f.name for f in walked.files if f.name not in covered))

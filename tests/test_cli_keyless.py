@@ -202,7 +202,12 @@ def test_verify_json_names_the_signer(inst: LocalSigstore, signed: Signed) -> No
     assert result["method"] == "sigstore"
     assert EMAIL in result["signer"] and inst.oidc_issuer in result["signer"]
     assert result["root_digest"] == root_digest(FILES)
-    assert result["resources"] == len(FILES)
+    assert result["resource_count"] == len(FILES)
+    assert {r["name"]: r["digest"] for r in result["resources"]} == {n: sha256_hex(d) for n, d in FILES.items()}
+    # The signer as fields: the verified certificate's SAN identity and OIDC issuer.
+    identity = result["signer_identity"]
+    assert (identity["method"], identity["identity"], identity["issuer"]) == ("sigstore", EMAIL, inst.oidc_issuer)
+    assert identity["identities"] == [EMAIL] and identity["key_id"] is None
 
 
 def test_seed_verify_form_with_the_default_signature(inst: LocalSigstore, signed: Signed) -> None:
@@ -434,7 +439,13 @@ def test_ambient_github_actions_credentials(inst: LocalSigstore, signed: Signed,
     signature = tmp_path / "ci.sig"
     proc = ok(cli("sign", signed.model, "--trust-config", inst.trust_config_path, "--signature", signature,
                   "--json", env=env))
-    assert json.loads(proc.stdout)["signer"] == f"{WORKFLOW_IDENTITY} via {inst.oidc_issuer}"
+    result = json.loads(proc.stdout)
+    assert result["signer"] == f"{WORKFLOW_IDENTITY} via {inst.oidc_issuer}"
+    # sign --json has the signer as fields too: the certificate's SAN (the workflow URI), not the token's sub.
+    identity = result["signer_identity"]
+    assert (identity["method"], identity["identity"], identity["issuer"]) == (
+        "sigstore", WORKFLOW_IDENTITY, inst.oidc_issuer
+    )
     doc = json.loads(signature.read_text())
     cert = x509.load_der_x509_certificate(base64.b64decode(doc["verificationMaterial"]["certificate"]["rawBytes"]))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -146,6 +146,10 @@ def test_mismatch_report(run: Run, small_model: Path, keys: tuple[Path, Path], t
         "name": "config.json",
         "expected": old,
         "actual": hashlib.sha256(b"tampered").hexdigest(),
+        "expected_size": None,
+        "actual_size": None,
+        "detail": None,
+        "shards": [],
     }
     assert [d["kind"] for d in result["differences"]] == ["modified", "extra", "missing"]
 

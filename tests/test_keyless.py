@@ -113,9 +113,11 @@ def test_shard_model_signs_and_verifies(inst: LocalSigstore, tmp_path: Path) -> 
     (model / "w.bin").write_bytes(bytes(changed))
     with pytest.raises(ModelMismatchError) as info:
         ms.verify(model, verifier_for(inst), signature_path=signature, max_workers=1)
-    [diff] = info.value.differences
-    assert (diff.kind, diff.name) == ("modified", "w.bin:256:512")
-    assert (diff.expected, diff.actual) == (sha256_hex(WEIGHTS[256:512]), sha256_hex(bytes(changed[256:512])))
+    [diff] = info.value.differences  # one per file, the changed shard behind it
+    assert (diff.kind, diff.name, diff.expected_size, diff.actual_size) == ("modified", "w.bin", 768, 768)
+    [shard] = diff.shards
+    assert (shard.kind, shard.name) == ("modified", "w.bin:256:512")
+    assert (shard.expected, shard.actual) == (sha256_hex(WEIGHTS[256:512]), sha256_hex(bytes(changed[256:512])))
 
 
 def test_single_file_model_with_a_trust_config_object(inst: LocalSigstore, tmp_path: Path) -> None:

@@ -62,6 +62,13 @@ def _diffs(exc: pytest.ExceptionInfo[ModelMismatchError]) -> list[tuple[str, str
     return [(d.kind, d.name) for d in exc.value.differences]
 
 
+def _shard_diffs(exc: pytest.ExceptionInfo[ModelMismatchError]) -> list[tuple[str, str]]:
+    """Shards: the one per-file difference is ``modified``; the per-shard detail behind it."""
+    (difference,) = exc.value.differences
+    assert difference.kind == "modified"
+    return [(d.kind, d.name) for d in difference.shards]
+
+
 @pytest.mark.parametrize("name", ["../secret", "/etc/passwd", "sub/../../secret", "a\\..\\..\\secret"])
 def test_escaping_names_are_rejected_before_any_file_is_opened(
     make_model: Callable[..., Path], key: ec.EllipticCurvePrivateKey, tmp_path: Path, name: str
@@ -105,7 +112,12 @@ def test_names_with_colons_work_in_shards_mode(
     (model / "ckpt:step=10.bin").write_bytes(changed)
     with pytest.raises(ModelMismatchError) as info:
         _verify(model, key, sig)
-    assert [(d.kind, d.name, d.expected, d.actual) for d in info.value.differences] == [
+    # One difference per file (paths may contain ':'), the changed shard behind it.
+    (difference,) = info.value.differences
+    assert (difference.kind, difference.name, difference.expected_size, difference.actual_size) == (
+        "modified", "ckpt:step=10.bin", 250, 250
+    )
+    assert [(d.kind, d.name, d.expected, d.actual) for d in difference.shards] == [
         ("modified", "ckpt:step=10.bin:100:200", _sha(data[100:200]), _sha(changed[100:200]))
     ]
 
@@ -137,12 +149,13 @@ def test_a_missing_shard_is_a_mismatch(
     for kwargs in ({}, {"ignore_unsigned_files": True}):
         with pytest.raises(ModelMismatchError) as info:
             _verify(model, key, sig, **kwargs)
-        assert _diffs(info) == [("extra", "f.bin:100:200")]
+        assert _shard_diffs(info) == [("extra", "f.bin:100:200")]
     # A signed manifest that stops early (the tail of the file is not covered) fails the same way.
     sig = _signed(tmp_path / "short.sig", key, shards[:2], method="shards", shard_size=100)
     with pytest.raises(ModelMismatchError) as info:
         _verify(model, key, sig, ignore_unsigned_files=True)
-    assert _diffs(info) == [("extra", "f.bin:200:300")]
+    assert _shard_diffs(info) == [("extra", "f.bin:200:300")]
+    assert (info.value.differences[0].expected_size, info.value.differences[0].actual_size) == (200, 300)
 
 
 def test_overlapping_or_misaligned_shards_are_a_mismatch(
@@ -158,7 +171,7 @@ def test_overlapping_or_misaligned_shards_are_a_mismatch(
     sig = _signed(tmp_path / "m.sig", key, resources, method="shards", shard_size=100)
     with pytest.raises(ModelMismatchError) as info:
         _verify(model, key, sig)
-    assert _diffs(info) == [("missing", "f.bin:50:150")]
+    assert _shard_diffs(info) == [("missing", "f.bin:50:150")]
 
 
 def test_symlinked_directory_is_never_silently_skipped(
@@ -168,12 +181,19 @@ def test_symlinked_directory_is_never_silently_skipped(
     sig = tmp_path / "m.sig"
     ms.sign(model, ms.KeySigner(key), signature_path=sig, hashing=FAST)
     # Replace the directory by a symlink to an identical copy elsewhere: the signed settings forbid
-    # symlinks, so verification refuses the tree instead of skipping (or following) the link.
+    # symlinks, so verification does not follow the link: the link is reported (an unsigned extra
+    # file) and so is every signed file behind it (missing) -- a mismatch, never a silent skip.
     outside = tmp_path / "outside"
     (model / "real").rename(outside)
     (model / "real").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ModelPathError, match="symlink"):
+    with pytest.raises(ModelMismatchError) as info:
         _verify(model, key, sig)
+    assert [(d.kind, d.name, d.detail) for d in info.value.differences] == [
+        ("extra", "real", "a symlink"), ("missing", "real/x.bin", None)
+    ]
+    with pytest.raises(ModelMismatchError) as info:
+        _verify(model, key, sig, ignore_unsigned_files=True)
+    assert _diffs(info) == [("missing", "real/x.bin")]
     with pytest.raises(ModelPathError, match="symlink"):
         ms.sign(model, ms.KeySigner(key), signature_path=tmp_path / "again.sig", hashing=FAST)
 

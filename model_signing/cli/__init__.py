@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
-from model_signing.errors import ModelMismatchError, ModelSigningError
+from model_signing.errors import ModelSigningError
 
 EXIT_BAD_INPUT = 1
 
 
-def _fail(message: str, code: int) -> None:
-    # One line, always: collapse any newlines a library put in its message.
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    sys.exit(code)
+def _fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
+    from model_signing.cli import _report
 
-
-def _printable(name: str) -> str:
-    # A file name may hold newlines or control characters: escape them so one difference stays one line.
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+    _report.fail(message, code, exc)
 
 
 #: The ``sign`` / ``verify`` subcommands that do not use Sigstore; any other (``sigstore``, or the default
@@ -40,9 +36,13 @@ def _uses_sigstore(args: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; the only place that maps errors to exit codes."""
+    """Run the CLI; the only place that maps errors to exit codes (and, with ``--json``, error documents)."""
+    from model_signing.cli import _report
+
+    args = sys.argv[1:] if argv is None else argv
+    _report.start(args)
     try:
-        if _uses_sigstore(sys.argv[1:] if argv is None else argv):
+        if _uses_sigstore(args):
             # Start the Sigstore helper first: it imports sigstore while this process imports the CLI,
             # parses the arguments and hashes the model.
             from model_signing import _sigstore_service
@@ -53,22 +53,16 @@ def main(argv: list[str] | None = None) -> None:
 
         from model_signing.cli._app import app
     except ModelSigningError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc), exc.exit_code, exc)
     except KeyboardInterrupt:  # Ctrl-C this early: still no traceback
         _fail("interrupted", 130)
 
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="modelseal", standalone_mode=False)
-    except ModelMismatchError as exc:
-        # The one multi-line report: the summary, then every difference on its own line.
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        for d in exc.differences:
-            print(f"  {d.kind}: {_printable(d.name)} expected {d.expected or '-'} actual {d.actual or '-'}",
-                  file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _report.flush()  # what click printed (help) must reach stdout now, or fail here as one line
     except ModelSigningError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc), exc.exit_code, exc)
     except click.exceptions.Abort:
         _fail("interrupted", 130)
     except click.exceptions.UsageError as exc:
@@ -81,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except OSError as exc:
+        if _report.stdout_failed(exc):  # click's or typer's own printing (help) to a full disk or closed pipe
+            _fail(f"cannot write to stdout: {exc.strerror or exc}", EXIT_BAD_INPUT)
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}", EXIT_BAD_INPUT)
     except Exception as exc:  # the CLI promises no tracebacks

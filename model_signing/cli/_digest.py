@@ -18,14 +18,12 @@ def register(app: typer.Typer) -> None:
         path: opt.ModelPath,
         hashing: opt.HashingOptions,
         as_json: Annotated[
-            bool, typer.Option("--json", help="Print the full manifest (resources + serialization) as JSON.")
+            bool, typer.Option("--json", help="Print the result (manifest included) as a JSON object on stdout.")
         ] = False,
     ) -> None:
         """Hash a model and print its root digest (SHA-256 over the resource digests, in order)."""
-        from model_signing.hashing import hash_model
+        from model_signing.cli import _report
+        from model_signing.hashing import digest_model
 
-        manifest = hash_model(path, hashing)
-        if as_json:
-            opt.print_json(manifest.as_dict())
-        else:
-            print(manifest.root_digest().hex())
+        _report.begin("digest", model_path=path, as_json=as_json)
+        _report.digest(digest_model(path, hashing), as_json)

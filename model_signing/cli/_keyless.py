@@ -12,7 +12,9 @@ import typer
 
 from model_signing.cli import _options as opt
 from model_signing.cli._sign import _run as run_sign
+from model_signing.cli._sign import begin as begin_sign
 from model_signing.cli._sign import sign_app
+from model_signing.cli._verify import begin as begin_verify
 from model_signing.cli._verify import run_verify, verify_app
 
 TrustConfig = Annotated[
@@ -76,6 +78,7 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     from model_signing.keyless import SigstoreSigner, TokenSource
 
     model = opt.model_path(path, path_option)
+    begin_sign(model, signature, as_json)
     source = TokenSource(
         identity_token=identity_token,
         use_ambient_credentials=not disable_ambient,
@@ -150,6 +153,7 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     from model_signing.keyless import IdentityPolicy, SigstoreVerifier
 
     model = opt.model_path(path, path_option)
+    begin_verify(model, options)
     # IdentityPolicy refuses a missing issuer with the message users see ("--identity-provider is required").
     policy = IdentityPolicy(
         issuer=identity_provider or "", identity=identity, identity_regexp=identity_regexp, repository=repository,

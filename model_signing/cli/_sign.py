@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from model_signing._text import plural
 from model_signing.cli import _options as opt
+from model_signing.cli import _report
 
 if TYPE_CHECKING:
     from model_signing.errors import SignatureExistsError
     from model_signing.hashing import HashingConfig
-    from model_signing.signing import Signer, SignResult
+    from model_signing.signing import Signer
 
 sign_app = typer.Typer(
     name="sign",
@@ -47,6 +47,14 @@ CertificateChain = Annotated[
 
 #: ``--signature -``: the bundle goes to stdout (as with cosign and sigstore), the report to stderr.
 STDOUT = "-"
+
+
+def begin(path: str, signature: str | None, as_json: bool) -> None:
+    """Record the ``sign`` being run (for the ``--json`` error document); first thing in every ``sign`` command."""
+    from model_signing.signing import default_signature_path
+
+    sig = signature if signature is not None else default_signature_path(path)
+    _report.begin("sign", model_path=path, signature_path=sig, as_json=as_json)
 
 
 def _run(
@@ -82,7 +90,7 @@ def _run(
         raise _exists_advice(exc) from None
     if to_stdout:
         _write_stdout(result.bundle_json)
-    _report(result, as_json, to_stderr=to_stdout)
+    _report.signed(result, as_json, to_stderr=to_stdout)
 
 
 def _exists_advice(exc: SignatureExistsError) -> SignatureExistsError:
@@ -138,17 +146,6 @@ def _write_stdout(text: str) -> None:
         raise InputError(f"cannot write signature to stdout: {exc.strerror or exc}") from None
 
 
-def _report(result: SignResult, as_json: bool, *, to_stderr: bool = False) -> None:
-    if as_json:
-        opt.print_json(result.as_dict())
-        return
-    where = "stdout" if to_stderr else result.signature_path
-    print(
-        f"signed {result.model_path}: {plural(len(result.manifest.resources), 'resource')}, root digest "
-        f"sha256:{result.root_digest}\nsignature written to {where} ({result.signer})",
-        file=sys.stderr if to_stderr else sys.stdout,
-    )
-
 
 @sign_app.command("key", cls=opt.PeerSpellings)
 @opt.with_option_groups
@@ -168,6 +165,7 @@ def sign_key(
     from model_signing.signing import KeySigner
 
     model = opt.model_path(path, path_option)
+    begin(model, signature, as_json)
 
     def signer() -> KeySigner:
         return KeySigner(private_key, password=opt.password_from_env(password_env, password))
@@ -195,6 +193,7 @@ def sign_certificate(
     from model_signing.signing import CertificateSigner
 
     model = opt.model_path(path, path_option)
+    begin(model, signature, as_json)
 
     def signer() -> CertificateSigner:
         made = CertificateSigner(

@@ -2,8 +2,7 @@
 
 Exit codes come from the error raised (mapped in :func:`model_signing.cli.main`): 0 verified, 1 bad
 input, 2 signature invalid, 3 model mismatch -- with every difference listed on stderr.  With ``--json``
-a result object is printed on stdout in every case (``verified``, ``exit_code``, ``error``,
-``differences``) before the error propagates.
+a result document is printed on stdout in every case (see :mod:`model_signing.results`), by ``main``.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from model_signing._text import plural
 from model_signing.cli import _options as opt
+from model_signing.cli import _report
 
 if TYPE_CHECKING:
     from model_signing.verifying import Verifier
@@ -46,50 +45,31 @@ StrictX509 = Annotated[
 ]
 
 
+def begin(path: str, options: opt.VerifySettings) -> None:
+    """Record the ``verify`` being run (for the ``--json`` error document); first thing in every ``verify``."""
+    from model_signing.signing import default_signature_path
+
+    sig = options.signature if options.signature is not None else default_signature_path(path)
+    _report.begin("verify", model_path=path, signature_path=sig, as_json=options.as_json)
+
+
 def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> None:
     """Run :func:`model_signing.verify` and report; shared by every ``verify`` subcommand."""
-    from model_signing.errors import ModelMismatchError, ModelSigningError
     from model_signing.signing import default_signature_path
     from model_signing.verifying import verify
 
     sig = options.signature if options.signature is not None else default_signature_path(path)
-    try:
-        result = verify(
-            path,
-            verifier,
-            signature_path=sig,
-            ignore_unsigned_files=options.ignore_unsigned_files,
-            ignore_paths=options.ignore_paths,
-            max_workers=options.max_workers,
-            progress=False if options.quiet else None,
-        )
-    except ModelSigningError as exc:
-        if options.as_json:
-            differences = exc.differences if isinstance(exc, ModelMismatchError) else ()
-            opt.print_json(
-                {
-                    "verified": False,
-                    "model_path": path,
-                    "signature_path": sig,
-                    "exit_code": exc.exit_code,
-                    "error": str(exc),
-                    "differences": [
-                        {"kind": d.kind, "name": d.name, "expected": d.expected, "actual": d.actual}
-                        for d in differences
-                    ],
-                }
-            )
-        raise  # main() turns it into the message and the exit code
-    if options.as_json:
-        opt.print_json(result.as_dict())
-        return
-    extra = f"; {plural(len(result.unsigned_files), 'unsigned file')} ignored" if result.unsigned_files else ""
-    legacy = " (legacy v0.2 signature)" if result.legacy_encoding or result.root_digest is None else ""
-    print(
-        f"verified {result.model_path} against {result.signature_path}{legacy}: "
-        f"{plural(len(result.manifest.resources), 'resource')} "
-        f"{'matches' if len(result.manifest.resources) == 1 else 'match'}{extra}\nsigned by {result.signer}"
+    # Errors (a mismatch included) propagate: main() prints them, and with --json their document.
+    result = verify(
+        path,
+        verifier,
+        signature_path=sig,
+        ignore_unsigned_files=options.ignore_unsigned_files,
+        ignore_paths=options.ignore_paths,
+        max_workers=options.max_workers,
+        progress=False if options.quiet else None,
     )
+    _report.verified(result, options.as_json)
 
 
 @verify_app.command("key", cls=opt.PeerSpellings)
@@ -104,7 +84,9 @@ def verify_key(
     """Verify a signature made with `sign key`, using the paired public key."""
     from model_signing.verifying import KeyVerifier
 
-    run_verify(opt.model_path(path, path_option), KeyVerifier(public_key), options)
+    model = opt.model_path(path, path_option)
+    begin(model, options)
+    run_verify(model, KeyVerifier(public_key), options)
 
 
 @verify_app.command("certificate", cls=opt.PeerSpellings)
@@ -131,6 +113,7 @@ def verify_certificate(
     from model_signing.verifying import CertificateVerifier
 
     model = opt.model_path(path, path_option)
+    begin(model, options)
     verifier = CertificateVerifier(certificate_chain, strict=strict_x509)
     if log_fingerprints:
         _print_fingerprints(certificate_chain, options.signature or _default_signature(model))

@@ -93,7 +93,7 @@ def test_signed_file_replaced_by_a_symlink_is_tampering(
     assert (code, out) == (3, "")
     lines = error_lines(err)
     assert lines == [
-        "error: the model does not match its signature: 1 difference(s)",
+        "error: the model does not match its signature: 1 difference",
         "  modified: config.json (now a symlink)",
     ]
     assert "--allow-symlinks" not in err
@@ -209,7 +209,7 @@ def test_shards_report_one_changed_file_once(
     code, _, err = verify(run, model, pub, sig)
     assert code == 3
     assert error_lines(err) == [
-        "error: the model does not match its signature: 4 difference(s)",
+        "error: the model does not match its signature: 4 differences",
         "  modified: big.bin",
         "  modified: config.json (size 8 -> 9)",
         "  missing: gone.bin (size 150)",

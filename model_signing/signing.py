@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from model_signing import _bundle, _keymaterial, _statement
-from model_signing.errors import InputError, KeyMaterialError, SignatureExistsError, SigningError
+from model_signing.errors import (
+    InputError,
+    KeyMaterialError,
+    ModelSigningError,
+    SignatureExistsError,
+    SigningError,
+)
 from model_signing.hashing import HashingConfig, hash_model
 from model_signing.manifest import Manifest
 
@@ -173,6 +179,20 @@ def default_signature_path(model_path: PathLike) -> str:
     return os.path.join(parent, DEFAULT_SIGNATURE_NAME)
 
 
+def _check_bundle_size(payload: bytes, resources: int) -> None:
+    # The bundle carries the statement in base64, plus certificates and log entries (well under 64 KiB);
+    # a bundle over the limit readers apply (MAX_SIGNATURE_FILE) could never be verified.
+    from model_signing._files import MAX_SIGNATURE_FILE
+
+    estimate = (len(payload) + 2) // 3 * 4 + (64 << 10)
+    if estimate > MAX_SIGNATURE_FILE:
+        raise InputError(
+            f"the signature would be about {estimate >> 20} MiB ({resources} resources), more than the "
+            f"{MAX_SIGNATURE_FILE >> 20} MiB a signature may be; sign fewer resources (larger shards, or the "
+            "model in parts)"
+        )
+
+
 def sign(
     model_path: PathLike,
     signer: Signer,
@@ -216,9 +236,10 @@ def sign(
     poll = getattr(signer, "raise_if_failed", None)
     manifest = _statement.canonical_manifest(hash_model(model, config, signature_path=sig_path, poll=poll))
     payload = _statement.statement_payload(manifest)
+    _check_bundle_size(payload, len(manifest.resources))  # before the signer's irreversible work (Rekor)
     try:
         bundle = signer.sign(payload)
-    except (InputError, SigningError):
+    except ModelSigningError:  # already a message for the user (a Sigstore helper failure among them)
         raise
     except Exception as exc:
         raise SigningError(f"the {signer.method} signer failed: {exc}") from exc

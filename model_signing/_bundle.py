@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from model_signing import _strict_json
-from model_signing._files import read_small_file
+from model_signing._files import MAX_SIGNATURE_FILE, read_small_file
 from model_signing._statement import PAYLOAD_TYPE
 from model_signing.errors import SignatureFormatError
 
@@ -174,7 +174,8 @@ class SignatureBundle:
 def read_bundle(path: str | os.PathLike[str]) -> SignatureBundle:
     """Read and parse the signature file at ``path`` (see :func:`parse_bundle`)."""
     raw = read_small_file(
-        path, "signature", error=SignatureFormatError, missing_hint="; pass the bundle with --signature"
+        path, "signature", limit=MAX_SIGNATURE_FILE, error=SignatureFormatError,
+        missing_hint="; pass the bundle with --signature",
     )
     return parse_bundle(raw, source=os.fspath(path))
 

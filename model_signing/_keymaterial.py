@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from model_signing._files import read_small_file
+from model_signing._files import MAX_CERTIFICATE_FILE, MAX_KEY_FILE, read_small_file
 from model_signing.errors import KeyMaterialError, VerificationError
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ _CURVES = {"secp256r1": ("P-256", "SHA256"), "secp384r1": ("P-384", "SHA384"), "
 PathLike = str | os.PathLike[str]
 
 
-def _read(path: PathLike, what: str) -> bytes:
-    return read_small_file(path, what, error=KeyMaterialError)
+def _read(path: PathLike, what: str, limit: int) -> bytes:
+    return read_small_file(path, what, limit=limit, error=KeyMaterialError)
 
 
 def curve_name(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> str:
@@ -64,7 +64,7 @@ def load_private_key(path: PathLike, password: str | bytes | None = None) -> ec.
     from cryptography.hazmat.primitives.asymmetric import ec
 
     where = f"private key {os.fspath(path)}"
-    data = _read(path, "private key")
+    data = _read(path, "private key", MAX_KEY_FILE)
     secret = password.encode("utf-8") if isinstance(password, str) else password
     encrypted = b"ENCRYPTED" in data
     if encrypted and not secret:
@@ -91,7 +91,7 @@ def load_public_key(path: PathLike) -> ec.EllipticCurvePublicKey:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     where = f"public key {os.fspath(path)}"
-    data = _read(path, "public key")
+    data = _read(path, "public key", MAX_KEY_FILE)
     if b"PRIVATE KEY" in data:
         raise KeyMaterialError(f"{where} holds a private key; pass the public key (never ship the private one)")
     try:
@@ -109,7 +109,7 @@ def load_certificates(paths: Sequence[PathLike], what: str) -> list[x509.Certifi
 
     certs: list[x509.Certificate] = []
     for path in paths:
-        data = _read(path, what)
+        data = _read(path, what, MAX_CERTIFICATE_FILE)
         try:
             found = x509.load_pem_x509_certificates(data)
         except ValueError:

@@ -6,12 +6,19 @@ certificate chain, SCT, inclusion proof, checkpoint, SET, timestamps and the ide
 module only turns its results into plain values and its errors into ours (one line a user can act on).
 
 It imports sigstore at module level on purpose: the helper imports it while the caller hashes.
+
+Deadlines: sigstore 4.5's Fulcio and Rekor clients call ``requests`` without a timeout (a service that
+accepts the connection and never answers would hang the helper forever), its timestamp client uses 5 s
+and TUF 30 s per read.  :func:`install_deadlines` gives every request of this process the caller's timeout
+instead, without touching sigstore's files: the helper runs nothing but these operations, so a process-wide
+default is exactly the request's deadline.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from sigstore.dsse import Statement
@@ -23,7 +30,7 @@ from sigstore.verify import Verifier
 
 from model_signing._identity_policy import IdentityPolicy, certificate_identities
 from model_signing._oidc_token import one_line, unusable_token
-from model_signing._sigstore_service import Prepared, RootSpec, TrustSpec
+from model_signing._sigstore_service import DEFAULT_TIMEOUT, Prepared, RootSpec, TrustSpec, service_at
 from model_signing._sigstore_trust import load_trust_config, signing_trust_config, verification_trusted_root
 from model_signing.errors import KeyMaterialError, SignatureFormatError, SigningError, VerificationError
 from model_signing.results import SignerIdentity
@@ -37,6 +44,87 @@ _IN_TOTO = "application/vnd.in-toto+json"
 _handles = itertools.count(1)
 _signers: dict[int, Signer] = {}
 _roots: dict[RootSpec, TrustedRoot] = {}
+
+
+def _ignore(url: str) -> None:
+    return None
+
+
+# The request being run (the helper runs one at a time): its timeout, and whom to tell about each URL.
+_timeout = DEFAULT_TIMEOUT
+_contacting: Callable[[str], None] = _ignore
+
+
+def request_timeout() -> float:
+    """The timeout of the request being run, in seconds (for messages)."""
+    return _timeout
+
+
+def run(operation: str, args: tuple[object, ...], timeout: float, contacting: Callable[[str], None]) -> object:
+    """Run ``OPERATIONS[operation](*args)`` with every network operation bounded by ``timeout`` seconds.
+
+    ``contacting`` is called with each URL before it is requested (the helper tells the parent).
+    """
+    global _timeout, _contacting  # the one request in flight; see the module docstring
+    _timeout, _contacting = timeout, contacting
+    try:
+        return OPERATIONS[operation](*args)
+    finally:
+        _timeout, _contacting = DEFAULT_TIMEOUT, _ignore
+
+
+def _bounded(given: Any) -> Any:
+    # An explicit timeout stays if it is shorter; ``None`` (wait forever) and longer ones become ours.
+    if isinstance(given, tuple):
+        return tuple(_bounded(part) for part in given)
+    if isinstance(given, int | float) and not isinstance(given, bool) and 0 < given <= _timeout:
+        return given
+    return _timeout
+
+
+_installed: list[bool] = []
+
+
+def install_deadlines() -> None:
+    """Bound every ``requests`` call and every TUF download of this process by the current request's timeout.
+
+    Called once by the helper (never in the caller's process, whose own requests keep their defaults).
+    """
+    import requests
+    from tuf.ngclient import urllib3_fetcher
+
+    if _installed:
+        return
+    _installed.append(True)
+    request = requests.Session.request
+
+    @functools.wraps(request)
+    def bounded_request(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # ``timeout`` is Session.request's 7th parameter after ``url`` (sigstore passes it by name, if at all).
+        if len(args) > 6:
+            args = (*args[:6], _bounded(args[6]), *args[7:])
+        else:
+            kwargs["timeout"] = _bounded(kwargs.get("timeout"))
+        _contacting(str(url))
+        return request(self, method, url, *args, **kwargs)
+
+    requests.Session.request = bounded_request  # type: ignore[method-assign,assignment]
+
+    fetcher = urllib3_fetcher.Urllib3Fetcher
+    init, fetch = fetcher.__init__, fetcher.fetch
+
+    @functools.wraps(init)
+    def bounded_init(self: urllib3_fetcher.Urllib3Fetcher, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.socket_timeout = _bounded(self.socket_timeout)
+
+    @functools.wraps(fetch)
+    def noted_fetch(self: urllib3_fetcher.Urllib3Fetcher, url: str) -> Any:
+        _contacting(url)
+        return fetch(self, url)
+
+    fetcher.__init__ = bounded_init  # type: ignore[method-assign]
+    fetcher.fetch = noted_fetch  # type: ignore[method-assign,assignment]
 
 
 def prepare_signer(trust: TrustSpec, raw_token: str, client_id: str, origin: str) -> Prepared:
@@ -205,9 +293,6 @@ _SERVICES = {
     "TimestampError": "the timestamp authority",
 }
 
-# When a request fails before any response, the URL tells which service it was for.
-_SERVICE_PATHS = (("/signingCert", "the Fulcio CA"), ("/api/v1/log", "the Rekor transparency log"),
-                  ("/api/v2/log", "the Rekor transparency log"), ("timestamp", "the timestamp authority"))
 
 
 def signing_failure(exc: Exception) -> str:
@@ -216,12 +301,22 @@ def signing_failure(exc: Exception) -> str:
     sigstore often raises its client errors without a message (the HTTP status and the service's own
     explanation sit in the chained ``requests`` exception), so the cause chain is searched.
     """
+    import requests
+
     if isinstance(exc, KeyMaterialError | SigningError):
         return str(exc)
     service = next((_SERVICES[c.__name__] for c in type(exc).__mro__ if c.__name__ in _SERVICES), None)
     chain: list[BaseException] = [exc]
     while len(chain) < 8 and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
         chain.append(nxt)
+    url = next((u for link in chain if isinstance(u := getattr(getattr(link, "request", None), "url", None), str)),
+               None)
+    if any(isinstance(link, requests.Timeout) for link in chain):
+        where = f"{service or service_at(url)} at {url}" if url else service or "a Sigstore service"
+        return (
+            f"{where} did not answer within {_timeout:g} s; check that the service is up and that the trust "
+            "config names the right URL, or allow a longer timeout"
+        )
     for link in chain:
         response = getattr(link, "response", None)
         status = getattr(response, "status_code", None)
@@ -231,11 +326,9 @@ def signing_failure(exc: Exception) -> str:
                 f"{service or 'a Sigstore service'} refused the request (HTTP {status} from "
                 f"{getattr(response, 'url', '?')}{': ' + detail if detail else ''})"
             )
-    if any(isinstance(link, OSError) for link in chain):  # requests' ConnectionError and Timeout are OSErrors
-        url = next((u for link in chain if isinstance(u := getattr(getattr(link, "request", None), "url", None), str)),
-                   None)
+    if any(isinstance(link, OSError) for link in chain):  # requests' ConnectionError is an OSError
         if service is None and url is not None:
-            service = next((name for part, name in _SERVICE_PATHS if part in url), None)
+            service = service_at(url)
         # The innermost OS error says it best ("Connection refused"); requests' own message is a repr pile.
         reason = next((link.strerror for link in reversed(chain) if isinstance(link, OSError) and link.strerror),
                       None) or one_line(next(link for link in chain if isinstance(link, OSError)), limit=200)

@@ -11,7 +11,10 @@ the Sigstore work runs in its own interpreter, started (not forked) from this on
 - requests and replies are length-prefixed pickles on two pipes, tagged with an id, so any number of
   signers, verifiers and threads share one helper;
 - the helper exits when its request pipe closes (this process exiting closes it), so it never
-  outlives its parent; it ignores Ctrl-C, which the parent handles.
+  outlives its parent; it ignores Ctrl-C, which the parent handles;
+- every request carries a timeout: in the helper it bounds each network operation of the Sigstore
+  clients (``_sigstore_ops.install_deadlines``), and here it bounds how long we wait without hearing from
+  the helper (:func:`reply_bound`), so neither a silent service nor a stuck helper hangs the caller.
 
 The CLI starts the helper before it even imports its own modules (:func:`prestart`), which hides
 sigstore's import behind the CLI's start-up and the hashing.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import math
 import os
 import pickle
 import select
@@ -29,11 +33,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from model_signing.errors import ModelSigningError
+from model_signing.errors import InputError, ModelSigningError
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
@@ -45,6 +50,40 @@ T = TypeVar("T")
 # The directory holding the ``model_signing`` package, so the helper imports this very copy.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from model_signing._sigstore_service import serve; serve()"
+
+#: Seconds each network operation of a Sigstore request may take (connect, or wait for the next bytes).
+DEFAULT_TIMEOUT = 60.0
+
+
+def check_timeout(timeout: float) -> float:
+    """``timeout`` as a float, or :class:`InputError` unless it is a finite number of seconds above 0."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (0 < timeout < math.inf):
+        raise InputError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def reply_bound(timeout: float) -> float:
+    """How long to wait without any message from the helper before giving it up as stuck.
+
+    Inside the helper every connect and every read is bounded by ``timeout``, but one operation makes
+    several requests (a TUF refresh fetches several files, signing talks to Rekor and then a timestamp
+    authority), and a service that trickles its answer a byte at a time never trips a per-read timeout.
+    The helper reports each request it starts, so this bound only has to cover one request: its connect,
+    its answer (3 x the timeout leaves room for both and for a slow but live service), plus 10 s for the
+    helper's own start-up (importing sigstore) on a loaded machine.
+    """
+    return 3 * timeout + 10.0
+
+
+def service_at(url: str) -> str:
+    """The Sigstore service a request URL belongs to (by its path), for messages."""
+    return next((name for part, name in _SERVICE_PATHS if part in url), "the Sigstore service")
+
+
+# When a request fails before any response, the URL tells which service it was for.
+_SERVICE_PATHS = (("/signingCert", "the Fulcio CA"), ("/api/v1/log", "the Rekor transparency log"),
+                  ("/api/v2/log", "the Rekor transparency log"), ("timestamp", "the timestamp authority"),
+                  ("tuf", "the TUF repository"))
 
 
 @dataclass(frozen=True)
@@ -85,15 +124,19 @@ class HelperError(ModelSigningError):
 class Pending(Generic[T]):
     """The reply to one request, collected when needed; the helper keeps working meanwhile."""
 
-    def __init__(self, service: Service, request_id: int, convert: Callable[[Any], T]) -> None:
+    def __init__(
+        self, service: Service, request_id: int, convert: Callable[[Any], T], timeout: float, what: str
+    ) -> None:
         self._service = service
         self._id = request_id
         self._convert = convert
+        self._timeout = timeout
+        self._what = what
         self._reply: tuple[bool, Any] | None = None
 
     def _take(self, block: bool) -> tuple[bool, Any] | None:
         if self._reply is None:
-            self._reply = self._service._reply(self._id, block)
+            self._reply = self._service._reply(self._id, block, self._timeout, self._what)
         return self._reply
 
     def raise_if_failed(self) -> None:
@@ -141,37 +184,77 @@ class Service:
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._replies: dict[int, tuple[bool, Any]] = {}
+        # The URL each request is contacting (the helper reports it), and when the helper was last heard.
+        self._contacting: dict[int, str] = {}
+        self._last_heard = time.monotonic()
         # Requests sent and replies read, each counted under its own lock: the difference is work still owed.
         self._sent = self._received = 0
         self._closed = False
 
-    def submit(self, operation: str, *args: object, convert: Callable[[Any], T] = lambda v: v) -> Pending[T]:
-        """Ask the helper to run ``operation(*args)`` (see ``_sigstore_ops.OPERATIONS``)."""
+    def submit(
+        self,
+        operation: str,
+        *args: object,
+        convert: Callable[[Any], T] = lambda v: v,
+        timeout: float = DEFAULT_TIMEOUT,
+        what: str = "",
+    ) -> Pending[T]:
+        """Ask the helper to run ``operation(*args)`` (see ``_sigstore_ops.OPERATIONS``).
+
+        ``timeout`` bounds each network operation of the request (see :func:`reply_bound`); ``what``
+        describes the request for the message if the helper stops answering ("getting the certificate").
+        """
         from model_signing._workers import _send
 
         with self._send_lock:
             request_id = next(self._ids)
             try:
-                _send(self._task_w, (request_id, operation, args))
+                _send(self._task_w, (request_id, operation, args, timeout))
             except OSError:
                 raise self._died() from None
             self._sent += 1
-        return Pending(self, request_id, convert)
+        return Pending(self, request_id, convert, timeout, what or operation)
 
-    def _reply(self, request_id: int, block: bool) -> tuple[bool, Any] | None:
+    def _reply(self, request_id: int, block: bool, timeout: float, what: str) -> tuple[bool, Any] | None:
         from model_signing._workers import _recv
 
+        bound = reply_bound(timeout)
         with self._recv_lock:
+            # Silence is counted from when this wait began or the helper was last heard, whichever is later.
+            start = time.monotonic()
             while request_id not in self._replies:
-                if not block and not _readable(self._result_r):
-                    return None
+                if not block:
+                    if not _readable(self._result_r):
+                        return None
+                else:
+                    left = bound - (time.monotonic() - max(start, self._last_heard))
+                    if left <= 0 or not _readable(self._result_r, left):
+                        if time.monotonic() - max(start, self._last_heard) >= bound:
+                            raise self._stuck(request_id, bound, what)
+                        continue
                 message = _recv(self._result_r)
                 if message is None:
                     raise self._died()
+                self._last_heard = time.monotonic()
                 rid, ok, value = message
+                if ok is None:  # not a reply: the helper is about to contact the URL ``value``
+                    self._contacting[rid] = value
+                    continue
+                self._contacting.pop(rid, None)
                 self._replies[rid] = (ok, value)
                 self._received += 1
             return self._replies.pop(request_id)
+
+    def _stuck(self, request_id: int, bound: float, what: str) -> HelperError:
+        # The helper bounds each connect and read, so this means a service that answers too slowly to ever
+        # finish (or a helper wedged some other way): stop it, so the caller can report and exit.
+        url = self._contacting.get(request_id)
+        self.close()
+        where = f"{service_at(url)} at {url}" if url else "the Sigstore helper process"
+        return HelperError(
+            f"no answer from {where} within {bound:g} s while {what}; gave up. Check that the service is up "
+            "and answers promptly, or allow a longer timeout"
+        )
 
     def _died(self) -> HelperError:
         code = self._proc.poll()
@@ -202,11 +285,11 @@ class Service:
             self._proc.wait()
 
 
-def _readable(fd: int) -> bool:
+def _readable(fd: int, wait: float = 0.0) -> bool:
     # poll, not select: select fails for descriptors above 1023, which long-running callers can reach.
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+    return bool(poller.poll(math.ceil(wait * 1000)))
 
 
 _shared: list[Service] = []  # at most one: the process-wide helper
@@ -235,28 +318,39 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our pipe
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now
     task_r, result_w = int(sys.argv[2]), int(sys.argv[3])
-    operations: dict[str, Callable[..., object]] = {}
-    failure: ModelSigningError | None = None
+    execute: Callable[[str, tuple[object, ...], float, Callable[[str], None]], object] | None = None
+    failure = HelperError("internal error: the Sigstore client did not load")
     try:
-        from model_signing._sigstore_ops import OPERATIONS  # the slow part: imports sigstore
+        from model_signing import _sigstore_ops  # the slow part: imports sigstore
 
-        operations = OPERATIONS
+        _sigstore_ops.install_deadlines()
+        execute = _sigstore_ops.run
     except Exception as exc:  # noqa: BLE001 - reported with every request instead of a traceback
         failure = HelperError(f"cannot load the Sigstore client ({type(exc).__name__}: {exc}); reinstall modelseal")
+    send_lock = threading.Lock()  # sigstore's clients may make requests from threads of their own
+
+    def send(message: tuple[int, bool | None, object]) -> None:
+        with send_lock:
+            _send(result_w, message)
+
     while (message := _recv(task_r)) is not None:
-        request_id, operation, args = message
+        request_id, operation, args, timeout = message
+
+        def contacting(url: str, request_id: int = request_id) -> None:
+            send((request_id, None, url))  # tells the parent which service a stall would be waiting for
+
         try:
-            if failure is not None:
+            if execute is None:
                 raise failure
-            reply: tuple[int, bool, object] = (request_id, True, operations[operation](*args))
+            reply: tuple[int, bool | None, object] = (request_id, True, execute(operation, args, timeout, contacting))
         except ModelSigningError as exc:
             reply = (request_id, False, exc)
         except Exception as exc:  # noqa: BLE001 - any other failure is still one line for the user
             reply = (request_id, False, HelperError(f"internal error in the Sigstore helper: {exc!r}"))
         try:
-            _send(result_w, reply)
+            send(reply)
         except (TypeError, AttributeError, pickle.PicklingError):  # a value or error that cannot be pickled
-            _send(result_w, (request_id, False, HelperError(f"internal error in the Sigstore helper: {reply[2]!r}")))
+            send((request_id, False, HelperError(f"internal error in the Sigstore helper: {reply[2]!r}")))
         except BrokenPipeError:
             break
     # The parent is done with us: skip the interpreter's tear-down of sigstore's many modules (a tenth

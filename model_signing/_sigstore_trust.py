@@ -9,7 +9,7 @@ import os
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from model_signing._files import read_small_file
+from model_signing._files import MAX_TRUST_FILE, read_small_file
 from model_signing.errors import InputError
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ def load_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
     from sigstore.models import ClientTrustConfig
 
     raw = _read(path, "--trust-config")
+    _check_depth(raw, path, _NOT_A_TRUST_CONFIG)
     try:
         return ClientTrustConfig.from_json(raw)
     except Exception as exc:  # noqa: BLE001 - sigstore raises assorted parse errors
@@ -78,8 +79,10 @@ def _precheck(path: str | os.PathLike[str], option: str, keys: tuple[str, ...], 
     # Only the shape (readable UTF-8 JSON object with the top-level members): sigstore parses it fully later.
     import json
 
+    text = _read(path, option)
+    _check_depth(text, path, message)
     try:
-        doc = json.loads(_read(path, option))
+        doc = json.loads(text)
     except ValueError:
         raise InputError(message.format(path=os.fspath(path), reason="JSONDecodeError")) from None
     if not isinstance(doc, dict):
@@ -101,9 +104,22 @@ def signing_trust_config(trust_config: str | os.PathLike[str] | None, staging: b
     except Exception as exc:  # noqa: BLE001 - TUF refresh failures are network errors here
         instance = "staging" if staging else "public-good"
         raise InputError(
-            f"cannot fetch the {instance} Sigstore trust root ({type(exc).__name__}); check the network, "
-            "or pass --trust-config FILE for a private instance"
+            f"cannot fetch the {instance} Sigstore trust root from {_STAGING_TUF if staging else _PRODUCTION_TUF} "
+            f"({_tuf_reason(exc)}); check the network, or pass --trust-config FILE for a private instance"
         ) from None
+
+
+def _tuf_reason(exc: BaseException) -> str:
+    # TUFError wraps the real cause; a timeout is worth naming as one (the deadline is the request's).
+    chain = [exc]
+    while len(chain) < 8 and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(nxt)
+    if any(type(link).__name__ in ("SlowRetrievalError", "ConnectTimeoutError", "ReadTimeoutError")
+           or isinstance(link, TimeoutError) for link in chain):
+        from model_signing._sigstore_ops import request_timeout
+
+        return f"no answer within {request_timeout():g} s"
+    return type(exc).__name__
 
 
 def verification_trusted_root(
@@ -121,7 +137,9 @@ def verification_trusted_root(
     """
     check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging, read_files=False)
     if trusted_root is not None:
-        return _parse_trusted_root(_read(trusted_root, "--trusted-root"), str(trusted_root))
+        text = _read(trusted_root, "--trusted-root")
+        _check_depth(text, trusted_root, _NOT_A_TRUSTED_ROOT)
+        return _parse_trusted_root(text, str(trusted_root))
     if trust_config is not None:
         return load_trust_config(trust_config).trusted_root
     if offline:
@@ -155,8 +173,18 @@ def _parse_trusted_root(raw: str | bytes, where: str) -> TrustedRoot:
         raise InputError(_NOT_A_TRUSTED_ROOT.format(path=where, reason=type(exc).__name__)) from None
 
 
+def _check_depth(text: str, path: str | os.PathLike[str], message: str) -> None:
+    # Before any parser sees it: Python's json (and pydantic's) would end a deep document in a RecursionError.
+    from model_signing import _strict_json
+
+    try:
+        _strict_json.check_depth(text)
+    except _strict_json.StrictJSONError as exc:
+        raise InputError(message.format(path=os.fspath(path), reason=exc.reason)) from None
+
+
 def _read(path: str | os.PathLike[str], option: str) -> str:
-    raw = read_small_file(path, f"{option} file")
+    raw = read_small_file(path, f"{option} file", limit=MAX_TRUST_FILE)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -103,13 +103,13 @@ def statement_payload(manifest: Manifest) -> bytes:
     return rfc8785.dumps(statement_dict(manifest))
 
 
-def parse_statement(payload: bytes) -> SignedStatement:
+def parse_statement(payload: bytes, *, source: str | None = None) -> SignedStatement:
     """Validate a verified DSSE payload and return the signed manifest.
 
     Raises :class:`StatementError` (or its subclass :class:`UnsafePathError`) when the payload is not
     a well-formed OMS statement.
     """
-    doc = _load_json(payload)
+    doc = _load_json(payload, source)
     if not isinstance(doc, dict):
         raise StatementError("the signed payload is not a JSON object")
     if doc.get("_type") != STATEMENT_TYPE:
@@ -148,11 +148,12 @@ def parse_statement(payload: bytes) -> SignedStatement:
     return SignedStatement(manifest, subject_name, root_digest, PREDICATE_TYPE)
 
 
-def _load_json(payload: bytes) -> Any:
+def _load_json(payload: bytes, source: str | None) -> Any:
     try:
         return _strict_json.loads(payload)
     except _strict_json.StrictJSONError as exc:
-        raise StatementError(f"the signed payload {exc.reason}") from None
+        of = f" of {source}" if source else ""
+        raise StatementError(f"the signed payload{of} {exc.reason}") from None
 
 
 def _parse_subject(subjects: object) -> tuple[str, bytes]:

@@ -46,6 +46,19 @@ BUFFER_SIZE = 1024 * 1024
 READ_AHEAD_BUFFER = 2 * 1024 * 1024
 #: How often (in bytes read) a worker publishes its progress.
 _PROGRESS_STEP = 64 * 1024 * 1024
+#: At most this many worker processes per CPU.  Hashing waits on the disk as much as on the CPU, and on
+#: network or spinning storage a few reads in flight per core hide that latency; beyond a few, more
+#: processes only cost a fork and a read buffer each and make the reads contend (``--max-workers 1000000``
+#: would otherwise try to fork once per work item).
+WORKERS_PER_CPU = 4
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
 
 
 #: Private test seam: if set, called with the file's path after the file is opened and checked and
@@ -363,11 +376,14 @@ def hash_items(
     """
     on_start = _with_poll(on_start, poll)
     digests: list[bytes | None] = [None] * n_resources
-    n_workers = max(1, min(max_workers, len(items)))
+    cpus = usable_cpus()
+    n_workers = max(1, min(max_workers, len(items), WORKERS_PER_CPU * cpus))
+    # blake3's threads compute, they do not wait on the disk: never more of them in all than CPUs.
+    blake3_threads = min(max_workers, cpus)
     if n_workers == 1:
         progress = on_start() if on_start is not None else None
         # blake3 can use its own threads when there is a single stream to hash.
-        threads = max_workers if hash_type == "blake3" else 1
+        threads = blake3_threads if hash_type == "blake3" else 1
         buf = new_buffer()
         for item in items:
             for index, digest in hash_item(item, hash_type, buf, threads, progress):
@@ -375,7 +391,7 @@ def hash_items(
         return _complete(digests)
 
     # Fewer items than allowed workers: blake3 spreads the spare cores over its own threads.
-    threads = max(1, max_workers // n_workers) if hash_type == "blake3" else 1
+    threads = max(1, blake3_threads // n_workers) if hash_type == "blake3" else 1
     workers: list[_Worker] = []
     ok = False
     # Block SIGINT while forking so no worker can be interrupted before it ignores SIGINT; a Ctrl-C

@@ -38,7 +38,8 @@ class HashingConfig:
     allow_symlinks: bool = False
     #: Extra paths to exclude: relative to the model root, or absolute paths inside it.
     ignore_paths: Sequence[str] = ()
-    #: Worker processes; ``None`` means the CPU count.
+    #: Worker processes; ``None`` means the CPU count.  Capped at :func:`max_workers_cap` (more would only
+    #: add processes); blake3's own threads never outnumber the CPUs.
     max_workers: int | None = None
     #: Progress bar on stderr: ``None`` = only when stderr is a terminal.
     progress: bool | None = None
@@ -80,10 +81,19 @@ class HashingConfig:
 
 def default_workers() -> int:
     """The default number of worker processes: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    from model_signing._workers import usable_cpus
+
+    return usable_cpus()
+
+
+def max_workers_cap() -> int:
+    """The most worker processes hashing uses, whatever ``max_workers`` asks: a few per CPU.
+
+    See :data:`model_signing._workers.WORKERS_PER_CPU` for why that many.
+    """
+    from model_signing._workers import WORKERS_PER_CPU, usable_cpus
+
+    return WORKERS_PER_CPU * usable_cpus()
 
 
 def hash_model(
@@ -174,7 +184,7 @@ def hash_files(
     plan = _plan.make_plan(files, config.method, config.shard_size)
     if not plan.names:
         return ()
-    workers = config.max_workers or default_workers()
+    workers = min(config.max_workers or default_workers(), max_workers_cap())
     with _progress.Progress(plan.total_bytes, config.progress) as bar:
         digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
                                        poll=poll)

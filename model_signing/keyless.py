@@ -64,8 +64,14 @@ class SigstoreSigner:
         trust_config: PathLike | ClientTrustConfig | None = None,
         staging: bool = False,
         token_source: TokenSource | None = None,
+        timeout: float = _sigstore_service.DEFAULT_TIMEOUT,
     ) -> None:
-        """Pick the instance (``trust_config`` file or object, ``staging``, else public good) and get a token."""
+        """Pick the instance (``trust_config`` file or object, ``staging``, else public good) and get a token.
+
+        ``timeout`` (seconds) bounds every connect and every wait for an answer of the Sigstore requests
+        (TUF, Fulcio, Rekor, timestamp authority); a service that stays silent longer fails the signing.
+        """
+        self._timeout = _sigstore_service.check_timeout(timeout)
         if trust_config is None or isinstance(trust_config, str | os.PathLike):
             check_signing_sources(trust_config, staging)
             path = os.path.abspath(os.fspath(trust_config)) if trust_config is not None else None
@@ -84,7 +90,10 @@ class SigstoreSigner:
         return oidc_url(self._trust)
 
     def _prepare(self) -> Pending[Prepared]:
-        return self._service.submit("prepare_signer", self._trust, self._token, self._source.client_id, self._origin)
+        return self._service.submit(
+            "prepare_signer", self._trust, self._token, self._source.client_id, self._origin,
+            timeout=self._timeout, what="getting the signing certificate",
+        )
 
     def start(self) -> None:
         """Start getting the Fulcio certificate in the background (once; ``sign`` waits for it)."""
@@ -132,7 +141,10 @@ class SigstoreSigner:
             self._token = renewed_token(self._source, self._token, prepared.token_identity)
             self._prepared = self._prepare()
             prepared = self._prepared.result()
-        text: str = self._service.submit("sign", prepared.handle, payload).result()
+        text: str = self._service.submit(
+            "sign", prepared.handle, payload, timeout=self._timeout,
+            what="logging and timestamping the signature",
+        ).result()
         self._certified = prepared.certificate_identity
         # sigstore's Bundle wraps the same protobuf-JSON model our pipeline uses; convert via its JSON form.
         return Bundle.from_json(text)
@@ -155,8 +167,14 @@ class SigstoreVerifier:
         trusted_root: PathLike | None = None,
         staging: bool = False,
         offline: bool = False,
+        timeout: float = _sigstore_service.DEFAULT_TIMEOUT,
     ) -> None:
-        """Check the trust options (``offline`` never touches the network; see ``--offline``)."""
+        """Check the trust options (``offline`` never touches the network; see ``--offline``).
+
+        ``timeout`` (seconds) bounds every connect and every wait for an answer of the TUF refresh, when
+        the public-good or staging root is fetched.
+        """
+        self._timeout = _sigstore_service.check_timeout(timeout)
         check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging)
         self._policy = policy
         self._roots = _sigstore_service.RootSpec(
@@ -187,4 +205,7 @@ class SigstoreVerifier:
         def verified(value: tuple[bytes, str, SignerIdentity]) -> VerifiedSignature:
             return VerifiedSignature(value[0], value[1], identity=value[2])
 
-        return self._service.submit("verify", bundle.raw, bundle.source, self._policy, self._roots, convert=verified)
+        return self._service.submit(
+            "verify", bundle.raw, bundle.source, self._policy, self._roots, convert=verified,
+            timeout=self._timeout, what="verifying the signature",
+        )

@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from model_signing import _bundle, _keymaterial, _statement, _walk
-from model_signing.errors import InputError, KeyMaterialError, SignatureExistsError, SigningError
+from model_signing.errors import (
+    InputError,
+    KeyMaterialError,
+    ModelSigningError,
+    SignatureExistsError,
+    SigningError,
+)
 from model_signing.hashing import HashingConfig, digest_model
 from model_signing.results import SignerIdentity, SignResult
 
@@ -213,6 +219,20 @@ def check_destination(model_path: PathLike, signature_path: PathLike | None = No
     return sig_path
 
 
+def _check_bundle_size(payload: bytes, resources: int) -> None:
+    # The bundle carries the statement in base64, plus certificates and log entries (well under 64 KiB);
+    # a bundle over the limit readers apply (MAX_SIGNATURE_FILE) could never be verified.
+    from model_signing._files import MAX_SIGNATURE_FILE
+
+    estimate = (len(payload) + 2) // 3 * 4 + (64 << 10)
+    if estimate > MAX_SIGNATURE_FILE:
+        raise InputError(
+            f"the signature would be about {estimate >> 20} MiB ({resources} resources), more than the "
+            f"{MAX_SIGNATURE_FILE >> 20} MiB a signature may be; sign fewer resources (larger shards, or the "
+            "model in parts)"
+        )
+
+
 def sign(
     model_path: PathLike,
     signer: Signer,
@@ -250,9 +270,10 @@ def sign(
         hashed = digest_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll)
         manifest = _statement.canonical_manifest(hashed.manifest)
         payload = _statement.statement_payload(manifest)
+        _check_bundle_size(payload, len(manifest.resources))  # before the signer's irreversible work (Rekor)
         try:
             bundle = signer.sign(payload)
-        except (InputError, SigningError):
+        except ModelSigningError:  # already a message for the user (a Sigstore helper failure among them)
             raise
         except Exception as exc:
             raise SigningError(f"the {signer.method} signer failed: {exc}") from exc

@@ -264,7 +264,7 @@ def verify(
         # A verifier that checks in the background (sigstore) works while the model is hashed with the
         # settings of the statement in the bundle; nothing is reported before its verdict, and the
         # statement used must be the one it verified (checked below), so the settings used were signed.
-        statement = _statement.parse_statement(bundle.payload)
+        statement = _statement.parse_statement(bundle.payload, source=sig_path)
         if statement.manifest.serialization.allow_symlinks:
             verdict.wait()  # links are only ever followed under a verified statement
         signed = _for_model_path(statement.manifest, model)

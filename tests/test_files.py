@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_regular_file_is_read(tmp_path: Path) -> None:
     f = tmp_path / "k.pem"
     f.write_bytes(b"pem bytes")
-    assert read_small_file(f, "private key") == b"pem bytes"
+    assert read_small_file(f, "private key", limit=1 << 10) == b"pem bytes"
 
 
 def test_size_bound(tmp_path: Path) -> None:
     f = tmp_path / "big"
     f.write_bytes(b"x" * (2 << 20))
-    with pytest.raises(InputError, match=r"trust config .*big is larger than 1 MiB"):
+    with pytest.raises(InputError, match=r"trust config .*big is 2 MiB, more than the 1 MiB limit for a trust config"):
         read_small_file(f, "trust config", limit=1 << 20)
 
 

@@ -26,6 +26,25 @@ TrustConfig = Annotated[
     ),
 ]
 Staging = Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging instance.")]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Give up on a Sigstore service (TUF, Fulcio, Rekor, timestamp authority) that does not connect or "
+        "answer within this many seconds.",
+    ),
+]
+
+
+def _timeout(seconds: float) -> float:
+    import math
+
+    from model_signing.errors import InputError
+
+    if not 0 < seconds < math.inf:
+        raise InputError(f"--timeout {seconds:g}: give a positive number of seconds")
+    return seconds
 
 
 @sign_app.command("sigstore", cls=opt.PeerSpellings)
@@ -68,6 +87,7 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     staging: Staging = False,
     trust_config: TrustConfig = None,
+    timeout: Timeout = 60.0,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
     *,
@@ -87,8 +107,10 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         client_secret=client_secret,
         oidc_issuer=oidc_issuer,
     )
+    seconds = _timeout(timeout)  # a bad option fails before any other work
+
     def signer() -> SigstoreSigner:
-        return SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source)
+        return SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source, timeout=seconds)
 
     run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
@@ -146,6 +168,7 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
             help="No network: use --trust-config/--trusted-root, or the public-good root shipped with sigstore.",
         ),
     ] = False,
+    timeout: Timeout = 60.0,
     *,
     options: opt.VerifyOptions,
 ) -> None:
@@ -160,7 +183,8 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         ref=ref, workflow=workflow, workflow_trigger=workflow_trigger, workflow_sha=workflow_sha,
     )
     verifier = SigstoreVerifier(
-        policy, trust_config=trust_config, trusted_root=trusted_root, staging=staging, offline=offline
+        policy, trust_config=trust_config, trusted_root=trusted_root, staging=staging, offline=offline,
+        timeout=_timeout(timeout),
     )
     run_verify(model, verifier, options)
 

@@ -213,7 +213,10 @@ IgnorePaths = Annotated[
 ]
 AllowSymlinks = Annotated[bool, typer.Option("--allow-symlinks", help="Follow symlinks instead of rejecting them.")]
 MaxWorkers = Annotated[
-    int | None, typer.Option("--max-workers", min=1, help="Worker processes (default: CPU count).")
+    int | None,
+    typer.Option(
+        "--max-workers", min=1, help="Worker processes (default: CPU count; at most 4 per CPU, with a warning)."
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 # model-signing's --ignore-git-paths (its default) is what OMS always does here: .git, .gitattributes,
@@ -289,9 +292,27 @@ def hashing_config(
         shard_size=shard_size or DEFAULT_SHARD_SIZE,
         allow_symlinks=allow_symlinks,
         ignore_paths=tuple(ignore_paths or ()),
-        max_workers=max_workers,
+        max_workers=capped_workers(max_workers),
         progress=False if quiet else None,
     )
+
+
+def capped_workers(max_workers: int | None) -> int | None:
+    """``--max-workers``, lowered to the library's cap with a one-line warning when it asks for more."""
+    if max_workers is None:
+        return None
+    from model_signing.hashing import default_workers, max_workers_cap
+
+    cap = max_workers_cap()
+    if max_workers <= cap:
+        return max_workers
+    cpus = default_workers()
+    print(
+        f"warning: --max-workers {max_workers} is more than hashing can use; using {cap} "
+        f"({cap // cpus} per CPU, {cpus} CPU{'s' if cpus != 1 else ''})",
+        file=sys.stderr,
+    )
+    return cap
 
 
 IgnoreUnsigned = Annotated[
@@ -337,7 +358,9 @@ def verify_options(
     ignore_git_paths: GitPaths = True,
 ) -> VerifySettings:
     """The :class:`VerifySettings` the common ``verify`` options describe."""
-    return VerifySettings(signature, ignore_unsigned_files, tuple(ignore_paths or ()), max_workers, quiet, as_json)
+    return VerifySettings(
+        signature, ignore_unsigned_files, tuple(ignore_paths or ()), capped_workers(max_workers), quiet, as_json
+    )
 
 
 class _OptionGroup:

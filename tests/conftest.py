@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from model_signing.cli import main
 from tests import _pki
+from tests._cli import Run
 
 ModelFactory = Callable[..., Path]
 
@@ -58,3 +60,19 @@ def ec_keypair(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
 def pki(tmp_path: Path) -> _pki.Pki:
     """root CA -> intermediate CA -> code-signing leaf, written as PEM files."""
     return _pki.Pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run the CLI in this process: ``run(*args) -> (exit code, stdout, stderr)``; never a traceback."""
+
+    def invoke(*args: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exc.value.code if isinstance(exc.value.code, int) else 1
+        assert "Traceback" not in err
+        return code, out, err
+
+    return invoke

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,27 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from benchmarks.peer import ensure_peer_venv, peer_cli
 from model_signing import _bundle
 from model_signing._keymaterial import signature_hash
-from model_signing.cli import main
 from tests import _pki
-
-Run = Callable[..., tuple[int, str, str]]
+from tests._cli import Run
 
 INTER = "O=Test,CN=Test Intermediate CA"  # RFC 4514 order: the last RDN first
 ROOT = "O=Test,CN=Test Root CA"
 
 
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        code = exc.value.code if isinstance(exc.value.code, int) else 1
-        assert "Traceback" not in err
-        return code, out, err
-
-    return invoke
 
 
 def _error_line(err: str) -> str:

@@ -23,11 +23,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from model_signing.cli import main
 from tests import _pki
+from tests._cli import Run
 
 ROOT = Path(__file__).resolve().parent.parent
-Run = Callable[..., tuple[int, str, str]]
 
 SCHEMA_KEYS = {
     "ok", "exit_code", "command", "error", "verified", "model_path", "model_name", "signature_path", "method",
@@ -44,17 +43,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        code = exc.value.code if isinstance(exc.value.code, int) else 1
-        return code, out, err
-
-    return invoke
 
 
 @pytest.fixture

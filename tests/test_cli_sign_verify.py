@@ -16,24 +16,13 @@ from pathlib import Path
 import pytest
 import typer
 
-from model_signing.cli import _options, main
+from model_signing.cli import _options
 from tests import _pki
+from tests._cli import Run
 
 ROOT = Path(__file__).resolve().parent.parent
-Run = Callable[..., tuple[int, str, str]]
 
 
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        code = exc.value.code if isinstance(exc.value.code, int) else 1
-        return code, out, err
-
-    return invoke
 
 
 def _one_error_line(err: str) -> str:

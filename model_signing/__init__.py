@@ -1,7 +1,7 @@
 """Sign and verify machine-learning models with Sigstore, in the OpenSSF Model Signing (OMS) v1.0 format.
 
 The public API is re-exported here; see ``model_signing.hashing``, ``model_signing.manifest``,
-``model_signing.signing``, ``model_signing.verifying``, ``model_signing.keyless`` and
+``model_signing.signing``, ``model_signing.verifying``, ``model_signing.methods.sigstore`` and
 ``model_signing.errors`` for the pieces.  The re-exports are resolved lazily, so a program that only hashes
 (or only shows ``--help``) does not pay for importing the signing and verification stacks.
 """
@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from model_signing.errors import ModelSigningError
     from model_signing.hashing import HashingConfig, hash_model
-    from model_signing.keyless import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
     from model_signing.manifest import Manifest, Resource, Serialization
+    from model_signing.methods.sigstore import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
     from model_signing.results import DigestResult, SignerIdentity
     from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
     from model_signing.verifying import CertificateVerifier, KeyVerifier, Verifier, VerifyResult, verify

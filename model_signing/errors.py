@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     from model_signing.results import VerifyResult
 
-from model_signing._text import plural
+from model_signing._internal.text import plural
 
 
 class ModelSigningError(Exception):
@@ -116,6 +116,17 @@ class VerificationError(ModelSigningError):
     """The signature does not verify with the given key, certificate chain or identity policy."""
 
     exit_code: ClassVar[int] = 2
+
+
+class WrongMethodError(VerificationError):
+    """The bundle was made with another signing method than the verifier's (``signed_with`` vs ``expected``)."""
+
+    def __init__(self, source: str, *, signed_with: str, expected: str, message: str | None = None) -> None:
+        self.source, self.signed_with, self.expected = source, signed_with, expected
+        super().__init__(
+            message or f"{source} is a {signed_with} signature, not a {expected} one; verify it with a "
+            f"{signed_with} verifier"
+        )
 
 
 #: ``excluded``: a signed resource the verifier was asked to leave out (its ignore paths) -- not checked.

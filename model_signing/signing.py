@@ -9,28 +9,34 @@ print(result.signature_path, result.root_digest)
 ```
 
 A :class:`Signer` turns the canonical statement payload into a Sigstore bundle; the methods differ only
-there (``key``, ``certificate`` here; keyless ``sigstore`` wraps sigstore's ``Signer.sign_dsse`` the same
-way, passing ``sigstore.dsse.Statement(payload)`` so the exact canonical bytes are what gets signed).
+there (see :mod:`model_signing.methods`: ``key``, ``certificate``, and keyless ``sigstore``, which wraps
+sigstore's ``Signer.sign_dsse`` the same way).  This module is the pipeline they share: the destination
+checks, hashing, the statement, the size check, the signer call (its unexpected exceptions wrapped into
+:class:`SigningError`), the read-back check and the atomic write.  The built-in signers are re-exported
+here for the callers of earlier releases.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import os
-import tempfile
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from model_signing import _bundle, _keymaterial, _statement, _walk
+from model_signing import methods
+from model_signing._internal.atomic import AtomicFile
+from model_signing._internal.types import PathLike
 from model_signing.errors import (
     InputError,
-    KeyMaterialError,
     ModelSigningError,
     SignatureExistsError,
     SigningError,
 )
 from model_signing.hashing import HashingConfig, digest_model
+from model_signing.hashing import walk as _walk
+from model_signing.methods.base import FailsFast, IdentifiedSigner, Preparing, Signer
+from model_signing.methods.certificate import CertificateSigner
+from model_signing.methods.key import KeySigner
+from model_signing.oms import bundle as _bundle
+from model_signing.oms import statement as _statement
 from model_signing.results import SignerIdentity, SignResult
 
 __all__ = [
@@ -47,11 +53,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from sigstore_models.bundle.v1 import Bundle
-
-PathLike = str | os.PathLike[str]
+    pass
 
 #: The default signature file name, written beside the model (never inside the hashed tree).
 DEFAULT_SIGNATURE_NAME = "model.sig"
@@ -59,144 +61,6 @@ DEFAULT_SIGNATURE_NAME = "model.sig"
 #: ``signature_path`` for "write no file, give me the bundle": :func:`sign` returns it in
 #: ``SignResult.bundle_json`` (the CLI's ``--signature -`` prints it on stdout).
 TO_CALLER = "-"
-
-
-@runtime_checkable
-class Signer(Protocol):
-    """Signs canonical statement payload bytes into a Sigstore bundle (sigstore's bundle model)."""
-
-    #: ``"key"``, ``"certificate"`` or ``"sigstore"``: what ``verify <method>`` checks it with.
-    method: str
-
-    @property
-    def description(self) -> str:
-        """Who signs, for reports (a key fingerprint, a certificate subject, an identity)."""
-        ...
-
-    def sign(self, payload: bytes) -> Bundle:
-        """Sign the DSSE envelope of ``payload`` (in-toto JSON) and return the complete bundle."""
-        ...
-
-
-@runtime_checkable
-class Preparing(Protocol):
-    """A signer with slow preparation of its own (keyless: the Fulcio certificate), started on request.
-
-    :func:`sign` calls :meth:`start` once the destination of the signature is known to be writable and
-    right before hashing, so the preparation overlaps the hash but never happens for a signature that
-    could not be written.
-    """
-
-    def start(self) -> None:
-        """Begin preparing in the background (idempotent); errors surface later, in ``sign``."""
-
-
-@runtime_checkable
-class IdentifiedSigner(Signer, Protocol):
-    """A :class:`Signer` that also says who signs as fields (every built-in one does)."""
-
-    @property
-    def identity(self) -> SignerIdentity:
-        """Who signs, structured (valid once :meth:`sign` has returned)."""
-        ...
-
-
-class KeySigner:
-    """The ``key`` method: an EC private key (P-256, P-384 or P-521), PEM, optionally encrypted."""
-
-    method = "key"
-
-    def __init__(self, private_key: PathLike | ec.EllipticCurvePrivateKey, *, password: str | bytes | None = None):
-        """Load ``private_key`` (a PEM file path, or a key object) and decrypt it with ``password``."""
-        self._key = _load_key(private_key, password)
-
-    @property
-    def identity(self) -> SignerIdentity:
-        """The key id (``sha256:<hint>``) and curve."""
-        return _keymaterial.key_signer(self._key.public_key())
-
-    @property
-    def description(self) -> str:
-        """``P-256 key sha256:<hint>``."""
-        return self.identity.description
-
-    def sign(self, payload: bytes) -> Bundle:
-        """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
-        return _bundle.assemble(payload, _sign_pae(self._key, payload), _bundle.key_material(self._key.public_key()))
-
-
-class CertificateSigner:
-    """The ``certificate`` method: a private key, its leaf certificate and the chain above it (PEM)."""
-
-    method = "certificate"
-
-    def __init__(
-        self,
-        private_key: PathLike | ec.EllipticCurvePrivateKey,
-        signing_certificate: PathLike,
-        certificate_chain: Sequence[PathLike] = (),
-        *,
-        password: str | bytes | None = None,
-    ):
-        """Load the key, the leaf certificate and the chain; check that they belong together.
-
-        The leaf must hold the key's public key, be valid now and allow code signing (KeyUsage
-        digitalSignature, ExtendedKeyUsage codeSigning when present), and the leaf plus the chain must
-        chain up with the verifier's rules (see :func:`model_signing._keymaterial.check_signing_chain`) --
-        refusing here avoids writing a signature nobody can verify.  Where the trust anchor is
-        legitimately unknown here (the chain ends below a root), :attr:`warnings` says which issuer
-        verifiers must trust.
-        """
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        self._key = _load_key(private_key, password)
-        where = f"signing certificate {os.fspath(signing_certificate)}"
-        leaf, *extra = _keymaterial.load_certificates([signing_certificate], "signing certificate")
-        spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        if leaf.public_key().public_bytes(*spki) != self._key.public_key().public_bytes(*spki):
-            raise KeyMaterialError(f"{where} does not belong to the private key (their public keys differ)")
-        problem = _keymaterial.validity_problem(leaf, dt.datetime.now(dt.UTC))
-        if problem:
-            raise KeyMaterialError(f"{where} cannot be used: {problem}")
-        problem = _keymaterial.signing_usage_problem(leaf)
-        if problem:
-            raise KeyMaterialError(f"{where} cannot be used for signing: {problem}")
-        chain = [*extra, *_keymaterial.load_certificates(certificate_chain, "certificate chain file")]
-        #: What the caller should tell the user about the chain (e.g. the issuer verifiers must trust);
-        #: a chain that cannot verify was refused above.
-        self.warnings: tuple[str, ...] = tuple(
-            _keymaterial.check_signing_chain(leaf, chain, dt.datetime.now(dt.UTC), where)
-        )
-        self._chain: list[x509.Certificate] = [leaf, *chain]
-
-    @property
-    def identity(self) -> SignerIdentity:
-        """The leaf certificate's subject, issuer, serial and key."""
-        return _keymaterial.certificate_signer(self._chain[0])
-
-    @property
-    def description(self) -> str:
-        """The leaf certificate's subject and issuer."""
-        return self.identity.description
-
-    def sign(self, payload: bytes) -> Bundle:
-        """ECDSA over the DSSE PAE with the leaf's key; the bundle carries the chain, leaf first."""
-        return _bundle.assemble(payload, _sign_pae(self._key, payload), _bundle.certificate_material(self._chain))
-
-
-def _load_key(
-    private_key: PathLike | ec.EllipticCurvePrivateKey, password: str | bytes | None
-) -> ec.EllipticCurvePrivateKey:
-    if isinstance(private_key, str | os.PathLike):
-        return _keymaterial.load_private_key(private_key, password)
-    _keymaterial.check_ec(private_key, "the private key")
-    return private_key
-
-
-def _sign_pae(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return key.sign(_bundle.pae(payload), ec.ECDSA(_keymaterial.signature_hash(key)))
 
 
 def default_signature_path(model_path: PathLike) -> str:
@@ -215,14 +79,14 @@ def check_destination(model_path: PathLike, signature_path: PathLike | None = No
     model = os.fspath(model_path)
     sig_path = _destination_path(model, signature_path, overwrite)
     if sig_path != TO_CALLER:
-        _Reservation.claim(sig_path).release()
+        _claim(sig_path).release()
     return sig_path
 
 
 def _check_bundle_size(payload: bytes, resources: int) -> None:
     # The bundle carries the statement in base64, plus certificates and log entries (well under 64 KiB);
     # a bundle over the limit readers apply (MAX_SIGNATURE_FILE) could never be verified.
-    from model_signing._files import MAX_SIGNATURE_FILE
+    from model_signing._internal.files import MAX_SIGNATURE_FILE
 
     estimate = (len(payload) + 2) // 3 * 4 + (64 << 10)
     if estimate > MAX_SIGNATURE_FILE:
@@ -257,7 +121,7 @@ def sign(
     """
     model = os.fspath(model_path)
     sig_path = _destination_path(model, signature_path, overwrite)
-    reservation = _Reservation.claim(sig_path) if sig_path != TO_CALLER else None
+    reservation = _claim(sig_path) if sig_path != TO_CALLER else None
     try:
         config = hashing if hashing is not None else HashingConfig()
         if isinstance(signer, Preparing):
@@ -265,7 +129,7 @@ def sign(
             # its network round trips (the Fulcio certificate) still overlap the hash.
             signer.start()
         # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
-        poll = getattr(signer, "raise_if_failed", None)
+        poll = signer.raise_if_failed if isinstance(signer, FailsFast) else None
         excluded, scratch = (sig_path, reservation.tmp) if reservation is not None else (None, None)
         hashed = digest_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll)
         manifest = _statement.canonical_manifest(hashed.manifest)
@@ -279,9 +143,15 @@ def sign(
             raise SigningError(f"the {signer.method} signer failed: {exc}") from exc
         text = _bundle.bundle_json(bundle)
         # Never write what we could not read back: a cheap structural round trip.
-        _bundle.parse_bundle(text.encode("utf-8"), source="the new signature")
+        parsed = methods.parse_bundle(text.encode("utf-8"), source="the new signature")
+        if parsed.method != signer.method:  # a plug-in signer that wrote another method's material
+            raise SigningError(
+                f"the {signer.method} signer produced a {parsed.method} bundle; a verifier could not check it"
+            )
+        if parsed.payload != payload:  # what was signed must be the statement of this model, byte for byte
+            raise SigningError(f"the {signer.method} signer signed another payload than the model's statement")
         if reservation is not None:
-            reservation.commit(text, overwrite=overwrite, model_name=manifest.model_name)
+            _commit(reservation, text, overwrite=overwrite, model_name=manifest.model_name)
     finally:
         if reservation is not None:
             reservation.release()
@@ -318,7 +188,7 @@ def _destination_path(model: str, signature_path: PathLike | None, overwrite: bo
     if overwrite and os.path.lexists(sig_path) and _inside_model(model, sig_path):
         # --overwrite replaces an old signature, never a model file that happens to be named like one.
         try:
-            _bundle.read_bundle(sig_path)
+            methods.read_bundle(sig_path)
         except InputError:
             raise InputError(
                 f"refusing to overwrite {sig_path}: it is part of the model and not a signature; choose another "
@@ -353,7 +223,7 @@ def existing_subject(sig_path: str) -> tuple[str, str] | None:
     ``("", "")`` for a v0.2 signature (it has neither); ``None`` if the file is not a readable OMS bundle.
     """
     try:
-        statement = _statement.parse_statement(_bundle.read_bundle(sig_path).payload)
+        statement = _statement.parse_statement(methods.read_bundle(sig_path).payload)
     except Exception:  # noqa: BLE001 - only informs an error message: whatever the file is, say it is unreadable
         return None
     digest = statement.root_digest.hex() if statement.root_digest is not None else ""
@@ -379,95 +249,32 @@ def _inside_model(model: str, path: str) -> bool:
     return path_real.startswith(model_real.rstrip(os.sep) + os.sep)
 
 
-class _Reservation:
-    """A signature's destination, claimed before any work: a temporary file created in its directory.
+def _claim(sig_path: str) -> AtomicFile:
+    """Claim the signature's destination before any work; :class:`InputError` naming it if impossible."""
+    try:
+        return AtomicFile.claim(sig_path)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write signature {sig_path} ({exc.strerror or exc}); choose another signature path"
+        ) from None
 
-    Creating it is the check that the directory accepts a new file (permissions, read-only or full file
-    systems, ``/proc``-like directories), for root too; the same file later receives the signature and
-    is renamed into place.
-    """
 
-    def __init__(self, path: str, fd: int, tmp: str) -> None:
-        self.path = path
-        self._fd: int | None = fd
-        self._tmp: str | None = tmp
-
-    @property
-    def tmp(self) -> str | None:
-        """The temporary file's path (``None`` once released)."""
-        return self._tmp
-
-    @classmethod
-    def claim(cls, path: str) -> _Reservation:
-        """Create the temporary file beside ``path``; :class:`InputError` naming ``path`` if impossible."""
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise InputError(
-                f"cannot write signature {path} ({exc.strerror or exc}); choose another --signature path"
-            ) from None
-        return cls(path, fd, tmp)
-
-    def commit(self, text: str, *, overwrite: bool, model_name: str = "") -> None:
-        """Write ``text`` to the temporary file, then move it to the signature path atomically.
-
-        Without ``overwrite`` the final step is a hard link, which fails if the path appeared meanwhile,
-        so a concurrent writer is never clobbered.
-        """
-        assert self._fd is not None and self._tmp is not None, "the reservation was released"
-        path, tmp = self.path, self._tmp
-        fd, self._fd = self._fd, None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:  # a full disk, a file size limit, EIO: name the file and the operation
-            raise InputError(f"cannot write signature {path}: {exc.strerror or exc}") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # a signature is public: the usual file mode, not mkstemp's 0600
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise signature_exists(path, model_name) from None
-            except OSError:
-                # Filesystems without hard links: fall back to a rename after a last existence check.
-                if os.path.lexists(path):
-                    raise signature_exists(path, model_name) from None
-                os.replace(tmp, path)
-        directory = os.path.dirname(os.path.abspath(path))
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-
-    def release(self) -> None:
-        """Close and remove the temporary file (after :meth:`commit` it is only a name to unlink)."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        if self._tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
-            self._tmp = None
+def _commit(target: AtomicFile, text: str, *, overwrite: bool, model_name: str = "") -> None:
+    try:
+        target.commit(text, overwrite=overwrite)
+    except FileExistsError:
+        raise signature_exists(target.path, model_name) from None
+    except OSError as exc:  # a full disk, a file size limit, EIO: name the file and the operation
+        raise InputError(f"cannot write signature {target.path}: {exc.strerror or exc}") from None
 
 
 def write_atomic(path: str, text: str, *, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and an atomic rename.
+    """Write ``text`` to ``path`` atomically (:func:`model_signing._internal.atomic.write_atomic`).
 
-    Without ``overwrite`` the final step is a hard link, which fails if ``path`` appeared meanwhile,
-    so a concurrent writer is never clobbered.
+    Without ``overwrite`` an existing file is never replaced (:class:`SignatureExistsError`).
     """
-    reservation = _Reservation.claim(path)
+    target = _claim(path)
     try:
-        reservation.commit(text, overwrite=overwrite)
+        _commit(target, text, overwrite=overwrite)
     finally:
-        reservation.release()
+        target.release()

@@ -17,7 +17,7 @@ Order (every method shares it; a :class:`Verifier` only does step 2):
    allow_symlinks, ignore paths) plus the caller's extra ignore paths, and re-hash;
 5. compare, reporting every difference.
 
-A verifier with a ``verify_in_background(bundle)`` method (the ``sigstore`` one, whose check takes a
+A :class:`~model_signing.methods.base.BackgroundVerifier` (the ``sigstore`` one, whose check takes a
 few tenths of a second) runs step 2 while steps 3-4 proceed on the bundle's statement.  Nothing is
 reported before step 2's verdict (a bad signature wins over any other problem, and stops hashing at
 once), the statement must be the verified payload byte for byte, and a statement that allows
@@ -32,30 +32,32 @@ does not verify, :class:`~model_signing.errors.ModelMismatchError` (exit 3, with
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from model_signing import _bundle, _compare, _keymaterial, _paths, _statement, _walk
-from model_signing._bundle import SignatureBundle
+from model_signing import methods
+from model_signing._internal.types import PathLike
 from model_signing.errors import (
     EmptyModelError,
     InputError,
-    KeyMaterialError,
     ModelMismatchError,
+    ModelSigningError,
     VerificationError,
 )
 from model_signing.hashing import HashingConfig, hash_files
+from model_signing.hashing import walk as _walk
 from model_signing.manifest import Manifest, Resource
+from model_signing.manifest import compare as _compare
+from model_signing.methods.base import BackgroundVerifier, Pending, VerifiedSignature, Verifier, require_method
+from model_signing.methods.certificate import CertificateVerifier
+from model_signing.methods.key import KeyVerifier
+from model_signing.oms import names as _paths
+from model_signing.oms import statement as _statement
+from model_signing.oms.bundle import SignatureBundle
 from model_signing.results import SignerIdentity, VerifyResult
 
-if TYPE_CHECKING:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-PathLike = str | os.PathLike[str]
+T = TypeVar("T")
 
 __all__ = [
     "CertificateVerifier",
@@ -67,171 +69,6 @@ __all__ = [
     "VerifyResult",
     "verify",
 ]
-
-
-@dataclass(frozen=True)
-class VerifiedSignature:
-    """The outcome of a successful signature check: the payload it covers and who signed it."""
-
-    payload: bytes
-    #: A description of the signer for the report (key fingerprint, certificate subject, identity).
-    signer: str
-    #: The signature is over model-signing v0.2's non-standard encoding (see ``_bundle.legacy_pae``).
-    legacy_encoding: bool = False
-    #: Who signed, structured; a verifier that leaves it out gets ``SignerIdentity(method, identity=signer)``.
-    identity: SignerIdentity | None = None
-
-
-@runtime_checkable
-class Verifier(Protocol):
-    """Checks a bundle's signature with one method's trust material."""
-
-    #: ``"key"``, ``"certificate"`` or ``"sigstore"``: the only bundles this verifier accepts.
-    method: str
-
-    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
-        """Verify the DSSE signature and return the verified payload; raise ``VerificationError``."""
-        ...
-
-
-class KeyVerifier:
-    """The ``key`` method: the EC public key (PEM) paired with the signing key."""
-
-    method = "key"
-
-    def __init__(self, public_key: PathLike | ec.EllipticCurvePublicKey):
-        """Load ``public_key`` (a PEM file path or a key object)."""
-        if isinstance(public_key, str | os.PathLike):
-            self._key = _keymaterial.load_public_key(public_key)
-        else:
-            _keymaterial.check_ec(public_key, "the public key")
-            self._key = public_key
-        self._hint = _bundle.public_key_hint(self._key)
-
-    @property
-    def identity(self) -> SignerIdentity:
-        """The key: its id (``sha256:<hint>``) and curve."""
-        return _keymaterial.key_signer(self._key)
-
-    @property
-    def description(self) -> str:
-        """``P-256 key sha256:<hint>``."""
-        return self.identity.description
-
-    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
-        """Check the key hint (when present) and the ECDSA signature over the DSSE PAE."""
-        _require_method(bundle, self.method)
-        hint = bundle.key_hint
-        if hint and hint != self._hint:
-            raise VerificationError(
-                f"{bundle.source} was signed with a different key (key hint {hint}, the given public key "
-                f"is {self._hint})"
-            )
-        if not hint and bundle.legacy_public_key is not None:
-            legacy = _legacy_key(bundle.legacy_public_key)
-            if legacy is not None and _bundle.public_key_hint(legacy) != self._hint:
-                raise VerificationError(f"{bundle.source} was signed with a different key than the one given")
-        payload, legacy_encoding = _check_dsse(self._key, bundle, "the given public key")
-        return VerifiedSignature(payload, self.description, legacy_encoding, self.identity)
-
-
-class CertificateVerifier:
-    """The ``certificate`` method: trusted root certificates (PEM) that the bundle's chain must lead to.
-
-    The chain is validated *now* (key and certificate bundles carry no trusted timestamp): every
-    certificate must be within its validity period at verification time, so a signature made with a
-    certificate that has since expired stops verifying and the model must be re-signed.  ``at``
-    overrides the time (for audits).
-
-    By default the signing certificate is held to what the reference implementations accept (see
-    :func:`model_signing._keymaterial.verify_chain`): basicConstraints ``CA:TRUE`` in the leaf and a
-    self-signed leaf given as its own trusted certificate are accepted.  ``strict=True`` applies RFC 5280's
-    end-entity rules and refuses both.
-    """
-
-    method = "certificate"
-
-    def __init__(
-        self,
-        certificate_chain: Sequence[PathLike] | Sequence[x509.Certificate],
-        *,
-        at: dt.datetime | None = None,
-        strict: bool = False,
-    ):
-        """Load the trusted certificates (each PEM file may hold several)."""
-        from cryptography import x509
-
-        certs = list(certificate_chain)
-        if certs and all(isinstance(c, x509.Certificate) for c in certs):
-            self._roots: list[x509.Certificate] = certs  # type: ignore[assignment]
-        else:
-            paths = [c for c in certs if isinstance(c, str | os.PathLike)]
-            if len(paths) != len(certs):
-                raise TypeError("certificate_chain takes file paths or x509.Certificate objects, not a mix")
-            self._roots = _keymaterial.load_certificates(paths, "certificate chain file")
-        if not self._roots:
-            raise KeyMaterialError("no trusted certificates given; pass the root CA with --certificate-chain")
-        self._at = at
-        self._strict = strict
-
-    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
-        """Validate the bundle's chain to the trusted roots, then the signature with the leaf's key."""
-        _require_method(bundle, self.method)
-        leaf, *intermediates = bundle.certificate_chain()
-        at = self._at or dt.datetime.now(dt.UTC)
-        _keymaterial.verify_chain(leaf, intermediates, self._roots, at, strict=self._strict)
-        key = _keymaterial.public_key_of(leaf, "the signing certificate")
-        payload, legacy_encoding = _check_dsse(key, bundle, "the signing certificate's key")
-        identity = _keymaterial.certificate_signer(leaf)
-        return VerifiedSignature(payload, identity.description, legacy_encoding, identity)
-
-
-def _require_method(bundle: SignatureBundle, method: str) -> None:
-    if bundle.method != method:
-        raise VerificationError(
-            f"{bundle.source} is a {bundle.method} signature, not a {method} one; verify it with "
-            f"'verify {bundle.method}'"
-        )
-
-
-def _legacy_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
-    """Best-effort parse of a pre-v1.1 ``publicKey.rawBytes`` (PEM or DER SubjectPublicKeyInfo)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    for load in (serialization.load_pem_public_key, serialization.load_der_public_key):
-        try:
-            key = load(raw)
-        except ValueError:
-            continue
-        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
-    return None
-
-
-def _check_dsse(key: ec.EllipticCurvePublicKey, bundle: SignatureBundle, what: str) -> tuple[bytes, bool]:
-    """Verify the DSSE signature over the PAE; fall back to model-signing v0.2's encoding (read-only)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    payload, signature = bundle.payload, bundle.signature
-    preferred = _keymaterial.signature_hash(key)
-    try:
-        key.verify(signature, _bundle.pae(payload, bundle.payload_type), ec.ECDSA(preferred))
-        return payload, False
-    except InvalidSignature:
-        pass
-    # v0.2 signed a different byte string, and always hashed with SHA-256.
-    for algorithm in (preferred, hashes.SHA256()) if preferred.name != "sha256" else (preferred,):
-        try:
-            key.verify(signature, _bundle.legacy_pae(payload, bundle.payload_type), ec.ECDSA(algorithm))
-            return payload, True
-        except InvalidSignature:
-            continue
-    raise VerificationError(
-        f"the signature in {bundle.source} does not verify with {what}: wrong key, or the envelope was "
-        "tampered with"
-    )
 
 
 def verify(
@@ -257,8 +94,8 @@ def verify(
     if not os.path.lexists(model):
         raise InputError(f"model {model} does not exist; give the path of the signed model directory or file")
 
-    bundle = _bundle.read_bundle(sig_path)
-    _require_method(bundle, verifier.method)  # also for third-party verifiers that forget to check
+    bundle = methods.read_bundle(sig_path)
+    require_method(bundle, verifier.method)  # also for third-party verifiers that forget to check
     verdict = _Verdict(verifier, bundle)
     try:
         # A verifier that checks in the background (sigstore) works while the model is hashed with the
@@ -337,25 +174,45 @@ class _Verdict:
 
     def __init__(self, verifier: Verifier, bundle: SignatureBundle) -> None:
         self._bundle = bundle
-        start = getattr(verifier, "verify_in_background", None)
-        self._pending = start(bundle) if start is not None else None
-        self._verified = verifier.verify(bundle) if start is None else None
+        self._verifier_method = verifier.method
+        self._pending: Pending[VerifiedSignature] | None = None
+        self._verified: VerifiedSignature | None = None
+        if isinstance(verifier, BackgroundVerifier):
+            self._pending = _wrapped(verifier, lambda: verifier.verify_in_background(bundle))
+        else:
+            self._verified = _wrapped(verifier, lambda: verifier.verify(bundle))
 
     def raise_if_failed(self) -> None:
         """Raise the verification error at once if the check has already failed."""
         if self._pending is not None:
-            self._pending.raise_if_failed()
+            _wrapped(self._verifier_method, self._pending.raise_if_failed)
 
     def wait(self) -> VerifiedSignature:
         """The verified signature, or the verification error."""
         if self._verified is None:
-            assert self._pending is not None
-            self._verified = self._pending.result()
+            pending = self._pending
+            assert pending is not None
+            self._verified = _wrapped(self._verifier_method, pending.result)
         if self._verified.payload != self._bundle.payload:
             raise VerificationError(
                 f"{self._bundle.source}: the verifier returned a payload other than the bundle's; refusing to compare"
             )
         return self._verified
+
+
+def _wrapped(verifier: Verifier | str, call: Callable[[], T]) -> T:
+    """``call()``, with a plug-in verifier's unexpected exception turned into a :class:`VerificationError`.
+
+    A verifier that crashes has not verified anything: that is a failed verification (exit 2), with the
+    cause named, never a traceback or a pass.
+    """
+    try:
+        return call()
+    except ModelSigningError:
+        raise
+    except Exception as exc:
+        method = verifier if isinstance(verifier, str) else verifier.method
+        raise VerificationError(f"the {method} verifier failed: {exc!r}") from exc
 
 
 def _for_model_path(signed: Manifest, model: str) -> Manifest:

@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 
 from model_signing import KeySigner
-from model_signing._bundle import (
+from model_signing.errors import SignatureFormatError
+from model_signing.methods import parse_bundle, read_bundle
+from model_signing.oms.bundle import (
     BUNDLE_MEDIA_TYPE,
     legacy_pae,
     pae,
-    parse_bundle,
     public_key_hint,
-    read_bundle,
 )
-from model_signing.errors import SignatureFormatError
 from tests import _pki
 
 
@@ -208,7 +207,7 @@ def test_sigstore_statement_keeps_our_canonical_bytes(small_model: Path) -> None
     from sigstore.dsse import Statement
 
     from model_signing import HashingConfig, hash_model
-    from model_signing._statement import statement_payload
+    from model_signing.oms.statement import statement_payload
 
     payload = statement_payload(hash_model(small_model, HashingConfig(max_workers=1)))
     statement = Statement(payload)

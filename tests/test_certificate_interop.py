@@ -24,8 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from benchmarks.peer import ensure_peer_venv, peer_cli
-from model_signing import _bundle
-from model_signing._keymaterial import signature_hash
+from model_signing.keymaterial.keys import signature_hash
+from model_signing.oms import bundle as _bundle
 from tests import _pki
 from tests._cli import Run
 
@@ -66,7 +66,7 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
 def _forge(model: Path, sig: Path, key: ec.EllipticCurvePrivateKey, chain: list[x509.Certificate]) -> None:
     """A certificate bundle over ``model`` signed by ``key`` with any chain, bypassing the signer's checks."""
     import model_signing as ms
-    from model_signing._statement import statement_payload
+    from model_signing.oms.statement import statement_payload
 
     payload = statement_payload(ms.hash_model(model, ms.HashingConfig(max_workers=1, progress=False)))
     signature = key.sign(_bundle.pae(payload), ec.ECDSA(signature_hash(key)))

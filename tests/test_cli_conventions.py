@@ -253,12 +253,28 @@ PATH_OPTIONS = {
 
 
 def help_rows(*command: str) -> dict[str, str]:
-    """``{option or argument name: its row}`` of the rich help table."""
+    """``{option or argument name: its row}`` of the (plain, click-formatted) help.
+
+    A row is an entry of the ``Arguments:`` or ``Options:`` section with its wrapped continuation lines
+    joined; an argument is keyed by its metavar in lower case (``[PATH]`` -> ``path``), an option by each
+    of its spellings.
+    """
     rows: dict[str, str] = {}
+    section, keys = "", []
     for line in ok(run(*command, "--help", env=WIDE)).stdout.splitlines():
-        match = re.match(r"^│\s*\*?\s+(--[\w-]+|[a-z_]+)\b", line)
-        if match:
-            rows[match.group(1)] = line
+        if line and not line.startswith(" "):
+            section, keys = line.rstrip(":"), []
+        elif re.match(r"^  \S", line) and section in ("Arguments", "Options"):
+            head = line.split("  ")[1] if section == "Options" else line.split()[0]
+            if section == "Arguments":
+                keys = [head.strip("[]").lower()]
+            else:
+                keys = [part.split()[0] for part in head.split(", ")]
+            for key in keys:
+                rows[key] = line
+        elif line.startswith("   ") and keys:
+            for key in keys:  # click wraps after a hyphen too ("--identity-" / "regexp")
+                rows[key] += ("" if rows[key].endswith("-") else " ") + line.strip()
     return rows
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from model_signing._files import read_small_file
+from model_signing._internal.files import read_small_file
 from model_signing.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent

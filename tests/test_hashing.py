@@ -15,8 +15,10 @@ from pathlib import Path
 import blake3
 import pytest
 
-from model_signing import HashingConfig, _plan, _workers, hash_model
+from model_signing import HashingConfig, hash_model
 from model_signing.errors import FileChangedError, InputError, ModelPathError
+from model_signing.hashing import _plan
+from model_signing.hashing import _pool as _workers
 
 SHARD = 64
 
@@ -259,7 +261,8 @@ def test_read_error_names_the_file(model: Path, workers: int) -> None:
 
 
 def test_file_changed_between_walk_and_hash_is_an_error(model: Path) -> None:
-    from model_signing import _plan, _walk
+    from model_signing.hashing import _plan
+    from model_signing.hashing import walk as _walk
 
     walked = _walk.walk(model)
     (model / "config.json").write_bytes(b"changed, and longer than before")
@@ -269,7 +272,7 @@ def test_file_changed_between_walk_and_hash_is_an_error(model: Path) -> None:
 
 
 def test_file_replaced_by_a_fifo_after_the_walk_is_an_error_not_a_hang(model: Path) -> None:
-    from model_signing import _walk
+    from model_signing.hashing import walk as _walk
 
     walked = _walk.walk(model)
     fifo = model / "config.json"
@@ -333,7 +336,7 @@ def test_workers_are_other_processes(model: Path, tmp_path: Path) -> None:
 
 
 def test_plan_batches_small_files_and_sorts_largest_first(model: Path) -> None:
-    from model_signing import _walk
+    from model_signing.hashing import walk as _walk
 
     plan = _plan.make_plan(_walk.walk(model).files, "shards", SHARD)
     sizes = [sum(t.end - t.start for t in item) for item in plan.items]
@@ -435,7 +438,7 @@ def test_error_in_a_worker_leaves_no_processes(model: Path) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_counts_every_byte_once(model: Path, workers: int) -> None:
-    from model_signing import _walk
+    from model_signing.hashing import walk as _walk
 
     plan = _plan.make_plan(_walk.walk(model).files, "shards", SHARD)
     seen: list[int] = []

@@ -26,11 +26,11 @@ from sigstore.models import ClientTrustConfig
 from sigstore.oidc import IdentityError, IdentityToken
 
 import model_signing as ms
-from model_signing import keyless
-from model_signing._bundle import read_bundle
-from model_signing._oidc_token import renewed_token
-from model_signing._sigstore_ops import certificate_identity as _certificate_identity
 from model_signing.errors import InputError, KeyMaterialError, ModelMismatchError, SigningError, VerificationError
+from model_signing.methods import read_bundle
+from model_signing.methods import sigstore as keyless
+from model_signing.methods.sigstore._ops import certificate_identity as _certificate_identity
+from model_signing.methods.sigstore._token import renewed_token
 from model_signing.sigstore_local import LocalSigstore, github_claims
 
 EMAIL = "alice@example.com"

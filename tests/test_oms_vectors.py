@@ -17,9 +17,9 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 import model_signing as ms
-from model_signing._bundle import parse_bundle
-from model_signing._statement import parse_statement
 from model_signing.errors import SignatureFormatError, StatementError
+from model_signing.methods import parse_bundle
+from model_signing.oms.statement import parse_statement
 from tests import _pki
 
 DATA = Path(__file__).parent / "data" / "oms-v1.0"

@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import model_signing as ms
-from model_signing import _bundle
-from model_signing._keymaterial import signature_hash
 from model_signing.errors import KeyMaterialError, VerificationError
+from model_signing.keymaterial.keys import signature_hash
+from model_signing.oms import bundle as _bundle
 from tests import _pki
 
 FAST = ms.HashingConfig(max_workers=1)
@@ -30,7 +30,7 @@ def _verify(model: Path, roots: list[Path], sig: Path, **kw: object) -> ms.Verif
 
 def _forge(model: Path, sig: Path, key: ec.EllipticCurvePrivateKey, chain: list) -> None:  # type: ignore[type-arg]
     """A certificate bundle for ``model`` signed by ``key`` with an arbitrary chain (bypassing signer checks)."""
-    from model_signing._statement import statement_payload
+    from model_signing.oms.statement import statement_payload
 
     payload = statement_payload(ms.hash_model(model, FAST))
     signature = key.sign(_bundle.pae(payload), ec.ECDSA(signature_hash(key)))

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import model_signing as ms
-from model_signing._bundle import pae, public_key_hint
 from model_signing.errors import (
     InputError,
     KeyMaterialError,
@@ -25,6 +24,7 @@ from model_signing.errors import (
     SignatureFormatError,
     VerificationError,
 )
+from model_signing.oms.bundle import pae, public_key_hint
 from tests import _pki
 
 Keypair = Callable[..., tuple[Path, Path]]

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import model_signing as ms
-from model_signing import _sigstore_service
-from model_signing._bundle import SignatureBundle
 from model_signing.errors import FileChangedError, ModelPathError, VerificationError
+from model_signing.methods.sigstore import service as _sigstore_service
+from model_signing.oms.bundle import SignatureBundle
 from model_signing.sigstore_local import LocalSigstore
 from model_signing.verifying import VerifiedSignature
 
@@ -219,7 +219,7 @@ def test_the_helper_exits_with_its_parent(tmp_path: Path) -> None:
     # The parent vanishes without closing anything: the helper sees its request pipe close and exits.
     script = (
         "import os, sys; sys.path.insert(0, sys.argv[1]);"
-        "from model_signing import _sigstore_service as s; svc = s.shared();"
+        "from model_signing.methods.sigstore import service as s; svc = s.shared();"
         "print(svc._proc.pid, flush=True); os._exit(0)"
     )
     proc = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60,

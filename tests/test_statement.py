@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from model_signing import HashingConfig, hash_model
-from model_signing._statement import (
+from model_signing.errors import StatementError, UnsafePathError
+from model_signing.manifest import Manifest, Resource, Serialization
+from model_signing.oms.statement import (
     LEGACY_PREDICATE_TYPE,
     PREDICATE_TYPE,
     parse_statement,
     statement_payload,
 )
-from model_signing.errors import StatementError, UnsafePathError
-from model_signing.manifest import Manifest, Resource, Serialization
 
 SHA_A = hashlib.sha256(b"a").hexdigest()
 SHA_B = hashlib.sha256(b"b").hexdigest()

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import model_signing as ms
-from model_signing import _bundle
 from model_signing.errors import ModelMismatchError, ModelPathError, UnsafePathError
+from model_signing.oms import bundle as _bundle
 from tests import _pki
 
 FAST = ms.HashingConfig(max_workers=1)

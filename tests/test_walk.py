@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from model_signing import HashingConfig, hash_model
-from model_signing._walk import walk
 from model_signing.errors import InputError, ModelPathError
+from model_signing.hashing.walk import walk
 
 
 def _names(root: Path | str, **kw: object) -> list[str]:

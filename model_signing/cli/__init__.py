@@ -21,18 +21,17 @@ def _fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn
     _report.fail(message, code, exc)
 
 
-#: The ``sign`` / ``verify`` subcommands that do not use Sigstore; any other (``sigstore``, or the default
-#: subcommand when none is named) does.
-KEY_BASED = frozenset({"key", "certificate"})
-
-
 def _uses_sigstore(args: list[str]) -> bool:
-    return (
-        len(args) >= 2
-        and args[0] in ("sign", "verify")
-        and args[1] not in KEY_BASED
-        and not any(a in ("--help", "-h") for a in args)
-    )
+    """Whether the command runs a method that uses the Sigstore helper (asked of the method registry).
+
+    ``sign``/``verify`` followed by anything but a method name run the groups' default method.
+    """
+    if len(args) < 2 or args[0] not in ("sign", "verify") or any(a in ("--help", "-h") for a in args):
+        return False
+    from model_signing import methods
+
+    spec = methods.REGISTRY.get(args[1]) or methods.REGISTRY[methods.DEFAULT]
+    return spec.uses_sigstore_helper
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,9 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         if _uses_sigstore(args):
             # Start the Sigstore helper first: it imports sigstore while this process imports the CLI,
             # parses the arguments and hashes the model.
-            from model_signing import _sigstore_service
+            from model_signing.methods.sigstore import service
 
-            _sigstore_service.prestart()
+            service.prestart()
         import click
         import typer
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import click
 import typer
 
+from model_signing.methods import DEFAULT as DEFAULT_METHOD
+
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
 
@@ -151,7 +153,7 @@ class DefaultGroup(HelpGroup):
     group behaves like a plain one.
     """
 
-    default_command = "sigstore"
+    default_command = DEFAULT_METHOD
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Insert the default subcommand name in front of arguments that do not start with one."""

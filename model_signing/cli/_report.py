@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from model_signing._text import plural
+from model_signing._internal.text import plural
 from model_signing.errors import Difference, InputError, ModelMismatchError, ModelSigningError
 
 if TYPE_CHECKING:

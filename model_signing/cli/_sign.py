@@ -1,4 +1,5 @@
-"""CLI: ``sign key`` and ``sign certificate`` (the ``sign`` group also hosts the keyless ``sign sigstore``).
+"""CLI: the ``sign`` group and what its subcommands share (one subcommand per signing method, each in
+:mod:`model_signing.cli.methods`).
 
 The group is a :class:`~model_signing.cli._options.DefaultGroup`: once a ``sigstore`` subcommand is
 registered on :data:`sign_app`, ``sign MODEL`` / ``sign --path MODEL`` run it.
@@ -11,7 +12,7 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -24,26 +25,13 @@ if TYPE_CHECKING:
     from model_signing.signing import Signer
 
 sign_app = typer.Typer(
+    # Plain click help: typer's rich formatting costs ~70 ms of imports on every command's start-up.
+    rich_markup_mode=None,
     name="sign",
     cls=opt.DefaultGroup,
     help="Sign a model: writes an OMS v1.0 signature (a Sigstore bundle) beside it.",
     no_args_is_help=True,
 )
-
-SigningCertificate = Annotated[
-    str,
-    typer.Option("--signing-certificate", metavar="PATH", help="The leaf certificate of the private key (PEM)."),
-]
-CertificateChain = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--certificate-chain",
-        metavar="PATH",
-        help="Certificates above the leaf to include in the bundle: the intermediates, optionally the root "
-        "(PEM; repeatable; any order). Checked before hashing: a chain that lacks the leaf's issuer is refused.",
-    ),
-]
-
 
 #: ``--signature -``: the bundle goes to stdout (as with cosign and sigstore), the report to stderr.
 STDOUT = "-"
@@ -57,7 +45,7 @@ def begin(path: str, signature: str | None, as_json: bool) -> None:
     _report.begin("sign", model_path=path, signature_path=sig, as_json=as_json)
 
 
-def _run(
+def run_sign(
     path: str,
     make_signer: Callable[[], Signer],
     config: HashingConfig,
@@ -144,69 +132,6 @@ def _write_stdout(text: str) -> None:
             view = view[os.write(fd, view):]
     except OSError as exc:
         raise InputError(f"cannot write signature to stdout: {exc.strerror or exc}") from None
-
-
-
-@sign_app.command("key", cls=opt.PeerSpellings)
-@opt.with_option_groups
-def sign_key(
-    *,
-    path: opt.OptionalModelPath = None,
-    path_option: opt.PathOption = None,
-    private_key: opt.PrivateKey,
-    password_env: opt.PasswordEnv = None,
-    password: opt.PasswordArgument = None,
-    signature: opt.SignatureOut = None,
-    overwrite: opt.Overwrite = False,
-    hashing: opt.HashingOptions,
-    as_json: opt.Json = False,
-) -> None:
-    """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
-    from model_signing.signing import KeySigner
-
-    model = opt.model_path(path, path_option)
-    begin(model, signature, as_json)
-
-    def signer() -> KeySigner:
-        return KeySigner(private_key, password=opt.password_from_env(password_env, password))
-
-    _run(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
-
-
-@sign_app.command("certificate", cls=opt.PeerSpellings)
-@opt.with_option_groups
-def sign_certificate(
-    *,
-    path: opt.OptionalModelPath = None,
-    path_option: opt.PathOption = None,
-    private_key: opt.PrivateKey,
-    signing_certificate: SigningCertificate,
-    certificate_chain: CertificateChain = None,
-    password_env: opt.PasswordEnv = None,
-    password: opt.PasswordArgument = None,
-    signature: opt.SignatureOut = None,
-    overwrite: opt.Overwrite = False,
-    hashing: opt.HashingOptions,
-    as_json: opt.Json = False,
-) -> None:
-    """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
-    from model_signing.signing import CertificateSigner
-
-    model = opt.model_path(path, path_option)
-    begin(model, signature, as_json)
-
-    def signer() -> CertificateSigner:
-        made = CertificateSigner(
-            private_key,
-            signing_certificate,
-            tuple(certificate_chain or ()),
-            password=opt.password_from_env(password_env, password),
-        )
-        for warning in made.warnings:  # before hashing: the user may want to stop and fix the chain
-            print(f"warning: {warning}", file=sys.stderr)
-        return made
-
-    _run(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

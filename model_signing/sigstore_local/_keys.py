@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from model_signing._internal.atomic import write_atomic
 from model_signing.errors import InputError
 
 STATE_VERSION = 1
@@ -36,24 +36,13 @@ def utcnow() -> dt.datetime:
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and a rename.
+    """Write ``data`` to ``path`` atomically (the package's one atomic write), creating its directory.
 
-    Readers never see a half-written file; ``mode`` is applied before the rename so a private key is
-    never world-readable, even briefly.
+    Readers never see a half-written file; ``mode`` is applied before any byte is written, so a private
+    key is never world-readable, even briefly.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, overwrite=True, mode=mode)
 
 
 class StateDir:

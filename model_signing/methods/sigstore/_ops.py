@@ -28,11 +28,12 @@ from sigstore.oidc import IdentityError, IdentityToken
 from sigstore.sign import Signer, SigningContext
 from sigstore.verify import Verifier
 
-from model_signing._identity_policy import IdentityPolicy, certificate_identities
-from model_signing._oidc_token import one_line, unusable_token
-from model_signing._sigstore_service import DEFAULT_TIMEOUT, Prepared, RootSpec, TrustSpec, service_at
-from model_signing._sigstore_trust import load_trust_config, signing_trust_config, verification_trusted_root
 from model_signing.errors import KeyMaterialError, SignatureFormatError, SigningError, VerificationError
+from model_signing.methods.sigstore import _deadline
+from model_signing.methods.sigstore._token import one_line, unusable_token
+from model_signing.methods.sigstore._trust import load_trust_config, signing_trust_config, verification_trusted_root
+from model_signing.methods.sigstore._wire import Prepared, RootSpec, TrustSpec, service_at
+from model_signing.methods.sigstore.identity import IdentityPolicy, certificate_identities
 from model_signing.results import SignerIdentity
 
 if TYPE_CHECKING:
@@ -46,18 +47,7 @@ _signers: dict[int, Signer] = {}
 _roots: dict[RootSpec, TrustedRoot] = {}
 
 
-def _ignore(url: str) -> None:
-    return None
-
-
-# The request being run (the helper runs one at a time): its timeout, and whom to tell about each URL.
-_timeout = DEFAULT_TIMEOUT
-_contacting: Callable[[str], None] = _ignore
-
-
-def request_timeout() -> float:
-    """The timeout of the request being run, in seconds (for messages)."""
-    return _timeout
+request_timeout = _deadline.request_timeout
 
 
 def run(operation: str, args: tuple[object, ...], timeout: float, contacting: Callable[[str], None]) -> object:
@@ -65,21 +55,20 @@ def run(operation: str, args: tuple[object, ...], timeout: float, contacting: Ca
 
     ``contacting`` is called with each URL before it is requested (the helper tells the parent).
     """
-    global _timeout, _contacting  # the one request in flight; see the module docstring
-    _timeout, _contacting = timeout, contacting
+    _deadline.current.timeout, _deadline.current.contacting = timeout, contacting  # the one request in flight
     try:
         return OPERATIONS[operation](*args)
     finally:
-        _timeout, _contacting = DEFAULT_TIMEOUT, _ignore
+        _deadline.current.reset()
 
 
 def _bounded(given: Any) -> Any:
     # An explicit timeout stays if it is shorter; ``None`` (wait forever) and longer ones become ours.
     if isinstance(given, tuple):
         return tuple(_bounded(part) for part in given)
-    if isinstance(given, int | float) and not isinstance(given, bool) and 0 < given <= _timeout:
+    if isinstance(given, int | float) and not isinstance(given, bool) and 0 < given <= _deadline.current.timeout:
         return given
-    return _timeout
+    return _deadline.current.timeout
 
 
 _installed: list[bool] = []
@@ -105,7 +94,7 @@ def install_deadlines() -> None:
             args = (*args[:6], _bounded(args[6]), *args[7:])
         else:
             kwargs["timeout"] = _bounded(kwargs.get("timeout"))
-        _contacting(str(url))
+        _deadline.current.contacting(str(url))
         return request(self, method, url, *args, **kwargs)
 
     requests.Session.request = bounded_request  # type: ignore[method-assign,assignment]
@@ -120,7 +109,7 @@ def install_deadlines() -> None:
 
     @functools.wraps(fetch)
     def noted_fetch(self: urllib3_fetcher.Urllib3Fetcher, url: str) -> Any:
-        _contacting(url)
+        _deadline.current.contacting(url)
         return fetch(self, url)
 
     fetcher.__init__ = bounded_init  # type: ignore[method-assign]
@@ -211,7 +200,7 @@ def verify(
 
 def foreign_certificate(cert: x509.Certificate, root: TrustedRoot, roots: RootSpec) -> str | None:
     """Why ``cert`` cannot chain to ``root``, if none of the root's Fulcio CAs issued it; else ``None``."""
-    from model_signing._keymaterial import issued_by
+    from model_signing.keymaterial.certificates import issued_by
 
     try:
         authorities = root.get_fulcio_certs()
@@ -314,8 +303,8 @@ def signing_failure(exc: Exception) -> str:
     if any(isinstance(link, requests.Timeout) for link in chain):
         where = f"{service or service_at(url)} at {url}" if url else service or "a Sigstore service"
         return (
-            f"{where} did not answer within {_timeout:g} s; check that the service is up and that the trust "
-            "config names the right URL, or allow a longer timeout"
+            f"{where} did not answer within {_deadline.current.timeout:g} s; check that the service is up and that "
+            "the trust config names the right URL, or allow a longer timeout"
         )
     for link in chain:
         response = getattr(link, "response", None)

@@ -35,6 +35,9 @@ class FileEntry:
     ino: int
     #: Whether opening must follow a symlink (only when allowed and this entry is one or lies under one).
     follow: bool
+    #: The inode's change time when enumerated: unlike ``mtime_ns`` no user can set it back (digest caches
+    #: key on it); the hash workers do not check it, as a ``chmod`` during hashing changes no byte.
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,9 @@ def walk(
         is_sig = signature_path is not None and os.path.realpath(signature_path) == os.path.realpath(root)
         if is_sig or _is_ignored(name, user_ignored):
             raise EmptyModelError(f"{root_display}: the model is excluded by the ignore paths; nothing to hash")
-        entry = FileEntry(name, root, lst.st_size, lst.st_mtime_ns, lst.st_dev, lst.st_ino, follow_root)
+        entry = FileEntry(
+            name, root, lst.st_size, lst.st_mtime_ns, lst.st_dev, lst.st_ino, follow_root, lst.st_ctime_ns
+        )
         unmatched = tuple(p for p in user_ignored if p != name)
         return WalkResult(model_name, (entry,), ignore_record, unmatched)
     if not stat.S_ISDIR(lst.st_mode):
@@ -295,7 +300,9 @@ def walk(
                     )
                 stack.append((de.path, rel, follow, (*ancestors, key)))
             elif stat.S_ISREG(st.st_mode):
-                files.append(FileEntry(rel, de.path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, follow))
+                files.append(
+                    FileEntry(rel, de.path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, follow, st.st_ctime_ns)
+                )
             else:
                 raise ModelPathError(
                     f"{_display(root_display, rel)} is {_special_kind(st.st_mode)}; only regular files can be hashed, "

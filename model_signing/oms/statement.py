@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from model_signing import _compare, _paths, _strict_json
+from model_signing._internal import strict_json as _strict_json
 from model_signing.errors import ModelSigningError, StatementError
 from model_signing.manifest import Manifest, Resource, Serialization
+from model_signing.manifest import compare as _compare
+from model_signing.oms import names as _paths
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from model_signing._walk import FileEntry
-from model_signing.manifest import Method
+from model_signing.hashing.walk import FileEntry
+from model_signing.manifest import SerializationMethod
 
 #: Ranges smaller than this are batched with others into one work item.
 SMALL_RANGE = 4 * 1024 * 1024
@@ -66,7 +66,7 @@ def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + shard_size, size)) for s in range(0, size, shard_size)]
 
 
-def make_plan(files: Sequence[FileEntry], method: Method, shard_size: int) -> Plan:
+def make_plan(files: Sequence[FileEntry], method: SerializationMethod, shard_size: int) -> Plan:
     """Resources in manifest order and work items, largest first."""
     pending: list[tuple[str, FileEntry, int, int]] = []
     for f in files:

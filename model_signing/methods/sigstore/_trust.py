@@ -9,7 +9,7 @@ import os
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from model_signing._files import MAX_TRUST_FILE, read_small_file
+from model_signing._internal.files import MAX_TRUST_FILE, read_small_file
 from model_signing.errors import InputError
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def _tuf_reason(exc: BaseException) -> str:
         chain.append(nxt)
     if any(type(link).__name__ in ("SlowRetrievalError", "ConnectTimeoutError", "ReadTimeoutError")
            or isinstance(link, TimeoutError) for link in chain):
-        from model_signing._sigstore_ops import request_timeout
+        from model_signing.methods.sigstore._deadline import request_timeout
 
         return f"no answer within {request_timeout():g} s"
     return type(exc).__name__
@@ -175,7 +175,7 @@ def _parse_trusted_root(raw: str | bytes, where: str) -> TrustedRoot:
 
 def _check_depth(text: str, path: str | os.PathLike[str], message: str) -> None:
     # Before any parser sees it: Python's json (and pydantic's) would end a deep document in a RecursionError.
-    from model_signing import _strict_json
+    from model_signing._internal import strict_json as _strict_json
 
     try:
         _strict_json.check_depth(text)

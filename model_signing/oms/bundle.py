@@ -17,14 +17,14 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
-from model_signing import _strict_json
-from model_signing._files import MAX_SIGNATURE_FILE, read_small_file
-from model_signing._statement import PAYLOAD_TYPE
+from model_signing._internal import strict_json as _strict_json
+from model_signing._internal.files import MAX_SIGNATURE_FILE, read_small_file
 from model_signing.errors import SignatureFormatError
+from model_signing.oms.statement import PAYLOAD_TYPE
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -40,7 +40,6 @@ KNOWN_MEDIA_TYPES = (
     "application/vnd.dev.sigstore.bundle+json;version=0.1",
 )
 
-SigningMethod = Literal["key", "certificate", "sigstore"]
 
 
 _TOP_KEYS = frozenset({"mediaType", "verificationMaterial", "dsseEnvelope"})
@@ -122,7 +121,8 @@ class SignatureBundle:
     raw: bytes
     #: The bundle as sigstore's model (pre-v1.1 fields already normalised).
     bundle: Bundle
-    method: SigningMethod
+    #: The signing method that made it (a name in :data:`model_signing.methods.REGISTRY`).
+    method: str
     #: Where it came from, for messages.
     source: str
     #: ``publicKey.rawBytes`` of a pre-v1.1 key bundle, if that is what it carried instead of a hint.
@@ -171,16 +171,21 @@ class SignatureBundle:
         return out
 
 
-def read_bundle(path: str | os.PathLike[str]) -> SignatureBundle:
+#: Which signing method made a bundle, from its (normalised) verification material and media type; the
+#: method registry provides it (:func:`model_signing.methods.classify`), since this layer knows no methods.
+Classifier = Callable[[Mapping[str, Any], str], str]
+
+
+def read_bundle(path: str | os.PathLike[str], *, classify: Classifier) -> SignatureBundle:
     """Read and parse the signature file at ``path`` (see :func:`parse_bundle`)."""
     raw = read_small_file(
         path, "signature", limit=MAX_SIGNATURE_FILE, error=SignatureFormatError,
         missing_hint="; pass the bundle with --signature",
     )
-    return parse_bundle(raw, source=os.fspath(path))
+    return parse_bundle(raw, source=os.fspath(path), classify=classify)
 
 
-def parse_bundle(raw: bytes, *, source: str = "signature") -> SignatureBundle:
+def parse_bundle(raw: bytes, *, source: str = "signature", classify: Classifier) -> SignatureBundle:
     """Parse and structurally validate an OMS bundle; raise :class:`SignatureFormatError` if it is not one."""
     doc = _load(raw, source)
     media_type = doc.get("mediaType")
@@ -210,7 +215,7 @@ def parse_bundle(raw: bytes, *, source: str = "signature") -> SignatureBundle:
             f"{source}: malformed Sigstore bundle at {loc or 'top level'}: {first['msg']}"
         ) from None
     return SignatureBundle(
-        raw=raw, bundle=bundle, method=_method(material, media_type), source=source, legacy_public_key=legacy_key
+        raw=raw, bundle=bundle, method=classify(material, media_type), source=source, legacy_public_key=legacy_key
     )
 
 
@@ -296,14 +301,3 @@ def _normalise_material(material: object, source: str) -> tuple[dict[str, Any], 
             raw = cert.get("rawBytes") if isinstance(cert, dict) else None
             _b64(raw, f"verificationMaterial.x509CertificateChain.certificates[{i}].rawBytes", source)
     return out, legacy_key
-
-
-def _method(material: dict[str, Any], media_type: str) -> SigningMethod:
-    if "publicKey" in material:
-        return "key"
-    if "certificate" in material:
-        return "sigstore"
-    # Before bundle v0.3, keyless bundles also carried their Fulcio certificate as a "chain".
-    if material.get("tlogEntries") and media_type != BUNDLE_MEDIA_TYPE:
-        return "sigstore"
-    return "certificate"

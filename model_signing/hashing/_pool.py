@@ -30,14 +30,15 @@ import pickle
 import select
 import signal
 import stat
-import struct
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from model_signing._plan import Task
+from model_signing._internal.framing import recv as _recv
+from model_signing._internal.framing import send as _send
 from model_signing.errors import FileChangedError, ModelPathError
+from model_signing.hashing._plan import Task
 from model_signing.manifest import HashType
 
 #: Size of each process's reused read buffer.
@@ -225,36 +226,6 @@ def hash_item(
 
 
 # ----------------------------------------------------------------------------------- the pool
-
-_HEADER = struct.Struct("<I")
-
-
-def _send(fd: int, obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks = []
-    while n:
-        data = os.read(fd, n)
-        if not data:
-            return None
-        chunks.append(data)
-        n -= len(data)
-    return b"".join(chunks)
-
-
-def _recv(fd: int) -> Any:
-    """The next message on ``fd``, or ``None`` at end of file."""
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    data = _read_exact(fd, _HEADER.unpack(header)[0])
-    return None if data is None else pickle.loads(data)
-
 
 def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int) -> None:
     """Body of a worker process: hash items from ``task_r`` until it closes, answer on ``result_w``."""

@@ -1,7 +1,9 @@
-"""Hashing a model tree into a :class:`~model_signing.manifest.Manifest` (public API).
+"""L3: hashing a model tree into a :class:`~model_signing.manifest.Manifest` (public API).
 
-Pipeline: walk (``_walk``) -> plan work items (``_plan``) -> hash in worker processes (``_workers``)
--> manifest.  This module only wires the stages together.
+Pipeline: walk (:mod:`.walk`) -> plan work items (``_plan``) -> hash in worker processes (``_pool``, the
+local executor) -> manifest.  This module only wires the stages together, and exposes what the walk
+learns about each file (:func:`file_identities`) for the callers that must know a file is unchanged
+(verified loading, a digest cache, distributed hashing).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from model_signing.manifest import (
     METHODS,
     HashType,
     Manifest,
-    Method,
     Resource,
     Serialization,
+    SerializationMethod,
 )
 
 if TYPE_CHECKING:
-    from model_signing._walk import FileEntry, WalkResult
+    from model_signing.hashing.walk import FileEntry, WalkResult
     from model_signing.results import DigestResult
 
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 class HashingConfig:
     """How to enumerate and hash a model."""
 
-    method: Method = "files"
+    method: SerializationMethod = "files"
     hash_type: HashType = "sha256"
     shard_size: int = DEFAULT_SHARD_SIZE
     allow_symlinks: bool = False
@@ -79,9 +81,48 @@ class HashingConfig:
         return cls(**{**base.__dict__, **extra})
 
 
+@dataclass(frozen=True)
+class FileIdentity:
+    """A file the walk found, and the evidence that tells whether it is still the same file."""
+
+    #: Canonical name relative to the model root (POSIX), as in the manifest; the basename for a single file.
+    name: str
+    #: The path it is opened by.
+    path: str
+    dev: int
+    inode: int
+    size: int
+    mtime_ns: int
+    #: The inode change time, which no user can set back (unlike ``mtime_ns``).
+    ctime_ns: int
+
+
+def file_identities(
+    path: str | os.PathLike[str],
+    config: HashingConfig = HashingConfig(),
+    *,
+    signature_path: str | os.PathLike[str] | None = None,
+) -> tuple[FileIdentity, ...]:
+    """The files :func:`hash_model` would hash with ``config``, in manifest order, with their identities.
+
+    The same walk as hashing (same refusals of symlinks, special files and unsafe names; the same
+    exclusions), without reading any file.
+    """
+    from model_signing.hashing import walk as _walk
+
+    config.validate()
+    walked = _walk.walk(
+        path, allow_symlinks=config.allow_symlinks, ignore_paths=config.ignore_paths, signature_path=signature_path
+    )
+    return tuple(
+        FileIdentity(f.name, f.path, f.dev, f.ino, f.size, f.mtime_ns, f.ctime_ns)
+        for f in sorted(walked.files, key=lambda f: f.name)
+    )
+
+
 def default_workers() -> int:
     """The default number of worker processes: the CPUs this process may run on."""
-    from model_signing._workers import usable_cpus
+    from model_signing.hashing._pool import usable_cpus
 
     return usable_cpus()
 
@@ -89,9 +130,9 @@ def default_workers() -> int:
 def max_workers_cap() -> int:
     """The most worker processes hashing uses, whatever ``max_workers`` asks: a few per CPU.
 
-    See :data:`model_signing._workers.WORKERS_PER_CPU` for why that many.
+    See :data:`model_signing.hashing._pool.WORKERS_PER_CPU` for why that many.
     """
-    from model_signing._workers import WORKERS_PER_CPU, usable_cpus
+    from model_signing.hashing._pool import WORKERS_PER_CPU, usable_cpus
 
     return WORKERS_PER_CPU * usable_cpus()
 
@@ -149,7 +190,7 @@ def _hash(
     poll: Callable[[], None] | None = None,
 ) -> tuple[Manifest, WalkResult]:
     """Walk and hash; the manifest and the walk (for what it learnt about the ignore paths)."""
-    from model_signing import _walk
+    from model_signing.hashing import walk as _walk
 
     config.validate()
     walked = _walk.walk(
@@ -179,7 +220,8 @@ def hash_files(
     files: Sequence[FileEntry], config: HashingConfig, *, poll: Callable[[], None] | None = None
 ) -> tuple[Resource, ...]:
     """Hash already enumerated files into resources, in manifest order (none for an empty plan)."""
-    from model_signing import _plan, _progress, _workers
+    from model_signing.hashing import _plan, _progress
+    from model_signing.hashing import _pool as _workers
 
     plan = _plan.make_plan(files, config.method, config.shard_size)
     if not plan.names:

@@ -35,87 +35,25 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from model_signing.errors import InputError, ModelSigningError
+import model_signing
+from model_signing.errors import ModelSigningError
+from model_signing.methods.sigstore._wire import (
+    DEFAULT_TIMEOUT,
+    reply_bound,
+    service_at,
+)
 
 if TYPE_CHECKING:
-    from sigstore.models import ClientTrustConfig
-
-    from model_signing.results import SignerIdentity
+    pass
 
 T = TypeVar("T")
 
-# The directory holding the ``model_signing`` package, so the helper imports this very copy.
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from model_signing._sigstore_service import serve; serve()"
-
-#: Seconds each network operation of a Sigstore request may take (connect, or wait for the next bytes).
-DEFAULT_TIMEOUT = 60.0
-
-
-def check_timeout(timeout: float) -> float:
-    """``timeout`` as a float, or :class:`InputError` unless it is a finite number of seconds above 0."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (0 < timeout < math.inf):
-        raise InputError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
-
-
-def reply_bound(timeout: float) -> float:
-    """How long to wait without any message from the helper before giving it up as stuck.
-
-    Inside the helper every connect and every read is bounded by ``timeout``, but one operation makes
-    several requests (a TUF refresh fetches several files, signing talks to Rekor and then a timestamp
-    authority), and a service that trickles its answer a byte at a time never trips a per-read timeout.
-    The helper reports each request it starts, so this bound only has to cover one request: its connect,
-    its answer (3 x the timeout leaves room for both and for a slow but live service), plus 10 s for the
-    helper's own start-up (importing sigstore) on a loaded machine.
-    """
-    return 3 * timeout + 10.0
-
-
-def service_at(url: str) -> str:
-    """The Sigstore service a request URL belongs to (by its path), for messages."""
-    return next((name for part, name in _SERVICE_PATHS if part in url), "the Sigstore service")
-
-
-# When a request fails before any response, the URL tells which service it was for.
-_SERVICE_PATHS = (("/signingCert", "the Fulcio CA"), ("/api/v1/log", "the Rekor transparency log"),
-                  ("/api/v2/log", "the Rekor transparency log"), ("timestamp", "the timestamp authority"),
-                  ("tuf", "the TUF repository"))
-
-
-@dataclass(frozen=True)
-class TrustSpec:
-    """Where the signing trust config comes from: a file, an object, staging or the public good."""
-
-    path: str | None = None
-    config: ClientTrustConfig | None = None
-    staging: bool = False
-
-
-@dataclass(frozen=True)
-class RootSpec:
-    """Where the verification trusted root comes from (the ``SigstoreVerifier`` options)."""
-
-    trust_config: str | None = None
-    trusted_root: str | None = None
-    staging: bool = False
-    offline: bool = False
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A signer with its Fulcio certificate, ready to sign: its handle, identities and expiry."""
-
-    handle: int
-    token_identity: str
-    certificate_identity: str
-    not_after: float
-    #: The certificate's identity as fields (what ``certificate_identity`` renders).
-    certificate_signer: SignerIdentity | None = None
-
+# The directory holding the ``model_signing`` package (found from the package itself, wherever this module
+# sits in it), so the helper imports this very copy.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(model_signing.__file__)))
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from model_signing.methods.sigstore.service import serve; serve()"
 
 class HelperError(ModelSigningError):
     """The Sigstore helper process failed (it could not start, or it died)."""
@@ -204,7 +142,7 @@ class Service:
         ``timeout`` bounds each network operation of the request (see :func:`reply_bound`); ``what``
         describes the request for the message if the helper stops answering ("getting the certificate").
         """
-        from model_signing._workers import _send
+        from model_signing._internal.framing import send as _send
 
         with self._send_lock:
             request_id = next(self._ids)
@@ -216,7 +154,7 @@ class Service:
         return Pending(self, request_id, convert, timeout, what or operation)
 
     def _reply(self, request_id: int, block: bool, timeout: float, what: str) -> tuple[bool, Any] | None:
-        from model_signing._workers import _recv
+        from model_signing._internal.framing import recv as _recv
 
         bound = reply_bound(timeout)
         with self._recv_lock:
@@ -313,7 +251,8 @@ def prestart() -> None:
 
 def serve() -> None:
     """The helper's main loop (``argv``: package dir, request fd, reply fd)."""
-    from model_signing._workers import _recv, _send
+    from model_signing._internal.framing import recv as _recv
+    from model_signing._internal.framing import send as _send
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our pipe
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now
@@ -321,7 +260,7 @@ def serve() -> None:
     execute: Callable[[str, tuple[object, ...], float, Callable[[str], None]], object] | None = None
     failure = HelperError("internal error: the Sigstore client did not load")
     try:
-        from model_signing import _sigstore_ops  # the slow part: imports sigstore
+        from model_signing.methods.sigstore import _ops as _sigstore_ops  # the slow part: imports sigstore
 
         _sigstore_ops.install_deadlines()
         execute = _sigstore_ops.run

@@ -11,9 +11,8 @@ from typing import Annotated
 import typer
 
 from model_signing.cli import _options as opt
-from model_signing.cli._sign import _run as run_sign
 from model_signing.cli._sign import begin as begin_sign
-from model_signing.cli._sign import sign_app
+from model_signing.cli._sign import run_sign, sign_app
 from model_signing.cli._verify import begin as begin_verify
 from model_signing.cli._verify import run_verify, verify_app
 
@@ -95,7 +94,7 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     as_json: opt.Json = False,
 ) -> None:
     """Sign keyless with Sigstore (the default): OIDC identity -> Fulcio certificate -> Rekor entry."""
-    from model_signing.keyless import SigstoreSigner, TokenSource
+    from model_signing.methods.sigstore import SigstoreSigner, TokenSource
 
     model = opt.model_path(path, path_option)
     begin_sign(model, signature, as_json)
@@ -173,7 +172,7 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     options: opt.VerifyOptions,
 ) -> None:
     """Verify a keyless signature: certificate chain, transparency log, and the signer's identity."""
-    from model_signing.keyless import IdentityPolicy, SigstoreVerifier
+    from model_signing.methods.sigstore import IdentityPolicy, SigstoreVerifier
 
     model = opt.model_path(path, path_option)
     begin_verify(model, options)

@@ -13,10 +13,14 @@ from typing import Any, Literal, cast, get_args
 
 from model_signing.errors import SignatureFormatError
 
-Method = Literal["files", "shards"]
+#: How a model is cut into resources: one per file, or one per fixed-size shard of each file.  Named apart
+#: from the *signing* method (key, certificate, sigstore: :mod:`model_signing.methods`).
+SerializationMethod = Literal["files", "shards"]
+#: The earlier name of :data:`SerializationMethod`, kept for callers of earlier releases.
+Method = SerializationMethod
 HashType = Literal["sha256", "blake2b", "blake3"]
 
-METHODS: tuple[str, ...] = get_args(Method)
+METHODS: tuple[str, ...] = get_args(SerializationMethod)
 HASH_TYPES: tuple[str, ...] = get_args(HashType)
 DEFAULT_SHARD_SIZE = 1_000_000_000
 #: Top-level names every enumeration skips, as the OMS spec and the peer do.
@@ -27,7 +31,7 @@ DEFAULT_IGNORED: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitig
 class Serialization:
     """How a model was enumerated and hashed (the OMS ``serialization`` object)."""
 
-    method: Method = "files"
+    method: SerializationMethod = "files"
     hash_type: HashType = "sha256"
     allow_symlinks: bool = False
     shard_size: int | None = None
@@ -71,7 +75,7 @@ class Serialization:
         if not isinstance(ignore, list) or not all(isinstance(p, str) and p for p in ignore):
             raise SignatureFormatError("predicate.serialization.ignore_paths must be a list of non-empty strings")
         return cls(
-            method=cast(Method, method),
+            method=cast(SerializationMethod, method),
             hash_type=cast(HashType, hash_type),
             allow_symlinks=allow_symlinks,
             shard_size=data.get("shard_size"),

@@ -1,0 +1,64 @@
+"""ECDSA over the DSSE pre-authentication encoding: what the ``key`` and ``certificate`` methods sign and check."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from model_signing.errors import VerificationError
+from model_signing.keymaterial import keys as _keys
+from model_signing.oms import bundle as _bundle
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from model_signing.oms.bundle import SignatureBundle
+
+
+def sign_pae(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
+    """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return key.sign(_bundle.pae(payload), ec.ECDSA(_keys.signature_hash(key)))
+
+
+def legacy_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:
+    """Best-effort parse of a pre-v1.1 ``publicKey.rawBytes`` (PEM or DER SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    for load in (serialization.load_pem_public_key, serialization.load_der_public_key):
+        try:
+            key = load(raw)
+        except ValueError:
+            continue
+        return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+    return None
+
+
+def check_dsse(key: ec.EllipticCurvePublicKey, bundle: SignatureBundle, what: str) -> tuple[bytes, bool]:
+    """Verify the DSSE signature over the PAE; fall back to model-signing v0.2's encoding (read-only).
+
+    Returns the payload and whether the legacy encoding was the one that verified.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    payload, signature = bundle.payload, bundle.signature
+    preferred = _keys.signature_hash(key)
+    try:
+        key.verify(signature, _bundle.pae(payload, bundle.payload_type), ec.ECDSA(preferred))
+        return payload, False
+    except InvalidSignature:
+        pass
+    # v0.2 signed a different byte string, and always hashed with SHA-256.
+    for algorithm in (preferred, hashes.SHA256()) if preferred.name != "sha256" else (preferred,):
+        try:
+            key.verify(signature, _bundle.legacy_pae(payload, bundle.payload_type), ec.ECDSA(algorithm))
+            return payload, True
+        except InvalidSignature:
+            continue
+    raise VerificationError(
+        f"the signature in {bundle.source} does not verify with {what}: wrong key, or the envelope was "
+        "tampered with"
+    )

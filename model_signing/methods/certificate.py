@@ -1,0 +1,146 @@
+"""The ``certificate`` method: a private key with its X.509 certificate chain (PEM), verified against trusted roots.
+
+The bundle carries the chain, leaf first (``verificationMaterial.x509CertificateChain``); the verifier brings
+the trusted root certificates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from model_signing._internal.types import PathLike
+from model_signing.errors import KeyMaterialError
+from model_signing.keymaterial import certificates as _certs
+from model_signing.methods import _dsse
+from model_signing.methods.base import VerifiedSignature, require_method
+from model_signing.methods.key import load_private
+from model_signing.oms import bundle as _bundle
+from model_signing.results import SignerIdentity
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sigstore_models.bundle.v1 import Bundle
+
+    from model_signing.oms.bundle import SignatureBundle
+
+NAME = "certificate"
+
+
+def claims(material: Mapping[str, Any], media_type: str) -> bool:
+    """A bundle is a ``certificate`` one when it carries a certificate chain (checked after ``sigstore``,
+    which claims the chains of pre-v0.3 keyless bundles)."""
+    return "x509CertificateChain" in material
+
+
+class CertificateSigner:
+    """The ``certificate`` method: a private key, its leaf certificate and the chain above it (PEM)."""
+
+    method = NAME
+
+    def __init__(
+        self,
+        private_key: PathLike | ec.EllipticCurvePrivateKey,
+        signing_certificate: PathLike,
+        certificate_chain: Sequence[PathLike] = (),
+        *,
+        password: str | bytes | None = None,
+    ):
+        """Load the key, the leaf certificate and the chain; check that they belong together.
+
+        The leaf must hold the key's public key, be valid now and allow code signing (KeyUsage
+        digitalSignature, ExtendedKeyUsage codeSigning when present), and the leaf plus the chain must
+        chain up with the verifier's rules (see :func:`model_signing.keymaterial.certificates.check_signing_chain`) --
+        refusing here avoids writing a signature nobody can verify.  Where the trust anchor is
+        legitimately unknown here (the chain ends below a root), :attr:`warnings` says which issuer
+        verifiers must trust.
+        """
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self._key = load_private(private_key, password)
+        where = f"signing certificate {os.fspath(signing_certificate)}"
+        leaf, *extra = _certs.load_certificates([signing_certificate], "signing certificate")
+        spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if leaf.public_key().public_bytes(*spki) != self._key.public_key().public_bytes(*spki):
+            raise KeyMaterialError(f"{where} does not belong to the private key (their public keys differ)")
+        problem = _certs.validity_problem(leaf, dt.datetime.now(dt.UTC))
+        if problem:
+            raise KeyMaterialError(f"{where} cannot be used: {problem}")
+        problem = _certs.signing_usage_problem(leaf)
+        if problem:
+            raise KeyMaterialError(f"{where} cannot be used for signing: {problem}")
+        chain = [*extra, *_certs.load_certificates(certificate_chain, "certificate chain file")]
+        #: What the caller should tell the user about the chain (e.g. the issuer verifiers must trust);
+        #: a chain that cannot verify was refused above.
+        self.warnings: tuple[str, ...] = tuple(
+            _certs.check_signing_chain(leaf, chain, dt.datetime.now(dt.UTC), where)
+        )
+        self._chain: list[x509.Certificate] = [leaf, *chain]
+
+    @property
+    def identity(self) -> SignerIdentity:
+        """The leaf certificate's subject, issuer, serial and key."""
+        return _certs.certificate_signer(self._chain[0])
+
+    @property
+    def description(self) -> str:
+        """The leaf certificate's subject and issuer."""
+        return self.identity.description
+
+    def sign(self, payload: bytes) -> Bundle:
+        """ECDSA over the DSSE PAE with the leaf's key; the bundle carries the chain, leaf first."""
+        return _bundle.assemble(payload, _dsse.sign_pae(self._key, payload), _bundle.certificate_material(self._chain))
+
+
+class CertificateVerifier:
+    """The ``certificate`` method: trusted root certificates (PEM) that the bundle's chain must lead to.
+
+    The chain is validated *now* (key and certificate bundles carry no trusted timestamp): every
+    certificate must be within its validity period at verification time, so a signature made with a
+    certificate that has since expired stops verifying and the model must be re-signed.  ``at``
+    overrides the time (for audits).
+
+    By default the signing certificate is held to what the reference implementations accept (see
+    :func:`model_signing.keymaterial.certificates.verify_chain`): basicConstraints ``CA:TRUE`` in the leaf and a
+    self-signed leaf given as its own trusted certificate are accepted.  ``strict=True`` applies RFC 5280's
+    end-entity rules and refuses both.
+    """
+
+    method = NAME
+
+    def __init__(
+        self,
+        certificate_chain: Sequence[PathLike] | Sequence[x509.Certificate],
+        *,
+        at: dt.datetime | None = None,
+        strict: bool = False,
+    ):
+        """Load the trusted certificates (each PEM file may hold several)."""
+        from cryptography import x509
+
+        certs = list(certificate_chain)
+        if certs and all(isinstance(c, x509.Certificate) for c in certs):
+            self._roots: list[x509.Certificate] = certs  # type: ignore[assignment]
+        else:
+            paths = [c for c in certs if isinstance(c, str | os.PathLike)]
+            if len(paths) != len(certs):
+                raise TypeError("certificate_chain takes file paths or x509.Certificate objects, not a mix")
+            self._roots = _certs.load_certificates(paths, "certificate chain file")
+        if not self._roots:
+            raise KeyMaterialError("no trusted certificates given; pass the root CA with --certificate-chain")
+        self._at = at
+        self._strict = strict
+
+    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
+        """Validate the bundle's chain to the trusted roots, then the signature with the leaf's key."""
+        require_method(bundle, self.method)
+        leaf, *intermediates = bundle.certificate_chain()
+        at = self._at or dt.datetime.now(dt.UTC)
+        _certs.verify_chain(leaf, intermediates, self._roots, at, strict=self._strict)
+        key = _certs.public_key_of(leaf, "the signing certificate")
+        payload, legacy_encoding = _dsse.check_dsse(key, bundle, "the signing certificate's key")
+        identity = _certs.certificate_signer(leaf)
+        return VerifiedSignature(payload, identity.description, legacy_encoding, identity)

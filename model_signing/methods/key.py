@@ -1,0 +1,109 @@
+"""The ``key`` method: a bare EC key pair (P-256, P-384 or P-521), PEM, the private key optionally encrypted.
+
+The bundle carries only a hint of the public key (``verificationMaterial.publicKey.hint``); the verifier
+brings the key itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from model_signing._internal.types import PathLike
+from model_signing.errors import VerificationError
+from model_signing.keymaterial import keys as _keys
+from model_signing.methods import _dsse
+from model_signing.methods.base import VerifiedSignature, require_method
+from model_signing.oms import bundle as _bundle
+from model_signing.results import SignerIdentity
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sigstore_models.bundle.v1 import Bundle
+
+    from model_signing.oms.bundle import SignatureBundle
+
+NAME = "key"
+
+
+def claims(material: Mapping[str, Any], media_type: str) -> bool:
+    """A bundle is a ``key`` one when its verification material is a public key (hint)."""
+    return "publicKey" in material
+
+
+def load_private(
+    private_key: PathLike | ec.EllipticCurvePrivateKey, password: str | bytes | None
+) -> ec.EllipticCurvePrivateKey:
+    """The private key from a PEM path (decrypted with ``password``) or a key object, checked to be usable."""
+    if isinstance(private_key, str | os.PathLike):
+        return _keys.load_private_key(private_key, password)
+    _keys.check_ec(private_key, "the private key")
+    return private_key
+
+
+class KeySigner:
+    """The ``key`` method: an EC private key (P-256, P-384 or P-521), PEM, optionally encrypted."""
+
+    method = NAME
+
+    def __init__(self, private_key: PathLike | ec.EllipticCurvePrivateKey, *, password: str | bytes | None = None):
+        """Load ``private_key`` (a PEM file path, or a key object) and decrypt it with ``password``."""
+        self._key = load_private(private_key, password)
+
+    @property
+    def identity(self) -> SignerIdentity:
+        """The key id (``sha256:<hint>``) and curve."""
+        return _keys.key_signer(self._key.public_key())
+
+    @property
+    def description(self) -> str:
+        """``P-256 key sha256:<hint>``."""
+        return self.identity.description
+
+    def sign(self, payload: bytes) -> Bundle:
+        """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
+        return _bundle.assemble(
+            payload, _dsse.sign_pae(self._key, payload), _bundle.key_material(self._key.public_key())
+        )
+
+
+class KeyVerifier:
+    """The ``key`` method: the EC public key (PEM) paired with the signing key."""
+
+    method = NAME
+
+    def __init__(self, public_key: PathLike | ec.EllipticCurvePublicKey):
+        """Load ``public_key`` (a PEM file path or a key object)."""
+        if isinstance(public_key, str | os.PathLike):
+            self._key = _keys.load_public_key(public_key)
+        else:
+            _keys.check_ec(public_key, "the public key")
+            self._key = public_key
+        self._hint = _bundle.public_key_hint(self._key)
+
+    @property
+    def identity(self) -> SignerIdentity:
+        """The key: its id (``sha256:<hint>``) and curve."""
+        return _keys.key_signer(self._key)
+
+    @property
+    def description(self) -> str:
+        """``P-256 key sha256:<hint>``."""
+        return self.identity.description
+
+    def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
+        """Check the key hint (when present) and the ECDSA signature over the DSSE PAE."""
+        require_method(bundle, self.method)
+        hint = bundle.key_hint
+        if hint and hint != self._hint:
+            raise VerificationError(
+                f"{bundle.source} was signed with a different key (key hint {hint}, the given public key "
+                f"is {self._hint})"
+            )
+        if not hint and bundle.legacy_public_key is not None:
+            legacy = _dsse.legacy_key(bundle.legacy_public_key)
+            if legacy is not None and _bundle.public_key_hint(legacy) != self._hint:
+                raise VerificationError(f"{bundle.source} was signed with a different key than the one given")
+        payload, legacy_encoding = _dsse.check_dsse(self._key, bundle, "the given public key")
+        return VerifiedSignature(payload, self.description, legacy_encoding, self.identity)

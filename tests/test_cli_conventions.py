@@ -260,7 +260,7 @@ def help_rows(*command: str) -> dict[str, str]:
     of its spellings.
     """
     rows: dict[str, str] = {}
-    section, keys = "", []
+    section, keys = "", list[str]()
     for line in ok(run(*command, "--help", env=WIDE)).stdout.splitlines():
         if line and not line.startswith(" "):
             section, keys = line.rstrip(":"), []

@@ -11,14 +11,13 @@ from model_signing.oms import bundle as _bundle
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from model_signing.keymaterial.sources import SigningKey
     from model_signing.oms.bundle import SignatureBundle
 
 
-def sign_pae(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
-    """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return key.sign(_bundle.pae(payload), ec.ECDSA(_keys.signature_hash(key)))
+def sign_pae(key: SigningKey, payload: bytes) -> bytes:
+    """The key's signature over the DSSE PAE of ``payload`` (ECDSA with the hash that matches the curve)."""
+    return key.sign(_bundle.pae(payload))
 
 
 def legacy_key(raw: bytes) -> ec.EllipticCurvePublicKey | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from model_signing._internal.types import PathLike
 from model_signing.errors import KeyMaterialError
 from model_signing.keymaterial import certificates as _certs
+from model_signing.keymaterial.sources import SigningKey
 from model_signing.methods import _dsse
 from model_signing.methods.base import VerifiedSignature, require_method
 from model_signing.methods.key import load_private
@@ -43,7 +44,7 @@ class CertificateSigner:
 
     def __init__(
         self,
-        private_key: PathLike | ec.EllipticCurvePrivateKey,
+        private_key: PathLike | ec.EllipticCurvePrivateKey | SigningKey,
         signing_certificate: PathLike,
         certificate_chain: Sequence[PathLike] = (),
         *,

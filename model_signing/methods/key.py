@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from model_signing._internal.types import PathLike
 from model_signing.errors import VerificationError
 from model_signing.keymaterial import keys as _keys
+from model_signing.keymaterial.sources import SigningKey, open_signing_key
 from model_signing.methods import _dsse
 from model_signing.methods.base import VerifiedSignature, require_method
 from model_signing.oms import bundle as _bundle
@@ -33,13 +34,10 @@ def claims(material: Mapping[str, Any], media_type: str) -> bool:
 
 
 def load_private(
-    private_key: PathLike | ec.EllipticCurvePrivateKey, password: str | bytes | None
-) -> ec.EllipticCurvePrivateKey:
-    """The private key from a PEM path (decrypted with ``password``) or a key object, checked to be usable."""
-    if isinstance(private_key, str | os.PathLike):
-        return _keys.load_private_key(private_key, password)
-    _keys.check_ec(private_key, "the private key")
-    return private_key
+    private_key: PathLike | ec.EllipticCurvePrivateKey | SigningKey, password: str | bytes | None
+) -> SigningKey:
+    """The signing key: a PEM path (decrypted with ``password``), a key object, or a :class:`SigningKey`."""
+    return open_signing_key(private_key, password)
 
 
 class KeySigner:
@@ -47,8 +45,11 @@ class KeySigner:
 
     method = NAME
 
-    def __init__(self, private_key: PathLike | ec.EllipticCurvePrivateKey, *, password: str | bytes | None = None):
-        """Load ``private_key`` (a PEM file path, or a key object) and decrypt it with ``password``."""
+    def __init__(
+        self, private_key: PathLike | ec.EllipticCurvePrivateKey | SigningKey, *, password: str | bytes | None = None
+    ):
+        """Load ``private_key`` (a PEM file path, a key object, or a :class:`~model_signing.keymaterial.sources.
+        SigningKey` such as a key in an HSM) and decrypt it with ``password``."""
         self._key = load_private(private_key, password)
 
     @property

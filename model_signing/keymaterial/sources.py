@@ -1,0 +1,74 @@
+"""Where a private key lives, behind one small protocol: :class:`SigningKey`.
+
+The ``key`` and ``certificate`` methods never touch private key bytes themselves: they ask a
+:class:`SigningKey` for its public key and for a signature over a message (the DSSE PAE).  A PEM file gives
+a :class:`LocalKey`; a key kept in an HSM (a ``pkcs11:`` URI) is another source whose private key never
+leaves the token.  :func:`open_signing_key` picks the source from the reference the caller gave.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from model_signing._internal.types import PathLike
+from model_signing.keymaterial import keys as _keys
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from model_signing.results import SignerIdentity
+
+
+@runtime_checkable
+class SigningKey(Protocol):
+    """A private key that signs messages; only its public half is ever exported."""
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        """The public key (for the bundle's key hint, and to match a certificate)."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """The signature over ``message`` (ECDSA: DER, with the hash that matches the curve)."""
+        ...
+
+
+class LocalKey:
+    """A private key held in this process (loaded from a PEM file, or given as a ``cryptography`` object)."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        """Wrap ``key`` (checked to be of a supported algorithm)."""
+        _keys.check_ec(key, "the private key")
+        self._key = key
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        """The public half."""
+        return self._key.public_key()
+
+    def sign(self, message: bytes) -> bytes:
+        """ECDSA over ``message`` with the curve's hash."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return self._key.sign(message, ec.ECDSA(_keys.signature_hash(self._key)))
+
+
+def open_signing_key(
+    reference: PathLike | ec.EllipticCurvePrivateKey | SigningKey, password: str | bytes | None = None
+) -> SigningKey:
+    """The signing key named by ``reference``: a PEM file path (decrypted with ``password``), a key object,
+    or a :class:`SigningKey` already."""
+    if isinstance(reference, str | os.PathLike):
+        return LocalKey(_keys.load_private_key(reference, password))
+    if isinstance(reference, SigningKey) and not _is_cryptography_key(reference):
+        return reference
+    return LocalKey(reference)  # type: ignore[arg-type]  # checked by LocalKey
+
+
+def _is_cryptography_key(obj: object) -> bool:
+    # cryptography's private keys also have public_key() and sign(): they are keys, not sources.
+    return type(obj).__module__.startswith("cryptography.")
+
+
+def signer_identity(key: SigningKey) -> SignerIdentity:
+    """The ``key`` method's signer for this key: its id and algorithm."""
+    return _keys.key_signer(key.public_key())

@@ -92,6 +92,8 @@ def scan_content(r: Reader, scope: Scope) -> Pull:
         yield from _npy(r, scope)
     elif head.startswith(HDF5_MAGIC):
         yield from _hdf5(r, scope)
+    elif _compression(head) is not None:
+        yield from _decompress(r, scope, _compression(head) or "")
     elif head.startswith(b"GGUF"):
         scope.set_format("gguf")
     elif len(head) >= 263 and head[257:262] == b"ustar":
@@ -117,6 +119,63 @@ def _looks_like_safetensors(head: bytes) -> bool:
         return False
     n = struct.unpack_from("<Q", head)[0]
     return 2 <= n and head[8:9] == b"{"
+
+
+# --- compressed streams (joblib's compress=, .gz checkpoints) -------------------------------------------------
+
+def _compression(head: bytes) -> str | None:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4].isdigit():
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
+        return "zlib"
+    return None
+
+
+def _decompress(r: Reader, scope: Scope, kind: str) -> Pull:
+    """A whole-file compressed stream: its decompressed bytes are scanned as content of their own."""
+    import bz2
+    import lzma
+    import zlib
+
+    scope.set_format(kind)
+    dec: Any
+    if kind == "gzip":
+        dec = zlib.decompressobj(16 + 15)
+    elif kind == "zlib":
+        dec = zlib.decompressobj()
+    elif kind == "bz2":
+        dec = bz2.BZ2Decompressor()
+    else:
+        dec = lzma.LZMADecompressor()
+    member = scope.child(f"({kind})")
+    if member.depth > scope.config.max_depth:
+        scope.add(_MEDIUM, "nesting-too-deep", "compressed content nested too deep; it is not analysed", 0)
+        return
+    inner = open_member(member)
+    limit = 1 << 20
+    try:
+        while not dec.eof:
+            yield from r.fill(1)
+            if r.available == 0:
+                scope.add(Severity.LOW, "truncated-stream", f"the {kind} stream ends early", r.offset)
+                break
+            data: bytes = r.buf[r.pos:]
+            r.pos = len(r.buf)
+            if kind in ("gzip", "zlib"):
+                while data and not dec.eof:
+                    inner.feed(dec.decompress(data, limit))
+                    data = dec.unconsumed_tail
+            else:
+                inner.feed(dec.decompress(data, limit))
+                while not dec.eof and not dec.needs_input:
+                    inner.feed(dec.decompress(b"", limit))
+    except (zlib.error, OSError, lzma.LZMAError, EOFError) as exc:
+        scope.add(Severity.LOW, "malformed-stream", f"the {kind} stream is corrupt ({exc})", r.offset)
+    inner.finish()
 
 
 # --- numpy ---------------------------------------------------------------------------------------------

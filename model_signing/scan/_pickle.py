@@ -52,12 +52,14 @@ class G:
 class Call:
     """The result of calling ``func`` (REDUCE, NEWOBJ, OBJ, INST)."""
 
-    __slots__ = ("func", "args", "kwargs")
+    __slots__ = ("func", "args", "kwargs", "state")
 
     def __init__(self, func: Any, args: Any, kwargs: Any = None) -> None:
         self.func = func
         self.args = args
         self.kwargs = kwargs
+        #: What BUILD gave it (tracked for numpy dtypes and joblib array wrappers).
+        self.state: Any = None
 
 
 class Opaque:
@@ -160,6 +162,10 @@ class PickleVM:
         self.effects = 0
         self.offset = 0
         self.globals_seen: list[str] = []
+        self.result: Any = None
+        #: Set by BUILD on a joblib NumpyArrayWrapper: the array bytes the joblib unpickler reads from the
+        #: stream right there, (byte count or None if unknown, has objects, aligned).
+        self.joblib_array: tuple[int | None, bool, bool] | None = None
 
     # -- reporting --------------------------------------------------------------------------------
     def report(self, severity: Severity, kind: str, detail: str) -> None:
@@ -433,6 +439,11 @@ class PickleVM:
         return False
 
     def build(self, inst: Any, state: Any) -> None:
+        if isinstance(inst, Call):
+            inst.state = state
+            if isinstance(inst.func, G) and inst.func.full == "joblib.numpy_pickle.NumpyArrayWrapper":
+                self.joblib_array = _joblib_array(state)
+                return
         if isinstance(inst, G):
             self.report(
                 Severity.HIGH, "global-modified",
@@ -448,6 +459,54 @@ class PickleVM:
                 else:
                     self.report(Severity.CRITICAL, "dangerous-global",
                                 f"functools.partial wraps {state[0].full} for a later call")
+
+
+def _dtype_size(dtype: Any) -> tuple[int, bool] | None:
+    """(item size, has objects) of a pickled numpy dtype (``numpy.dtype(descr, align, copy)`` + state)."""
+    if not (isinstance(dtype, Call) and isinstance(dtype.func, G) and dtype.func.name == "dtype"
+            and isinstance(dtype.args, tuple) and dtype.args and isinstance(dtype.args[0], str)):
+        return None
+    descr = dtype.args[0]
+    kind, digits = descr[:1], descr[1:]
+    if kind == "O":
+        return 8, True
+    st = dtype.state
+    if isinstance(st, tuple) and len(st) >= 6 and isinstance(st[5], int) and st[5] > 0:
+        if isinstance(st[3], tuple) and st[3]:
+            # structured: it holds objects if any field does; a field that cannot be judged fails closed
+            fields = st[4].items if isinstance(st[4], Dict) else None
+            if not fields or len(fields) != len(st[3]):
+                return None
+            for field in fields.values():
+                sub = _dtype_size(field[0]) if isinstance(field, tuple) and field else None
+                if sub is None:
+                    return None
+                if sub[1]:
+                    return 8, True
+        return st[5], False
+    if not digits.isdigit():
+        return None
+    n = int(digits)
+    if kind == "U":
+        return 4 * n, False
+    if kind in "biufcSVMm" and kind:
+        return n, False
+    return None
+
+
+def _joblib_array(state: Any) -> tuple[int | None, bool, bool]:
+    items = state.items if isinstance(state, Dict) else None
+    if not items:
+        return None, False, False
+    shape, dtype = items.get("shape"), items.get("dtype")
+    aligned = isinstance(items.get("numpy_array_alignment_bytes"), int)
+    size = _dtype_size(dtype)
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape) or size is None:
+        return None, False, aligned
+    count = 1
+    for d in shape:
+        count *= d
+    return count * size[0], size[1], aligned
 
 
 def _decode_str8(raw: bytes) -> str:
@@ -606,11 +665,54 @@ def walk_stream(r: Reader, scope: Scope) -> Pull:
                 raise Malformed(f"unknown opcode {op:#04x}")
             if vm.execute(op, arg):
                 return StreamResult("stop", vm.result, "", vm.effects, start, vm.globals_seen)
+            if vm.joblib_array is not None:
+                ok = yield from _joblib_payload(r, vm, scope)
+                if not ok:
+                    return StreamResult("stop", None, "", vm.effects, start, vm.globals_seen)
         except Malformed as exc:
             return StreamResult("malformed", None, str(exc), vm.effects, start, vm.globals_seen)
         except EOFError:
             return StreamResult("truncated", None, "the input ends inside the stream", vm.effects, start,
                                 vm.globals_seen)
+
+
+def _joblib_payload(r: Reader, vm: PickleVM, scope: Scope) -> Pull:
+    """The array that joblib's unpickler reads from the stream after BUILD of a NumpyArrayWrapper.
+
+    Object arrays are a nested pickle stream (walked); other arrays are raw bytes after an optional
+    alignment padding, skipped -- but also given to a guessing content scan, since a plain
+    ``pickle.load`` of the same file would read those bytes as opcodes.  Returns ``False`` if the
+    array's size is unknown (then the rest of the file cannot be placed, which is a finding).
+    """
+    from model_signing.scan._formats import open_member
+
+    size, has_objects, aligned = vm.joblib_array or (None, False, False)
+    vm.joblib_array = None
+    vm.stack.pop()
+    if has_objects:
+        nested = yield from walk_stream(r, scope)
+        if nested.status != "stop":
+            raise Malformed(f"joblib object array: nested pickle {nested.status}")
+        vm.push(Opaque("a joblib object array"))
+        return True
+    if size is None:
+        scope.add(Severity.MEDIUM, "unresolved-data", "a joblib array whose size cannot be worked out from its "
+                  "pickled shape and dtype: the rest of the file is not analysed", vm.offset)
+        yield from r.drain()
+        return False
+    if aligned:
+        pad = yield from r.read(1)
+        if not pad:
+            raise EOFError
+        if (yield from r.skip(pad[0])) < pad[0]:
+            raise EOFError
+    guess = open_member(scope.child(f"(joblib array at {r.offset})"))
+    got = yield from r.skip(size, guess.feed)
+    guess.finish()
+    if got < size:
+        raise EOFError
+    vm.push(Opaque("a joblib array"))
+    return True
 
 
 def _read_line(r: Reader) -> Pull:

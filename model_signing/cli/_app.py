@@ -7,7 +7,7 @@ from typing import Annotated
 import click
 import typer
 
-from model_signing.cli import _digest, _keyless, _local, _sign, _verify
+from model_signing.cli import _digest, _keyless, _local, _scan, _sign, _verify
 from model_signing.cli._options import RootGroup
 
 app = typer.Typer(
@@ -60,5 +60,5 @@ def _root(
     """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
 
 
-for _module in (_digest, _sign, _verify, _keyless, _local):
+for _module in (_digest, _sign, _verify, _keyless, _local, _scan):
     _module.register(app)

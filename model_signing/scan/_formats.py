@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import struct
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -209,7 +210,9 @@ def _npy(r: Reader, scope: Scope) -> Pull:
         return
     text = yield from r.read(hlen)
     try:
-        header = ast.literal_eval(text.decode("latin-1"))
+        with warnings.catch_warnings():  # a crafted header's bad escapes must not print warnings
+            warnings.simplefilter("ignore")
+            header = ast.literal_eval(text.decode("latin-1"))
         descr = header["descr"]
     except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
         scope.add(Severity.LOW, "malformed-npy", "the .npy header is not a valid header dict (numpy refuses it)", 0)

@@ -272,7 +272,14 @@ def _local(
             csize = usize = walked_csize
     elif method in (8, 12):
         inf = _Inflater(method)
-        walked_csize = yield from _inflate(r, inf, csize if sizes_known else None, deliver)
+        try:
+            walked_csize = yield from _inflate(r, inf, csize if sizes_known else None, deliver)
+        except (zlib.error, OSError, EOFError, ValueError) as exc:
+            scope.add(_MEDIUM, "zip-structure", f"member {name!r}: its compressed data is corrupt ({exc}); the rest "
+                      "of the archive is not analysed", off)
+            if inner is not None:
+                inner.finish()
+            return False
         if not inf.eof:
             scope.add(_MEDIUM, "zip-structure", f"member {name!r}: its compressed data ends early", off)
         if sizes_known and walked_csize != csize:

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _model(tmp_path: Path, payload: bytes | None = None) -> Path:
     model = tmp_path / "model"
-    model.mkdir(exist_ok=True)
+    model.mkdir(parents=True, exist_ok=True)
     (model / "config.json").write_text('{"hidden_size": 4}')
     (model / "weights.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     if payload is not None:

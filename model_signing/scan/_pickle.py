@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import _compat_pickle
 import codecs
+import re
 import struct
+import warnings
 from typing import Any
 
 from model_signing.scan._context import Scope
@@ -33,6 +35,9 @@ MAX_MEMO = 1 << 18
 MAX_DICT = 64
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+#: Bytes after a broken stream that are re-walked opcode by opcode before the walk only jumps to
+#: plausible pickle starts.
+RESYNC_BUDGET = 1 << 16
 
 
 class G:
@@ -96,6 +101,7 @@ _PERSISTENT = Opaque("a persistent-id object")
 _BUFFER = Opaque("an out-of-band buffer")
 _UNKNOWN_MEMO = Opaque("a memo entry past the memo cap")
 _EXT = Opaque("an extension-registry object")
+_MISSING_MEMO = Opaque("a memo entry that was never stored")
 _MISSING = object()
 
 
@@ -139,6 +145,7 @@ _TWO_LINES = frozenset(b"ci")
 #: Opcodes that make the unpickler import or call something: a stream that fails before any of these
 #: (when it was only a guess that the bytes were a pickle) executed nothing.
 _EFFECTS = frozenset(b"ciRob\x81\x92\x93\x82\x83\x84PQ")
+_CALLS = frozenset(b"iRob\x81\x92")
 
 
 def _python3_name(module: str, name: str) -> tuple[str, str]:
@@ -163,13 +170,35 @@ class PickleVM:
         self.offset = 0
         self.globals_seen: list[str] = []
         self.result: Any = None
+        self.bad_proto: tuple[int, int] | None = None
+        self.pending: dict[tuple[str, str], tuple[Severity, int]] = {}
+        #: Set when walking on after a broken stream (see walk_sequence).
+        self.lenient = False
+        #: Calls (REDUCE, OBJ, INST, NEWOBJ, BUILD, ...): what makes a guessed stream count even if it breaks.
+        self.calls = 0
         #: Set by BUILD on a joblib NumpyArrayWrapper: the array bytes the joblib unpickler reads from the
         #: stream right there, (byte count or None if unknown, has objects, aligned).
         self.joblib_array: tuple[int | None, bool, bool] | None = None
 
     # -- reporting --------------------------------------------------------------------------------
     def report(self, severity: Severity, kind: str, detail: str) -> None:
-        self.scope.add(severity, kind, detail, self.offset)
+        # Held until the caller knows the stream is a pickle (see walk_sequence), then committed; one per
+        # (kind, detail), and a bounded number, so memory stays bounded.
+        key = (kind, detail)
+        if key in self.pending:
+            return
+        if len(self.pending) >= 10_000:
+            key = ("limit-exceeded", "more than 10000 distinct findings in one pickle stream; the rest are not listed")
+            if key in self.pending:
+                return
+            severity = Severity.HIGH
+        self.pending[key] = (severity, self.offset)
+
+    def commit(self) -> None:
+        """Report the held findings."""
+        for (kind, detail), (severity, offset) in self.pending.items():
+            self.scope.add(severity, kind, detail, offset)
+        self.pending.clear()
 
     def judge_global(self, module: str, name: str, how: str) -> G:
         g = G(module, name)
@@ -248,7 +277,10 @@ class PickleVM:
         if v is _MISSING:
             if self.memo_capped:
                 return _UNKNOWN_MEMO
-            raise Malformed(f"memo entry {index} was never stored")
+            # The unpickler stops here; walking on with an unknown value can only add findings (a name or
+            # callable taken from it is unresolved).
+            self.report(Severity.LOW, "malformed-pickle", f"memo entry {index} was never stored")
+            return _MISSING_MEMO
         return v
 
     # -- the opcodes --------------------------------------------------------------------------------
@@ -257,14 +289,18 @@ class PickleVM:
         st = self.stack
         if op in _EFFECTS:
             self.effects += 1
+            if op in _CALLS:
+                self.calls += 1
         if op == 0x2E:  # STOP
             self.result = self.pop()
             return True
         if op in _FIXED or op in _COUNTED or op in (0x49, 0x4C, 0x46, 0x53, 0x56):
             # constants: handled by the caller's decoding, or memo/ext ops below
             if op == 0x80:
-                if arg > 5:
-                    raise Malformed(f"unsupported pickle protocol {arg}")
+                if arg > 5 and self.bad_proto is None:
+                    # The unpickler refuses it; walk on regardless (other readers may not refuse), and
+                    # report it only if the stream turns out to be a pickle (see walk_sequence).
+                    self.bad_proto = (arg, self.offset)
                 self.proto = arg
                 return False
             if op == 0x95:  # FRAME: a framing hint only
@@ -379,6 +415,14 @@ class PickleVM:
             module, name = arg
             self.push(self.judge_global(module, name, "GLOBAL"))
         elif op == 0x93:  # STACK_GLOBAL
+            if self.lenient and len(st) < 2:
+                # Resynchronised after a break: the names may sit before the break point.  Lenient readers
+                # import whatever they find there, so an unresolvable import it is.
+                st.clear()
+                self.report(Severity.HIGH, "unresolved-global",
+                            "STACK_GLOBAL after a broken stream, with names that cannot be resolved statically")
+                self.push(G("?", "?"))
+                return False
             name = self.pop()
             module = self.pop()
             if isinstance(module, str) and isinstance(name, str):
@@ -394,8 +438,8 @@ class PickleVM:
                 raise Malformed("STACK_GLOBAL requires two strings")
         elif op == 0x69:  # INST
             module, name = arg
+            g = self.judge_global(module, name, "INST")  # the unpickler imports before it pops the mark
             args = self.pop_mark()
-            g = self.judge_global(module, name, "INST")
             self.judge_call(g, tuple(args), None, "INST")
             self.push(Call(g, tuple(args)))
         elif op == 0x6F:  # OBJ
@@ -540,7 +584,9 @@ def _line_value(op: int, line: bytes) -> Any:
         if len(line) < 2 or line[0] != line[-1] or line[0] not in b"\"'":
             raise Malformed("STRING argument is not quoted")
         try:
-            raw = codecs.escape_decode(line[1:-1])[0]
+            with warnings.catch_warnings():  # a crafted escape must not print warnings
+                warnings.simplefilter("ignore")
+                raw = codecs.escape_decode(line[1:-1])[0]
         except ValueError:
             raise Malformed("STRING argument has a bad escape") from None
         return _decode_str8(raw) if len(raw) <= KEEP_STR else _LONG_STR
@@ -555,10 +601,8 @@ def _line_value(op: int, line: bytes) -> Any:
 
 def _counted_value(kind: str, raw: bytes) -> Any:
     if kind == "utf8":
-        try:
-            return raw.decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError:
-            raise Malformed("string is not UTF-8") from None
+        # The unpickler refuses bad UTF-8 here; keeping the walk going (lenient) can only add findings.
+        return raw.decode("utf-8", "surrogateescape")
     if kind == "str8":
         return _decode_str8(raw)
     if kind == "long":
@@ -567,16 +611,17 @@ def _counted_value(kind: str, raw: bytes) -> Any:
 
 
 def _name_line(line: bytes) -> str:
+    # The unpickler refuses a name that is not UTF-8; judging it anyway (as latin-1) only adds findings.
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError:
-        raise Malformed("global name is not UTF-8") from None
+        return line.decode("latin-1")
 
 
 class StreamResult:
     """How one pickle stream ended."""
 
-    __slots__ = ("status", "value", "detail", "effects", "start", "globals_seen")
+    __slots__ = ("status", "value", "detail", "effects", "start", "globals_seen", "bad_proto", "vm")
 
     def __init__(self, status: str, value: Any, detail: str, effects: int, start: int, globals_seen: list[str]):
         #: ``stop`` (ended at STOP), ``malformed``, ``truncated`` (input ended first) or ``empty``.
@@ -586,16 +631,26 @@ class StreamResult:
         self.effects = effects
         self.start = start
         self.globals_seen = globals_seen
+        self.bad_proto: tuple[int, int] | None = None
+        self.vm: PickleVM | None = None
 
 
-def walk_stream(r: Reader, scope: Scope) -> Pull:
+def walk_stream(r: Reader, scope: Scope, *, lenient: bool = False) -> Pull:
+    vm = PickleVM(scope)
+    vm.lenient = lenient
+    res = yield from _walk_stream(r, scope, vm)
+    res.bad_proto = vm.bad_proto
+    res.vm = vm
+    return res
+
+
+def _walk_stream(r: Reader, scope: Scope, vm: PickleVM) -> Pull:
     """Walk one pickle stream from the reader's position to its STOP (or the point where it breaks).
 
     Returns a :class:`StreamResult`.  Findings about imports and calls go to ``scope`` as they are met;
     whether a break is a finding is the caller's choice (a guessed pickle that breaks before doing
     anything was no pickle).
     """
-    vm = PickleVM(scope)
     start = r.offset
     first = True
     while True:
@@ -691,6 +746,8 @@ def _joblib_payload(r: Reader, vm: PickleVM, scope: Scope) -> Pull:
     vm.stack.pop()
     if has_objects:
         nested = yield from walk_stream(r, scope)
+        if nested.vm is not None:
+            nested.vm.commit()
         if nested.status != "stop":
             raise Malformed(f"joblib object array: nested pickle {nested.status}")
         vm.push(Opaque("a joblib object array"))
@@ -748,8 +805,6 @@ def looks_like_pickle(head: bytes) -> bool:
     """Whether ``head`` (the first bytes) could start a pickle: a PROTO opcode, or a text-protocol opcode."""
     if not head:
         return False
-    if head[0] == 0x80:
-        return len(head) < 2 or head[1] <= 5
     return head[0] in _NO_ARG or head[0] in _FIXED or head[0] in _COUNTED or head[0] in _ONE_LINE \
         or head[0] in _TWO_LINES
 
@@ -762,43 +817,97 @@ def walk_sequence(r: Reader, scope: Scope, *, certain: bool, single: bool = Fals
     ``single``: only one stream is loaded from here (numpy object arrays); what follows is data.
     Legacy PyTorch files (magic number, protocol, sys_info, main pickle, storage keys, raw storages) are
     recognised by their first stream: five streams are walked, and the storages are skipped.
-    Returns the number of streams walked.
+
+    After a stream that breaks, or data that is not a pickle, the walk looks for the next place a pickle
+    could start (a PROTO opcode, a text GLOBAL/INST) and goes on from there as a guess: the strict
+    unpickler stops at the break, but lenient readers (and other scanners) resynchronise, so a pickle
+    hidden behind a broken one is still analysed.  Returns the number of streams walked.
     """
     count = 0
     legacy = False
+    noted_trailing = False
+    resyncing = False
+    budget = RESYNC_BUDGET
     while True:
         head = yield from r.peek(2)
         if not head:
             break
-        is_guess = not (certain and count == 0) and not (head[0] == 0x80 and len(head) > 1 and head[1] <= 5)
-        if count > 0 and not looks_like_pickle(head):
-            scope.add(Severity.LOW, "trailing-data", "data that is not a pickle follows the last pickle stream",
-                      r.offset)
-            break
-        res = yield from walk_stream(r, scope)
-        if res.status == "stop":
+        proto_here = head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5
+        sure = (certain and count == 0 and not resyncing) or proto_here
+        res = yield from walk_stream(r, scope, lenient=resyncing)
+        vm = res.vm
+        assert vm is not None
+        # A guessed stream counts if it ends properly, calls something or imports a known gadget; one that
+        # only broke after importing unknown names is taken for data (text files start like pickles).
+        kept = sure or res.status == "stop" or vm.calls > 0 or any(
+            sev >= Severity.HIGH for sev, _ in vm.pending.values())
+        if kept:
+            vm.commit()
+            if res.bad_proto is not None and not proto_here:
+                scope.add(Severity.LOW, "malformed-pickle", f"unsupported pickle protocol {res.bad_proto[0]} (the "
+                          "unpickler refuses it; the stream was analysed anyway)", res.bad_proto[1])
+        if res.status == "stop" and (sure or res.effects or not resyncing):
             count += 1
+            resyncing = False
             if count == 1 and res.value == LEGACY_TORCH_MAGIC and not isinstance(res.value, bool):
                 legacy = True
                 scope.set_format("pytorch-legacy")
             if single or (legacy and count == 5):
-                if legacy:
-                    yield from r.drain()  # the raw tensor storages that follow the pickles
                 break
             continue
         if res.status == "empty":
             break
-        if is_guess and res.effects == 0:
-            if count == 0:
-                return 0
-            scope.add(Severity.LOW, "trailing-data", "data that is not a pickle follows the last pickle stream",
-                      res.start)
+        if not kept or (not sure and res.effects == 0):
+            if count == 0 and not resyncing:
+                return 0  # it was not a pickle after all
+            if not noted_trailing:
+                noted_trailing = True
+                scope.add(Severity.LOW, "trailing-data", "data that is not a pickle follows the last pickle "
+                          "stream", res.start)
+            if resyncing:
+                # A guess at the break point found nothing: guess again right after it, as lenient readers
+                # would, for a while; past that budget, jump to plausible starts only.
+                budget -= r.offset - res.start
+                if budget <= 0:
+                    found = yield from _next_start(r)
+                    if not found:
+                        break
+        elif res.status != "stop":
+            what = "malformed" if res.status == "malformed" else "truncated"
+            scope.add(Severity.LOW, f"{what}-pickle", f"pickle stream {count + 1} is {what}: {res.detail}; "
+                      "the loader stops there, after running what came before", res.start)
+            count += 1
+        if res.status == "truncated":
             break
-        what = "malformed" if res.status == "malformed" else "truncated"
-        scope.add(Severity.LOW, f"{what}-pickle", f"pickle stream {count + 1} is {what}: {res.detail}; "
-                  "the loader stops there, after running what came before", res.start)
-        count += 1
-        break
-    # Whatever the unpickler never reaches is data to it; drain it so the caller's accounting is whole.
+        resyncing = True
+    # Whatever the unpickler never reaches is data to it (legacy storages, the rest of an .npy).
     yield from r.drain()
     return count
+
+
+#: Where a pickle could start again after a broken one: a PROTO opcode, or a text-protocol GLOBAL / INST.
+_RESYNC = re.compile(
+    rb"\x80[\x02-\x05]"  # PROTO
+    rb"|[ci][A-Za-z_][\w.]{0,256}\n[A-Za-z_][\w.]{0,256}\n"  # GLOBAL / INST
+    rb"|\x8c[\x01-\xff][A-Za-z_][\w.]{0,254}(?:\x94|q.)?\x8c[\x01-\xff][A-Za-z_][\w.]{0,254}(?:\x94|q.)?\x93"
+    rb"|X[\x01-\xff]\x00\x00\x00[A-Za-z_][\w.]{0,254}(?:\x94|q.)?X[\x01-\xff]\x00\x00\x00[A-Za-z_][\w.]{0,254}"
+    rb"(?:\x94|q.)?\x93",  # two strings and STACK_GLOBAL
+    re.DOTALL,
+)
+_RESYNC_WINDOW = 600
+
+
+def _next_start(r: Reader) -> Pull:
+    """Move to the next place a pickle could start (see :data:`_RESYNC`); ``False`` if there is none."""
+    while True:
+        if r.available < _RESYNC_WINDOW and not r.eof:
+            yield from r.fill(_RESYNC_WINDOW)
+        m = _RESYNC.search(r.buf, r.pos)
+        if m is not None:
+            r.pos = m.start()
+            return True
+        if r.eof:
+            r.pos = len(r.buf)
+            return False
+        r.pos = max(r.pos, len(r.buf) - _RESYNC_WINDOW)  # a candidate may straddle the next chunk
+        yield from r.fill(r.available + 1)

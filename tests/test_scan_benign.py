@@ -158,3 +158,24 @@ def test_harness_real_models(tmp_path: Path) -> None:
         assert report.files_scanned >= 1
     tinynet = _formats(scan_path(built[2]))
     assert tinynet["weights/tinynet.pt"] == "pytorch-zip"
+
+
+def test_text_and_source_files_are_not_pickles(tmp_path: Path) -> None:
+    # Text starts with bytes that are pickle opcodes ("i" INST, "c" GLOBAL, "(" MARK ...): none of it is one.
+    files = {
+        "modeling.py": "import os\nimport torch\nfrom torch import nn\n\nclass M(nn.Module):\n    pass\n",
+        "requirements.txt": "click\ntyper\nrich\n",
+        "vocab.txt": "cat\ndog\nsystem\nos\n(\n)\n.\n",
+        "README.md": "I am a model card.\n(see below)\n",
+        "config.json": '{"class_name": "Dense", "config": {"units": 4}}',
+        "merges.txt": "c os\ni system\n",
+        "notes": "cos\nsystem of units\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    report = scan_path(tmp_path)
+    assert report.files_scanned == len(files)
+    assert [f for f in report.findings if f.severity >= Severity.MEDIUM] == []
+    # ... and the site-packages sources of a big library scan clean
+    sklearn = pytest.importorskip("sklearn")
+    _clean(scan_path(Path(sklearn.__file__).parent / "utils"))

@@ -12,6 +12,7 @@ import io
 import logging
 import pickle
 import random
+import warnings
 
 import pytest
 
@@ -32,7 +33,9 @@ EXTENSIONS = {
 def _picklescan_flags(data: bytes, ext: str, *, suspicious: bool = False) -> bool:
     logging.getLogger("picklescan").setLevel(logging.CRITICAL)
     try:
-        result = picklescan_scanner.scan_bytes(io.BytesIO(data), "sample" + ext, ext)
+        with warnings.catch_warnings():  # pickletools' own warnings on mutated escapes
+            warnings.simplefilter("ignore")
+            result = picklescan_scanner.scan_bytes(io.BytesIO(data), "sample" + ext, ext)
     except Exception:  # picklescan gives up on some inputs; that is not a flag
         return False
     return result.issues_count > 0 or (suspicious and result.suspicious_count > 0)
@@ -92,8 +95,11 @@ def test_mutated_samples_that_picklescan_flags_we_flag() -> None:
     # One byte changed anywhere but in the first stream's first opcodes: a file whose first stream breaks
     # at once is no pickle to any unpickler, and the scanner does not look for pickles further inside it
     # (text files would give false positives); picklescan does, so those positions are left out.
+    # Text-protocol (protocol 0) streams are left out: in bytes without a PROTO opcode the scanner only
+    # takes importable names for a pickle (else every text file starting "import ..." would be one), while
+    # picklescan reports any name it parses out of garbage.
     rng = random.Random(99)
-    corpus = _corpus()
+    corpus = [c for c in _corpus() if not c[0].endswith("/p0")]
     missed = []
     for _ in range(4000):
         label, data, ext = rng.choice(corpus)

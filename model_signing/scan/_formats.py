@@ -119,7 +119,9 @@ def _looks_like_safetensors(head: bytes) -> bool:
     if len(head) < 9:
         return False
     n = struct.unpack_from("<Q", head)[0]
-    return 2 <= n and head[8:9] == b"{"
+    # Past the format's header limit it is no safetensors file (the library refuses it): other data
+    # (a JSON document's first 8 bytes read as a length) must not be taken for one.
+    return 2 <= n <= MAX_SAFETENSORS_HEADER and head[8:9] == b"{"
 
 
 # --- compressed streams (joblib's compress=, .gz checkpoints) -------------------------------------------------

@@ -174,6 +174,8 @@ class PickleVM:
         self.pending: dict[tuple[str, str], tuple[Severity, int]] = {}
         #: Set when walking on after a broken stream (see walk_sequence).
         self.lenient = False
+        #: Whether the bytes are known to be a pickle (else a guess: see walk_sequence).
+        self.sure = True
         #: Calls (REDUCE, OBJ, INST, NEWOBJ, BUILD, ...): what makes a guessed stream count even if it breaks.
         self.calls = 0
         #: Set by BUILD on a joblib NumpyArrayWrapper: the array bytes the joblib unpickler reads from the
@@ -201,7 +203,17 @@ class PickleVM:
         self.pending.clear()
 
     def judge_global(self, module: str, name: str, how: str) -> G:
+        if not self.sure and not _dotted_identifier(module):
+            # Nothing can be imported under such a name, so the unpickler stops here; in bytes that are only
+            # guessed to be a pickle (a text file starting with "import ..."), it means they are not one.
+            raise Malformed("module name is not an identifier")
         g = G(module, name)
+        if not self.sure and not _dotted_identifier(name):
+            # The module is imported, then the attribute lookup fails: judge the import, then stop.
+            judged = classify(*_python3_name(module, "_"))
+            if judged is not None and judged[0] >= Severity.HIGH:
+                self.report(judged[0], "dangerous-global", f"{how} imports module {module}: {judged[1]}")
+            raise Malformed("global name is not an identifier")
         self.globals_seen.append(g.full)
         judged = classify(module, name)
         if judged is not None and (module, name) != _python3_name(module, name):
@@ -553,6 +565,10 @@ def _joblib_array(state: Any) -> tuple[int | None, bool, bool]:
     return count * size[0], size[1], aligned
 
 
+def _dotted_identifier(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
 def _decode_str8(raw: bytes) -> str:
     # Python 2 str payloads: the unpickler decodes them with the caller's encoding (ASCII by default);
     # latin-1 keeps every byte, which is what matters for judging names.
@@ -635,9 +651,10 @@ class StreamResult:
         self.vm: PickleVM | None = None
 
 
-def walk_stream(r: Reader, scope: Scope, *, lenient: bool = False) -> Pull:
+def walk_stream(r: Reader, scope: Scope, *, lenient: bool = False, sure: bool = True) -> Pull:
     vm = PickleVM(scope)
     vm.lenient = lenient
+    vm.sure = sure
     res = yield from _walk_stream(r, scope, vm)
     res.bad_proto = vm.bad_proto
     res.vm = vm
@@ -834,13 +851,13 @@ def walk_sequence(r: Reader, scope: Scope, *, certain: bool, single: bool = Fals
             break
         proto_here = head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5
         sure = (certain and count == 0 and not resyncing) or proto_here
-        res = yield from walk_stream(r, scope, lenient=resyncing)
+        res = yield from walk_stream(r, scope, lenient=resyncing, sure=sure)
         vm = res.vm
         assert vm is not None
         # A guessed stream counts if it ends properly, calls something or imports a known gadget; one that
         # only broke after importing unknown names is taken for data (text files start like pickles).
-        kept = sure or res.status == "stop" or vm.calls > 0 or any(
-            sev >= Severity.HIGH for sev, _ in vm.pending.values())
+        kept = sure or res.status == "stop" or (bool(vm.globals_seen) and (vm.calls > 0 or any(
+            sev >= Severity.HIGH for sev, _ in vm.pending.values())))
         if kept:
             vm.commit()
             if res.bad_proto is not None and not proto_here:

@@ -240,7 +240,10 @@ def classify(module: str, name: str) -> tuple[Severity, str] | None:
     full = f"{module}.{name}"
     parts = [("builtins" if p == "__builtins__" else p) for p in full.split(".")]
     worst: tuple[Severity, str] | None = None
-    for start in range(len(parts) - 1):
+    # The module is an import path; each part of the name is an attribute walked from it, and any of
+    # those objects may be a module itself (torch.serialization's "os"): judge every walk from there.
+    starts = [0, *range(module.count(".") + 1, len(parts) - 1)]
+    for start in starts:
         hit = _module_match(".".join(parts[start:]))
         if hit is not None and (worst is None or hit[0] > worst[0]):
             how = "" if start == 0 else f" (reached as {full})"

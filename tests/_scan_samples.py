@@ -196,7 +196,7 @@ class Member:
     fields: dict[str, int] = field(default_factory=dict)
 
 
-def zip_bytes(members: list[Member], *, prefix_cd_offset: int = 0, hidden: list[tuple[str, int]] = ()) -> bytes:
+def zip_bytes(members: list[Member], *, prefix_cd_offset: int = 0, hidden: tuple[tuple[str, int], ...] = ()) -> bytes:
     """A zip archive laid out by hand.  ``hidden``: extra central-directory entries (name, local offset)."""
     out = io.BytesIO()
     cd = []
@@ -220,8 +220,8 @@ def zip_bytes(members: list[Member], *, prefix_cd_offset: int = 0, hidden: list[
             cflags = flags if m.cd_flags is None else m.cd_flags
             cd.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, cflags, m.method, 0, 0x21, crc,
                                   len(payload), len(m.data), len(cname), 0, 0, 0, 0, 0, offset) + cname)
-    for name, offset in hidden:
-        raw = name.encode()
+    for hidden_name, offset in hidden:
+        raw = hidden_name.encode()
         cd.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0x21, 0, 0, 0, len(raw),
                               0, 0, 0, 0, 0, offset) + raw)
     start = out.tell()

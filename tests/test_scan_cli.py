@@ -127,7 +127,8 @@ def test_unreadable_file_exits_1(run: Run, tmp_path: Path) -> None:
              "    return real(p, *a, **k)\n"
              "os.open = deny\n"
              "main(['scan', sys.argv[1]])", str(model)],
-            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+            check=False)
         assert code.returncode == 1
         assert f"error: cannot read {target}: Permission denied" in code.stderr
         assert "Traceback" not in code.stderr

@@ -123,11 +123,11 @@ def test_mutated_and_truncated_inputs_never_crash() -> None:
         findings = scanner.finish()
         assert not [f for f in findings if f.kind == "scanner-error"], (i, bytes(data))
     # every prefix of a torch checkpoint: a truncated payload is still found once its GLOBAL is in
-    data = S.CONTAINERS["torch-zip"](S.p_reduce(S.Asm(2), "id"))
-    globl = data.index(b"cos\nsystem\n") + len(b"cos\nsystem\n")
-    for end in range(len(data)):
+    checkpoint = S.CONTAINERS["torch-zip"](S.p_reduce(S.Asm(2), "id"))
+    globl = checkpoint.index(b"cos\nsystem\n") + len(b"cos\nsystem\n")
+    for end in range(len(checkpoint)):
         scanner = FileScanner("prefix")
-        scanner.feed(data[:end])
+        scanner.feed(checkpoint[:end])
         worst = max((f.severity for f in scanner.finish()), default=None)
         if end >= globl:
             assert worst is Severity.CRITICAL, end

@@ -173,7 +173,7 @@ def test_zip_member_hidden_from_the_walk_is_high() -> None:
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, zlib.crc32(hidden_pickle), len(hidden_pickle),
                         len(hidden_pickle), len(name), 0) + name.encode() + hidden_pickle
     cover = S.Member("data/0", b"\x00" * 8 + local)
-    data = S.zip_bytes([cover], hidden=[(name, 30 + len("data/0") + 8)])
+    data = S.zip_bytes([cover], hidden=((name, 30 + len("data/0") + 8),))
     findings = _scan(data)
     assert any(f.kind == "zip-hidden-member" and f.severity is Severity.HIGH for f in findings)
 

@@ -36,7 +36,7 @@ def _picklescan_flags(data: bytes, ext: str, *, suspicious: bool = False) -> boo
         with warnings.catch_warnings():  # pickletools' own warnings on mutated escapes
             warnings.simplefilter("ignore")
             result = picklescan_scanner.scan_bytes(io.BytesIO(data), "sample" + ext, ext)
-    except Exception:  # picklescan gives up on some inputs; that is not a flag
+    except Exception:  # noqa: BLE001 - picklescan gives up on some inputs; that is not a flag
         return False
     return result.issues_count > 0 or (suspicious and result.suspicious_count > 0)
 

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``scan`` command to the app."""
 
     @app.command()
-    def scan(
+    def scan(  # noqa: PLR0917 - one parameter per CLI option
         path: opt.ModelPath,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the report as a JSON object on stdout.")

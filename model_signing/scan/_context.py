@@ -8,7 +8,7 @@ from model_signing.scan._model import FileFormat, Finding, ScanConfig, Severity
 class Collector:
     """The findings and formats of one scan (shared by every file and member in it)."""
 
-    __slots__ = ("config", "findings", "formats", "_seen")
+    __slots__ = ("_seen", "config", "findings", "formats")
 
     def __init__(self, config: ScanConfig) -> None:
         self.config = config
@@ -38,7 +38,7 @@ class Collector:
 class Scope:
     """One file or archive member being scanned: its display name, depth and the shared collector."""
 
-    __slots__ = ("name", "depth", "out", "format")
+    __slots__ = ("depth", "format", "name", "out")
 
     def __init__(self, name: str, out: Collector, depth: int = 0) -> None:
         self.name = name

@@ -34,7 +34,7 @@ _MEDIUM = Severity.MEDIUM
 class ContentScanner:
     """Bytes in, findings out: recognises the content and walks it (used for files and archive members)."""
 
-    __slots__ = ("scope", "_driver")
+    __slots__ = ("_driver", "scope")
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
@@ -46,14 +46,14 @@ class ContentScanner:
             return
         try:
             self._driver.feed(data)
-        except Exception as exc:  # a scanner bug must fail closed, never crash the caller
+        except Exception as exc:  # noqa: BLE001 - a scanner bug must fail closed, never crash the caller
             self._internal_error(exc)
 
     def finish(self) -> None:
         """The input ended."""
         try:
             self._driver.finish()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in feed
             self._internal_error(exc)
         self.scope.out.formats_add(self.scope)
 
@@ -187,10 +187,7 @@ def _has_object(descr: Any) -> bool:
     if isinstance(descr, str):
         return descr.lstrip("<>|=").startswith("O")
     if isinstance(descr, (list, tuple)):
-        for field in descr:
-            if isinstance(field, (list, tuple)) and len(field) >= 2 and _has_object(field[1]):
-                return True
-        return False
+        return any(isinstance(f, (list, tuple)) and len(f) >= 2 and _has_object(f[1]) for f in descr)
     return True  # not a form numpy writes: assume the worst
 
 
@@ -470,7 +467,7 @@ def _pb_message(r: Reader, kind: str, end: int | None, ops: list[tuple[str, str,
             raise _NotProto
         if wire == 0:
             yield from _varint(r)
-        elif wire == 1 or wire == 5:
+        elif wire in {1, 5}:
             size = 8 if wire == 1 else 4
             if (yield from r.skip(size)) < size:
                 raise _NotProto
@@ -491,9 +488,8 @@ def _pb_message(r: Reader, kind: str, end: int | None, ops: list[tuple[str, str,
                 yield from _pb_message(r, children[field], stop, ops)
                 if r.offset != stop:
                     raise _NotProto
-            else:
-                if (yield from r.skip(n)) < n:
-                    raise _NotProto
+            elif (yield from r.skip(n)) < n:
+                raise _NotProto
         else:
             raise _NotProto
     if end is not None and r.offset != end:

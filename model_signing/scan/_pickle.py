@@ -57,7 +57,7 @@ class G:
 class Call:
     """The result of calling ``func`` (REDUCE, NEWOBJ, OBJ, INST)."""
 
-    __slots__ = ("func", "args", "kwargs", "state")
+    __slots__ = ("args", "func", "kwargs", "state")
 
     def __init__(self, func: Any, args: Any, kwargs: Any = None) -> None:
         self.func = func
@@ -379,12 +379,12 @@ class PickleVM:
             self.pop_mark()
             self.push(_LIST)
         elif op == 0x64:  # DICT
-            items = self.pop_mark()
-            if len(items) % 2:
+            marked = self.pop_mark()
+            if len(marked) % 2:
                 raise Malformed("DICT with an odd number of items")
             d = Dict()
-            for i in range(0, len(items), 2):
-                d.set(items[i], items[i + 1])
+            for i in range(0, len(marked), 2):
+                d.set(marked[i], marked[i + 1])
             self.push(d)
         elif op == 0x91:  # FROZENSET
             self.pop_mark()
@@ -402,19 +402,19 @@ class PickleVM:
             if isinstance(target, Dict):
                 target.set(key, value)
         elif op == 0x75:  # SETITEMS
-            items = self.pop_mark()
-            if len(items) % 2:
+            pairs = self.pop_mark()
+            if len(pairs) % 2:
                 raise Malformed("SETITEMS with an odd number of items")
             target = self.top()
             if isinstance(target, Dict):
-                for i in range(0, len(items), 2):
-                    target.set(items[i], items[i + 1])
+                for i in range(0, len(pairs), 2):
+                    target.set(pairs[i], pairs[i + 1])
         elif op == 0x90:  # ADDITEMS
             self.pop_mark()
             self.top()
         elif op == 0x94:  # MEMOIZE
             self.memo_put(len(self.memo), self.top())
-        elif op == 0x67 or op == 0x70:  # GET / PUT (text protocol; arg is the decimal line)
+        elif op in {0x67, 0x70}:  # GET / PUT (text protocol; arg is the decimal line)
             try:
                 index = int(arg)
             except ValueError:
@@ -451,14 +451,14 @@ class PickleVM:
         elif op == 0x69:  # INST
             module, name = arg
             g = self.judge_global(module, name, "INST")  # the unpickler imports before it pops the mark
-            args = self.pop_mark()
-            self.judge_call(g, tuple(args), None, "INST")
-            self.push(Call(g, tuple(args)))
+            inst_args = tuple(self.pop_mark())
+            self.judge_call(g, inst_args, None, "INST")
+            self.push(Call(g, inst_args))
         elif op == 0x6F:  # OBJ
-            items = self.pop_mark()
-            if not items:
+            objs = self.pop_mark()
+            if not objs:
                 raise Malformed("OBJ without a class")
-            cls, args = items[0], tuple(items[1:])
+            cls, args = objs[0], tuple(objs[1:])
             self.judge_call(cls, args, None, "OBJ")
             self.push(Call(cls, args))
         elif op == 0x52:  # REDUCE
@@ -505,16 +505,16 @@ class PickleVM:
                 Severity.HIGH, "global-modified",
                 f"BUILD sets attributes of the imported object {inst.full} (it changes code the loader runs later)",
             )
-        elif isinstance(inst, Call) and isinstance(inst.func, G) and inst.func.full == "functools.partial":
+        elif (isinstance(inst, Call) and isinstance(inst.func, G) and inst.func.full == "functools.partial"
+              and isinstance(state, tuple) and len(state) >= 3 and isinstance(state[0], G)):
             # partial's state is (func, args, kwargs, dict): name a wrapped torch.load(weights_only=False).
-            if isinstance(state, tuple) and len(state) >= 3 and isinstance(state[0], G):
-                kw = state[2].items if isinstance(state[2], Dict) else None
-                if kw is not None and kw.get("weights_only") is False:
-                    self.report(Severity.CRITICAL, "dangerous-global",
-                                f"functools.partial wraps {state[0].full} with weights_only=False")
-                else:
-                    self.report(Severity.CRITICAL, "dangerous-global",
-                                f"functools.partial wraps {state[0].full} for a later call")
+            kw = state[2].items if isinstance(state[2], Dict) else None
+            if kw is not None and kw.get("weights_only") is False:
+                self.report(Severity.CRITICAL, "dangerous-global",
+                            f"functools.partial wraps {state[0].full} with weights_only=False")
+            else:
+                self.report(Severity.CRITICAL, "dangerous-global",
+                            f"functools.partial wraps {state[0].full} for a later call")
 
 
 def _dtype_size(dtype: Any) -> tuple[int, bool] | None:
@@ -602,16 +602,16 @@ def _line_value(op: int, line: bytes) -> Any:
         try:
             with warnings.catch_warnings():  # a crafted escape must not print warnings
                 warnings.simplefilter("ignore")
-                raw = codecs.escape_decode(line[1:-1])[0]
+                raw: bytes = codecs.escape_decode(line[1:-1])[0]
         except ValueError:
             raise Malformed("STRING argument has a bad escape") from None
         return _decode_str8(raw) if len(raw) <= KEEP_STR else _LONG_STR
     if op == 0x56:  # UNICODE
         try:
-            text = str(line, "raw-unicode-escape")
+            decoded = str(line, "raw-unicode-escape")
         except UnicodeDecodeError:
             raise Malformed("UNICODE argument has a bad escape") from None
-        return text if len(text) <= KEEP_STR else _LONG_STR
+        return decoded if len(decoded) <= KEEP_STR else _LONG_STR
     return line.decode("ascii", "replace")  # GET / PUT index, PERSID
 
 
@@ -637,9 +637,11 @@ def _name_line(line: bytes) -> str:
 class StreamResult:
     """How one pickle stream ended."""
 
-    __slots__ = ("status", "value", "detail", "effects", "start", "globals_seen", "bad_proto", "vm")
+    __slots__ = ("bad_proto", "detail", "effects", "globals_seen", "start", "status", "value", "vm")
 
-    def __init__(self, status: str, value: Any, detail: str, effects: int, start: int, globals_seen: list[str]):
+    def __init__(  # noqa: PLR0917 - a plain record
+        self, status: str, value: Any, detail: str, effects: int, start: int, globals_seen: list[str]
+    ) -> None:
         #: ``stop`` (ended at STOP), ``malformed``, ``truncated`` (input ended first) or ``empty``.
         self.status = status
         self.value = value

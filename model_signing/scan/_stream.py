@@ -30,7 +30,7 @@ _EMPTY = memoryview(b"")
 class Driver:
     """Feeds pushed chunks to a parser generator (see the module docstring)."""
 
-    __slots__ = ("_gen", "_req", "_left", "_passed", "done")
+    __slots__ = ("_gen", "_left", "_passed", "_req", "done")
 
     def __init__(self, gen: Parser) -> None:
         self._gen = gen
@@ -90,7 +90,7 @@ class Reader:
     and not yet consumed (at most one chunk plus ``n``), so memory stays bounded by the largest ``n``.
     """
 
-    __slots__ = ("buf", "pos", "base", "eof")
+    __slots__ = ("base", "buf", "eof", "pos")
 
     def __init__(self) -> None:
         self.buf = b""

@@ -203,7 +203,7 @@ def walk_zip(r: Reader, scope: Scope, open_member: Callable[[Scope], MemberScann
     scope.set_format(fmt)
 
 
-def _local(
+def _local(  # noqa: PLR0917 - the walk's state, passed down once
     r: Reader,
     scope: Scope,
     off: int,

@@ -351,6 +351,9 @@ def _stored_until_descriptor(r: Reader, deliver: Callable[[memoryview], None]) -
         emit(i)
         yield from r.fill(24)
         cand = r.buf[r.pos:r.pos + 24]
+        if cand[:4] != DESCRIPTOR:
+            emit(r.pos + 1)
+            continue
         if len(cand) >= 16 and n < 1 << 32:
             c, cs, us = struct.unpack_from("<III", cand, 4)
             if c == crc and cs == n and us == n:

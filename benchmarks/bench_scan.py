@@ -97,7 +97,7 @@ def run_ours(path: Path) -> int:
 
 
 def run_picklescan(path: Path) -> int:
-    from picklescan import scanner
+    from picklescan import scanner  # type: ignore[import-untyped]
 
     logging.getLogger("picklescan").setLevel(logging.CRITICAL)
     sink = io.StringIO()

@@ -5,7 +5,9 @@ Only the CLI turns these into exit codes (``exit_code``), as documented in the R
 
 * 1 -- bad input (unreadable or malformed model, signature, key, or arguments),
 * 2 -- the signature is invalid (wrong key or identity, tampered envelope, untrusted chain),
-* 3 -- the signature is valid but the model content does not match it.
+* 3 -- the signature is valid but the model content does not match it,
+* 4 -- the model holds unsafe content: a scan found something at or above the threshold
+  (:class:`UnsafeModelError`; see :mod:`model_signing.scan`).
 """
 
 from __future__ import annotations
@@ -127,6 +129,26 @@ class WrongMethodError(VerificationError):
             message or f"{source} is a {signed_with} signature, not a {expected} one; verify it with a "
             f"{signed_with} verifier"
         )
+
+
+class UnsafeModelError(ModelSigningError):
+    """A scan found content at or above the threshold (code that would run on load, or a tampered archive).
+
+    ``findings`` are the findings at or above the threshold (:class:`model_signing.scan.Finding`);
+    ``threshold`` the severity label they were judged against.
+    """
+
+    exit_code: ClassVar[int] = 4
+
+    def __init__(self, findings: Sequence[Any], threshold: str, *, message: str | None = None) -> None:
+        self.findings = tuple(findings)
+        self.threshold = threshold
+        if message is None:
+            worst = max(self.findings, key=lambda f: f.severity, default=None)
+            first = f"; the worst: {worst}" if worst is not None else ""
+            message = (f"unsafe model content: {plural(len(self.findings), 'finding')} at or above "
+                       f"{threshold}{first}")
+        super().__init__(message)
 
 
 #: ``excluded``: a signed resource the verifier was asked to leave out (its ignore paths) -- not checked.

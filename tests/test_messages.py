@@ -108,9 +108,9 @@ def test_symlink_message_api_vs_cli(tmp_path: Path, run: Run) -> None:
 
 
 def test_identity_policy_message_api_vs_cli(tmp_path: Path, run: Run) -> None:
-    with pytest.raises(InputError, match="^`issuer` is required: the OIDC issuer URL the signer used$"):
+    with pytest.raises(InputError, match=r"^`issuer` is required: the OIDC issuer URL the signer used$"):
         ms.IdentityPolicy(issuer="", identity="a@example.com")
-    with pytest.raises(InputError, match="^pass exactly one of `identity` and `identity_regexp`$"):
+    with pytest.raises(InputError, match=r"^pass exactly one of `identity` and `identity_regexp`$"):
         ms.IdentityPolicy(issuer="https://issuer.example")
     model = tmp_path / "m"
     model.mkdir()
@@ -122,7 +122,7 @@ def test_identity_policy_message_api_vs_cli(tmp_path: Path, run: Run) -> None:
 def test_exclusive_trust_options_api_vs_cli(tmp_path: Path, run: Run) -> None:
     config = tmp_path / "tc.json"
     config.write_text("{}")
-    with pytest.raises(InputError, match="^`staging=True` and `trust_config` are exclusive; pass only one$"):
+    with pytest.raises(InputError, match=r"^`staging=True` and `trust_config` are exclusive; pass only one$"):
         ms.SigstoreSigner(trust_config=config, staging=True)
     model = tmp_path / "m"
     model.mkdir()

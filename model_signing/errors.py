@@ -1,6 +1,9 @@
 """The one error hierarchy of model_signing.
 
 Every error carries a message a user can act on: it names the file or option at fault and what to do.
+Options are named as the Python API spells them, between backticks -- a parameter (`ignore_paths`), a
+switch (`allow_symlinks=True`) or a parameter with a value (`ignore_paths=['d/loop']`) -- never as a
+command-line flag: the CLI rewrites each such term into its option (:mod:`model_signing.cli._terms`).
 Only the CLI turns these into exit codes (``exit_code``), as documented in the README:
 
 * 1 -- bad input (unreadable or malformed model, signature, key, or arguments),
@@ -56,7 +59,7 @@ class SignatureFormatError(InputError):
 
 
 class SignatureExistsError(InputError):
-    """Refusing to overwrite an existing signature without ``overwrite``.
+    """Refusing to overwrite an existing signature without ``overwrite=True``.
 
     ``signed_model`` / ``signed_root_digest`` say what the existing file signs (read from its statement,
     unverified; ``None`` if it is not a readable bundle, ``""`` for a v0.2 one); ``model_name`` is the
@@ -80,11 +83,14 @@ class SignatureExistsError(InputError):
         self.signed_root_digest = signed_root_digest
         self.free_path = free_path
         if message is None:
-            elsewhere = f"write this signature to {free_path}" if free_path else "choose another signature path"
+            elsewhere = (
+                f"write this signature to `signature_path={free_path!r}`" if free_path
+                else "choose another `signature_path`"
+            )
             if self.same_model:
-                advice = f"replace it with overwrite=True if you mean to re-sign this model, or {elsewhere}"
+                advice = f"replace it with `overwrite=True` if you mean to re-sign this model, or {elsewhere}"
             else:
-                advice = f"{elsewhere} instead, or replace it with overwrite=True if you mean to"
+                advice = f"{elsewhere} instead, or replace it with `overwrite=True` if you mean to"
             message = f"signature {path} already exists: {self.what_it_signs()}; {advice}"
         super().__init__(message)
 

@@ -297,12 +297,22 @@ class ErrorResult(Result):
 
     @classmethod
     def from_error(
-        cls, command: str, exc: ModelSigningError, *, model_path: str | None = None, signature_path: str | None = None
+        cls,
+        command: str,
+        exc: ModelSigningError,
+        *,
+        model_path: str | None = None,
+        signature_path: str | None = None,
+        message: str | None = None,
     ) -> Result:
-        """The result an error stands for: a mismatch's own :class:`VerifyResult`, else an :class:`ErrorResult`."""
+        """The result an error stands for: a mismatch's own :class:`VerifyResult`, else an :class:`ErrorResult`.
+
+        ``message`` replaces the error's own (the CLI passes it with its option names in place of API terms).
+        """
         if isinstance(exc, ModelMismatchError) and exc.result is not None:
             return exc.result
-        return cls(command, " ".join(str(exc).split()), exc.exit_code, model_path, signature_path)
+        return cls(command, " ".join((str(exc) if message is None else message).split()), exc.exit_code, model_path,
+                   signature_path)
 
     @property
     def exit_code(self) -> int:

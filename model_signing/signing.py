@@ -186,13 +186,13 @@ def _destination_path(model: str, signature_path: PathLike | None, overwrite: bo
     if not overwrite and os.path.lexists(sig_path):
         raise signature_exists(sig_path, _walk.model_name_of(model))
     if overwrite and os.path.lexists(sig_path) and _inside_model(model, sig_path):
-        # --overwrite replaces an old signature, never a model file that happens to be named like one.
+        # `overwrite` replaces an old signature, never a model file that happens to be named like one.
         try:
             methods.read_bundle(sig_path)
         except InputError:
             raise InputError(
                 f"refusing to overwrite {sig_path}: it is part of the model and not a signature; choose another "
-                "--signature path"
+                "path for `signature_path`"
             ) from None
     sig_dir = os.path.dirname(os.path.abspath(sig_path))
     if not os.path.isdir(sig_dir):

@@ -204,13 +204,13 @@ def test_signer_description_names_every_identity_kind() -> None:
 
 
 def test_identity_policy_rejects_unusable_arguments() -> None:
-    with pytest.raises(InputError, match="--identity-provider is required"):
+    with pytest.raises(InputError, match="`issuer` is required"):
         ms.IdentityPolicy(issuer="", identity=EMAIL)
-    with pytest.raises(InputError, match="exactly one of --identity and --identity-regexp"):
+    with pytest.raises(InputError, match="exactly one of `identity` and `identity_regexp`"):
         ms.IdentityPolicy(issuer="https://issuer.example")
-    with pytest.raises(InputError, match="exactly one of --identity and --identity-regexp"):
+    with pytest.raises(InputError, match="exactly one of `identity` and `identity_regexp`"):
         ms.IdentityPolicy(issuer="https://issuer.example", identity=EMAIL, identity_regexp=".*")
-    with pytest.raises(InputError, match="--identity is empty"):
+    with pytest.raises(InputError, match="`identity` is empty"):
         ms.IdentityPolicy(issuer="https://issuer.example", identity=" ")
     with pytest.raises(InputError, match="not a valid regexp"):
         ms.IdentityPolicy(issuer="https://issuer.example", identity_regexp="(unclosed")
@@ -343,7 +343,7 @@ def test_unusable_tokens_are_refused_before_signing(inst: LocalSigstore, make_to
         IdentityToken(token)
     with pytest.raises(KeyMaterialError) as info:
         signer_for(inst, token)
-    assert f"the identity token from --identity-token is unusable: {problem}" in str(info.value)
+    assert f"the identity token from `identity_token` is unusable: {problem}" in str(info.value)
 
 
 def test_token_from_the_environment(
@@ -451,15 +451,15 @@ def test_trusted_root_choices(inst: LocalSigstore, signed: tuple[Path, Path, ms.
     # The public-good root shipped inside sigstore knows nothing of the local instance.
     with pytest.raises(VerificationError, match=r"not issued by the trusted root in use \(public-good\)"):
         ms.verify(model, ms.SigstoreVerifier(policy, offline=True), signature_path=signature)
-    with pytest.raises(InputError, match="--trusted-root and --trust-config are exclusive"):
+    with pytest.raises(InputError, match="`trusted_root` and `trust_config` are exclusive"):
         ms.SigstoreVerifier(policy, trusted_root=root, trust_config=inst.trust_config_path)
-    with pytest.raises(InputError, match="--staging and --trust-config are exclusive"):
+    with pytest.raises(InputError, match="`staging=True` and `trust_config` are exclusive"):
         ms.SigstoreSigner(trust_config=inst.trust_config_path, staging=True)
-    with pytest.raises(InputError, match="--staging and --trust-config are exclusive"):
+    with pytest.raises(InputError, match="`staging=True` and `trust_config` are exclusive"):
         ms.SigstoreVerifier(policy, trust_config=inst.trust_config_path, staging=True)
-    with pytest.raises(InputError, match="--staging and --trusted-root are exclusive"):
+    with pytest.raises(InputError, match="`staging=True` and `trusted_root` are exclusive"):
         ms.SigstoreVerifier(policy, trusted_root=root, staging=True, offline=True)
     with pytest.raises(InputError, match=f"{root}: not a valid Sigstore ClientTrustConfig"):
         ms.SigstoreVerifier(policy, trust_config=root)  # a trusted root is not a trust config
-    with pytest.raises(InputError, match=r"--trusted-root file .*missing\.json does not exist"):
+    with pytest.raises(InputError, match=r"`trusted_root` file .*missing\.json does not exist"):
         ms.SigstoreVerifier(policy, trusted_root=tmp_path / "missing.json")

@@ -83,13 +83,13 @@ def test_non_utf8_name_is_rejected(tmp_path: Path) -> None:
     bad = os.path.join(os.fsencode(root), b"bad-\xff.bin")
     with open(bad, "wb") as f:
         f.write(b"x")
-    with pytest.raises(ModelPathError, match=r"not valid UTF-8.*--ignore-paths"):
+    with pytest.raises(ModelPathError, match=r"not valid UTF-8.*`ignore_paths`"):
         walk(root)
 
 
 def test_backslash_in_name_is_rejected(tmp_path: Path) -> None:
     root = _mk(tmp_path / "m", "ok.bin", "dir/a\\b.bin")
-    with pytest.raises(ModelPathError, match=r"m/dir/a\\b\.bin has a backslash.*--ignore-paths"):
+    with pytest.raises(ModelPathError, match=r"m/dir/a\\b\.bin has a backslash.*`ignore_paths`"):
         walk(root)
     assert _names(root, ignore_paths=["dir"]) == ["ok.bin"]
 
@@ -131,7 +131,7 @@ def test_symlink_rejected_by_default_naming_file_and_fix(tmp_path: Path) -> None
         walk(root)
     msg = str(exc.value)
     assert "m/x.bin is a symlink" in msg
-    assert "--allow-symlinks" in msg
+    assert "`allow_symlinks=True`" in msg
 
 
 def test_symlinked_directory_rejected_by_default(tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_symlink_outside_root_warns_and_is_hashed(tmp_path: Path, caplog: pytest
 def test_symlink_cycle_is_an_error_not_a_hang(tmp_path: Path) -> None:
     root = _mk(tmp_path / "m", "d/w.bin")
     (root / "d" / "loop").symlink_to("..", target_is_directory=True)
-    with pytest.raises(ModelPathError, match=r"d/loop is a symlink cycle.*--ignore-paths d/loop"):
+    with pytest.raises(ModelPathError, match=r"d/loop is a symlink cycle.*`ignore_paths=\['d/loop'\]`"):
         walk(root, allow_symlinks=True)
     assert _names(root, allow_symlinks=True, ignore_paths=["d/loop"]) == ["d/w.bin"]
 
@@ -198,7 +198,7 @@ def test_model_root_symlink(tmp_path: Path) -> None:
 def test_fifo_is_rejected(tmp_path: Path) -> None:
     root = _mk(tmp_path / "m", "w.bin")
     os.mkfifo(root / "pipe")
-    with pytest.raises(ModelPathError, match=r"m/pipe is a FIFO.*--ignore-paths pipe"):
+    with pytest.raises(ModelPathError, match=r"m/pipe is a FIFO.*`ignore_paths=\['pipe'\]`"):
         walk(root)
     assert _names(root, ignore_paths=["pipe"]) == ["w.bin"]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from model_signing._internal.text import plural
+from model_signing.cli import _terms
 from model_signing.errors import Difference, InputError, ModelMismatchError, ModelSigningError
 
 if TYPE_CHECKING:
@@ -130,8 +131,8 @@ def _discard_stdout() -> None:
 
 
 def warn(message: str) -> None:
-    """One warning line on stderr."""
-    print("warning: " + " ".join(message.split()), file=sys.stderr)
+    """One warning line on stderr (a library's API terms in it spelt as the CLI's options)."""
+    print("warning: " + " ".join(_terms.to_cli(message).split()), file=sys.stderr)
 
 
 def print_json(result: Result) -> None:
@@ -221,7 +222,9 @@ def _error_document(message: str, code: int, exc: BaseException | None) -> None:
         return
     result: Result
     if isinstance(exc, ModelSigningError):
-        result = ErrorResult.from_error(inv.command, exc, model_path=inv.model_path, signature_path=inv.signature_path)
+        result = ErrorResult.from_error(
+            inv.command, exc, model_path=inv.model_path, signature_path=inv.signature_path, message=message
+        )
     else:
         result = ErrorResult(inv.command, message, code, inv.model_path, inv.signature_path)
     with contextlib.suppress(StdoutError):  # the error itself still goes to stderr
@@ -229,7 +232,13 @@ def _error_document(message: str, code: int, exc: BaseException | None) -> None:
 
 
 def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
-    """Report an error -- the document on stdout with ``--json``, one line on stderr -- and exit ``code``."""
+    """Report an error -- the document on stdout with ``--json``, one line on stderr -- and exit ``code``.
+
+    A library error's API terms (`ignore_paths`, `allow_symlinks=True`) become the CLI's options here,
+    for both, so every command names its flags without catching the library's errors itself.
+    """
+    if isinstance(exc, ModelSigningError):
+        message = _terms.to_cli(message)
     message = " ".join(message.split())  # one line, always: collapse newlines a library put in its message
     if isinstance(exc, ModelMismatchError) and exc.result is not None:
         _warn_unmatched(exc.result.unmatched_ignore_paths)

@@ -59,7 +59,7 @@ class HashingConfig:
         ):
             raise InputError(f"max workers must be a positive integer, not {self.max_workers!r}")
         if isinstance(self.ignore_paths, str):
-            raise InputError("ignore_paths must be a list of paths, not a single string")
+            raise InputError("`ignore_paths` must be a list of paths, not a single string")
 
     @classmethod
     def from_serialization(cls, serialization: Serialization, **overrides: object) -> HashingConfig:
@@ -204,7 +204,7 @@ def _hash(
     if not resources:
         raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
-            "nothing to sign; use --serialization files"
+            "nothing to sign; use `method='files'`"
         )
     serialization = Serialization(
         method=config.method,

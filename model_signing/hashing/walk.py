@@ -64,7 +64,7 @@ def _check_name(name: str, rel: str, root_display: str) -> None:
         # everywhere, so the statement layer refuses it; say so here, with the fix.
         raise ModelPathError(
             f"{_display(root_display, rel)} has a backslash in its name, which OMS forbids (it is a path "
-            "separator on Windows); rename it or exclude it with --ignore-paths"
+            "separator on Windows); rename it or exclude it with `ignore_paths`"
         )
     try:
         name.encode("utf-8")
@@ -73,7 +73,7 @@ def _check_name(name: str, rel: str, root_display: str) -> None:
         shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise ModelPathError(
             f"{where} has a name that is not valid UTF-8 ({shown!r}); OMS names must be UTF-8, "
-            "so rename it or exclude it with --ignore-paths"
+            "so rename it or exclude it with `ignore_paths`"
         ) from None
 
 
@@ -208,7 +208,7 @@ def walk(
                 f"the model at its real path ({os.path.realpath(root)})"
             )
         if not allow_symlinks:
-            raise ModelPathError(f"{root_display} is a symlink; pass --allow-symlinks to follow symlinks")
+            raise ModelPathError(f"{root_display} is a symlink; pass `allow_symlinks=True` to follow symlinks")
         try:
             lst = os.stat(root)
         except OSError:
@@ -250,7 +250,7 @@ def walk(
         except OSError as exc:
             raise ModelPathError(
                 f"{_display(root_display, dir_rel)}: cannot list the directory ({exc.strerror}); "
-                "fix its permissions or exclude it with --ignore-paths"
+                "fix its permissions or exclude it with `ignore_paths`"
             ) from None
         for de in entries:
             rel = f"{dir_rel}/{de.name}" if dir_rel else de.name
@@ -275,15 +275,15 @@ def walk(
                     continue
                 if not allow_symlinks:
                     raise ModelPathError(
-                        f"{_display(root_display, rel)} is a symlink; pass --allow-symlinks to follow symlinks "
-                        f"or --ignore-paths {rel} to skip it"
+                        f"{_display(root_display, rel)} is a symlink; pass `allow_symlinks=True` to follow "
+                        f"symlinks or `ignore_paths=[{rel!r}]` to skip it"
                     )
                 try:
                     st = os.stat(de.path)
                 except OSError:
                     raise ModelPathError(
                         f"{_display(root_display, rel)} is a broken symlink (or a symlink loop); "
-                        f"fix it or pass --ignore-paths {rel}"
+                        f"fix it or pass `ignore_paths=[{rel!r}]`"
                     ) from None
                 target = os.path.realpath(de.path)
                 if target != root_real and not target.startswith(root_real.rstrip(os.sep) + os.sep):
@@ -296,7 +296,7 @@ def walk(
                 if key in ancestors:
                     raise ModelPathError(
                         f"{_display(root_display, rel)} is a symlink cycle (it leads back to one of its own "
-                        f"parent directories); remove it or pass --ignore-paths {rel}"
+                        f"parent directories); remove it or pass `ignore_paths=[{rel!r}]`"
                     )
                 stack.append((de.path, rel, follow, (*ancestors, key)))
             elif stat.S_ISREG(st.st_mode):
@@ -306,7 +306,7 @@ def walk(
             else:
                 raise ModelPathError(
                     f"{_display(root_display, rel)} is {_special_kind(st.st_mode)}; only regular files can be hashed, "
-                    f"so remove it or pass --ignore-paths {rel}"
+                    f"so remove it or pass `ignore_paths=[{rel!r}]`"
                 )
     if not files and not collect_symlinks:  # verification reports an empty model as every file missing
         raise EmptyModelError(

@@ -161,7 +161,7 @@ def chain_problem(
         if current is leaf and is_self_signed(leaf):
             return (
                 "it is self-signed and not among the trusted certificates; to trust it, pass the signing "
-                "certificate itself with --certificate-chain"
+                "certificate itself with `certificate_chain`"
             )
         issuer_name = current.issuer.rfc4514_string()
         named = [c for c in pool if c.subject == current.issuer and _der(c) != _der(current)]
@@ -172,7 +172,7 @@ def chain_problem(
                 else f"the issuer {issuer_name} of {role} {_name(current)}"
             )
             hint = "the intermediate" if current is leaf else "it (or the root above it)"
-            return f"{what} is not among the given certificates; pass {hint} with --certificate-chain"
+            return f"{what} is not among the given certificates; pass {hint} with `certificate_chain`"
         issuers = [c for c in named if issued_by(current, c)]
         if not issuers:
             return (
@@ -274,12 +274,12 @@ def _check_strict_leaf(leaf: x509.Certificate, roots: Sequence[x509.Certificate]
         raise VerificationError(
             f"the signing certificate {subject} has basicConstraints CA:TRUE, which RFC 5280 forbids in a "
             "signing (end-entity) certificate; strict X.509 validation refuses it (it is accepted without "
-            "--strict-x509)"
+            "`strict=True`)"
         )
     if _der(leaf) in {_der(c) for c in roots}:
         raise VerificationError(
             f"the signing certificate {subject} is itself one of the trusted certificates; strict X.509 "
-            "validation needs a CA above it (it is accepted without --strict-x509)"
+            "validation needs a CA above it (it is accepted without `strict=True`)"
         )
 
 
@@ -328,18 +328,18 @@ def check_signing_chain(
             raise KeyMaterialError(
                 f"{where} does not chain up through the given certificates: the certificate named {issuer_name} "
                 f"in the chain did not sign {role} (a different key: another CA's certificate); pass the "
-                "certificates that issued it with --certificate-chain"
+                "certificates that issued it with `certificate_chain`"
             )
         if current is leaf and chain:
             raise KeyMaterialError(
                 f"{where} does not chain up through the given certificates: the leaf's issuer {issuer_name} is "
                 f"not in the certificate chain given ({'; '.join(_name(c) for c in chain)}); pass the leaf's "
-                "issuer (and the intermediates above it) with --certificate-chain"
+                "issuer (and the intermediates above it) with `certificate_chain`"
             )
         if current is leaf:
             warnings.append(
                 f"the signature carries only the signing certificate: verifiers must trust its issuer "
-                f"{issuer_name} (pass the intermediates with --certificate-chain if that is not a root they have)"
+                f"{issuer_name} (pass the intermediates with `certificate_chain` if that is not a root they have)"
             )
         else:
             warnings.append(

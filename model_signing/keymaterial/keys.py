@@ -66,7 +66,7 @@ def load_private_key(path: PathLike, password: str | bytes | None = None) -> ec.
     secret = password.encode("utf-8") if isinstance(password, str) else password
     encrypted = b"ENCRYPTED" in data
     if encrypted and not secret:
-        raise KeyMaterialError(f"{where} is encrypted; give its password (--password-env VARIABLE)")
+        raise KeyMaterialError(f"{where} is encrypted; give its password (`password`)")
     if not encrypted:
         secret = None  # an unencrypted key does not need the password; refusing it would only annoy
     try:

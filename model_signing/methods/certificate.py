@@ -131,7 +131,7 @@ class CertificateVerifier:
                 raise TypeError("certificate_chain takes file paths or x509.Certificate objects, not a mix")
             self._roots = _certs.load_certificates(paths, "certificate chain file")
         if not self._roots:
-            raise KeyMaterialError("no trusted certificates given; pass the root CA with --certificate-chain")
+            raise KeyMaterialError("no trusted certificates given; pass the root CA with `certificate_chain`")
         self._at = at
         self._strict = strict
 

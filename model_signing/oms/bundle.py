@@ -180,7 +180,7 @@ def read_bundle(path: str | os.PathLike[str], *, classify: Classifier) -> Signat
     """Read and parse the signature file at ``path`` (see :func:`parse_bundle`)."""
     raw = read_small_file(
         path, "signature", limit=MAX_SIGNATURE_FILE, error=SignatureFormatError,
-        missing_hint="; pass the bundle with --signature",
+        missing_hint="; pass the bundle with `signature_path`",
     )
     return parse_bundle(raw, source=os.fspath(path), classify=classify)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from model_signing.cli import _options as opt
-from model_signing.cli import _sign, _verify
+from model_signing.cli import _report, _sign, _verify
 
 SigningCertificate = Annotated[
     str,
@@ -73,7 +72,7 @@ def sign_certificate(
             password=opt.password_from_env(password_env, password),
         )
         for warning in made.warnings:  # before hashing: the user may want to stop and fix the chain
-            print(f"warning: {warning}", file=sys.stderr)
+            _report.warn(warning)
         return made
 
     _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)

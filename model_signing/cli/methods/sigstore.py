@@ -176,7 +176,7 @@ def verify_sigstore(  # noqa: PLR0917 - one parameter per CLI option
 
     model = opt.model_path(path, path_option)
     begin_verify(model, options)
-    # IdentityPolicy refuses a missing issuer with the message users see ("--identity-provider is required").
+    # IdentityPolicy refuses a missing issuer ("`issuer` is required", which the report spells --identity-provider).
     policy = IdentityPolicy(
         issuer=identity_provider or "", identity=identity, identity_regexp=identity_regexp, repository=repository,
         ref=ref, workflow=workflow, workflow_trigger=workflow_trigger, workflow_sha=workflow_sha,

@@ -120,7 +120,7 @@ class SigstoreSigner:
 
     @property
     def description(self) -> str:
-        """Who signs: once signed, the certificate's identity (what ``verify --identity`` must name).
+        """Who signs: once signed, the certificate's identity (what ``IdentityPolicy.identity`` must name).
 
         Before signing it is the token's identity, whose ``sub`` may differ from the certificate's SAN
         (a GitHub workflow token's ``sub`` is ``repo:owner/name:ref:...``, its SAN the workflow URI); asking
@@ -182,7 +182,8 @@ class SigstoreVerifier:
         offline: bool = False,
         timeout: float = _wire.DEFAULT_TIMEOUT,
     ) -> None:
-        """Check the trust options (``offline`` never touches the network; see ``--offline``).
+        """Check the trust options (``offline=True`` never touches the network: ``trusted_root``, ``trust_config``,
+        or the public-good or staging root shipped with sigstore).
 
         ``timeout`` (seconds) bounds every connect and every wait for an answer of the TUF refresh, when
         the public-good or staging root is fetched.

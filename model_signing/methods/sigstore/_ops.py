@@ -209,14 +209,14 @@ def foreign_certificate(cert: x509.Certificate, root: TrustedRoot, roots: RootSp
     if any(issued_by(cert, ca) for ca in authorities):
         return None
     if roots.trusted_root is not None:
-        in_use = f"--trusted-root {roots.trusted_root}"
+        in_use = f"`trusted_root={roots.trusted_root!r}`"
     elif roots.trust_config is not None:
-        in_use = f"--trust-config {roots.trust_config}"
+        in_use = f"`trust_config={roots.trust_config!r}`"
     else:
         in_use = "staging" if roots.staging else "public-good"
     return (
         f"the signing certificate was not issued by the trusted root in use ({in_use}); pass the "
-        "--trust-config of the instance that signed it"
+        "`trust_config` of the instance that signed it"
     )
 
 
@@ -324,7 +324,7 @@ def signing_failure(exc: Exception) -> str:
         where = f" at {url}" if url else ""
         return (
             f"cannot reach {service or 'the Sigstore instance'}{where} ({reason}); check the network and the "
-            "instance's URLs (--trust-config)"
+            "instance's URLs (`trust_config`)"
         )
     messages = list(dict.fromkeys(m for link in chain if (m := " ".join(str(link).split()))))
     where = f" at {service}" if service else ""

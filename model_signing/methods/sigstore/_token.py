@@ -1,10 +1,10 @@
 """Getting an OIDC identity token for keyless signing, in the documented order of sources.
 
-1. an explicit token (``--identity-token`` or ``SIGSTORE_IDENTITY_TOKEN``);
+1. an explicit token (``identity_token`` or ``SIGSTORE_IDENTITY_TOKEN``);
 2. ambient CI credentials (GitHub Actions, GitLab, Buildkite, GCP, CircleCI, through sigstore's
    ``detect_credential``),
    unless disabled;
-3. the interactive OAuth flow of the instance's OIDC issuer (browser, or out-of-band with ``force_oob``),
+3. the interactive OAuth flow of the instance's OIDC issuer (browser, or out-of-band with ``oauth_force_oob``),
    only when someone can answer it: by default only when stdin is a terminal, because sigstore's flow
    waits without a time limit for a browser redirect or a pasted code.
 """
@@ -48,13 +48,13 @@ class TokenSource:
 
 
 def explicit_token(source: TokenSource) -> tuple[str, str] | None:
-    """The explicit token (``--identity-token``, else ``SIGSTORE_IDENTITY_TOKEN``) and where it came from.
+    """The explicit token (``identity_token``, else ``SIGSTORE_IDENTITY_TOKEN``) and where it came from.
 
     Its claims are checked here, without sigstore (whose import takes a third of a second), so an
     expired or mistargeted token fails at once; sigstore's own check runs again before it is used.
     """
     raw = (source.identity_token or "").strip() or None
-    origin = "--identity-token"
+    origin = "`identity_token`"
     if raw is None and os.environ.get(TOKEN_ENV, "").strip():
         raw, origin = os.environ[TOKEN_ENV].strip(), TOKEN_ENV
     if raw is None:
@@ -80,8 +80,8 @@ def obtain_identity_token(source: TokenSource, default_issuer: Callable[[], str 
             raw = detect_credential(source.client_id)
         except IdentityError as exc:
             raise KeyMaterialError(
-                f"ambient CI credential detection failed ({one_line(exc)}); pass --identity-token, "
-                "or --oidc-disable-ambient-providers to use the interactive flow"
+                f"ambient CI credential detection failed ({one_line(exc)}); pass `identity_token`, "
+                "or `use_ambient_credentials=False` to use the interactive flow"
             ) from None
         if raw is not None:
             if token_problem(raw.strip(), source.client_id) is not None:
@@ -91,7 +91,7 @@ def obtain_identity_token(source: TokenSource, default_issuer: Callable[[], str 
     issuer_url = source.oidc_issuer or default_issuer()
     if not issuer_url:
         raise KeyMaterialError(
-            "no identity token: pass --identity-token (or set SIGSTORE_IDENTITY_TOKEN), or use an instance "
+            "no identity token: pass `identity_token` (or set SIGSTORE_IDENTITY_TOKEN), or use an instance "
             "whose signing config names an OIDC issuer"
         )
     interactive = source.interactive if source.interactive is not None else _stdin_is_terminal()
@@ -99,7 +99,7 @@ def obtain_identity_token(source: TokenSource, default_issuer: Callable[[], str 
         ambient = "" if source.use_ambient_credentials else " (ambient CI credentials are disabled)"
         raise KeyMaterialError(
             f"no identity token{ambient}, and no terminal for the interactive sign-in with {issuer_url}: "
-            "pass --identity-token or set SIGSTORE_IDENTITY_TOKEN, or run in CI with an OIDC token available"
+            "pass `identity_token` or set SIGSTORE_IDENTITY_TOKEN, or run in CI with an OIDC token available"
         )
     try:
         token: IdentityToken = Issuer(issuer_url).identity_token(
@@ -108,10 +108,10 @@ def obtain_identity_token(source: TokenSource, default_issuer: Callable[[], str 
             force_oob=source.oauth_force_oob,
         )
     except Exception as exc:  # noqa: BLE001 - network, OAuth and input errors all end the flow
-        hint = "" if source.oauth_force_oob else ", or --oauth-force-oob on a machine without a browser"
+        hint = "" if source.oauth_force_oob else ", or `oauth_force_oob=True` on a machine without a browser"
         raise KeyMaterialError(
             f"interactive sign-in with {issuer_url} failed ({type(exc).__name__}: {one_line(exc)}); "
-            f"try again, or pass --identity-token{hint}"
+            f"try again, or pass `identity_token`{hint}"
         ) from None
     return str(token), "the interactive sign-in"
 

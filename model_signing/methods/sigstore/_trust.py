@@ -23,7 +23,7 @@ def load_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
     """Read a ClientTrustConfig JSON file (trusted root + signing config)."""
     from sigstore.models import ClientTrustConfig
 
-    raw = _read(path, "--trust-config")
+    raw = _read(path, "`trust_config`")
     _check_depth(raw, path, _NOT_A_TRUST_CONFIG)
     try:
         return ClientTrustConfig.from_json(raw)
@@ -41,9 +41,9 @@ def check_signing_sources(
     """
     if trust_config is not None:
         if staging:
-            raise InputError("--staging and --trust-config are exclusive; pass only one")
+            raise InputError("`staging=True` and `trust_config` are exclusive; pass only one")
         if read_files:
-            _precheck(trust_config, "--trust-config", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
+            _precheck(trust_config, "`trust_config`", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
 
 
 def check_verification_sources(
@@ -55,17 +55,17 @@ def check_verification_sources(
 ) -> None:
     """Fail fast, without importing sigstore, on verification trust options that cannot work."""
     if trusted_root is not None and trust_config is not None:
-        raise InputError("--trusted-root and --trust-config are exclusive; pass only one")
+        raise InputError("`trusted_root` and `trust_config` are exclusive; pass only one")
     if staging and (trusted_root is not None or trust_config is not None):
-        # As when signing: an explicit root would silently win over --staging.
-        option = "--trusted-root" if trusted_root is not None else "--trust-config"
-        raise InputError(f"--staging and {option} are exclusive; pass only one")
+        # As when signing: an explicit root would silently win over `staging`.
+        option = "`trusted_root`" if trusted_root is not None else "`trust_config`"
+        raise InputError(f"`staging=True` and {option} are exclusive; pass only one")
     if not read_files:
         return
     if trusted_root is not None:
-        _precheck(trusted_root, "--trusted-root", (), _NOT_A_TRUSTED_ROOT)
+        _precheck(trusted_root, "`trusted_root`", (), _NOT_A_TRUSTED_ROOT)
     if trust_config is not None:
-        _precheck(trust_config, "--trust-config", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
+        _precheck(trust_config, "`trust_config`", ("trustedRoot", "signingConfig"), _NOT_A_TRUST_CONFIG)
 
 
 _NOT_A_TRUST_CONFIG = (
@@ -105,7 +105,7 @@ def signing_trust_config(trust_config: str | os.PathLike[str] | None, staging: b
         instance = "staging" if staging else "public-good"
         raise InputError(
             f"cannot fetch the {instance} Sigstore trust root from {_STAGING_TUF if staging else _PRODUCTION_TUF} "
-            f"({_tuf_reason(exc)}); check the network, or pass --trust-config FILE for a private instance"
+            f"({_tuf_reason(exc)}); check the network, or pass a `trust_config` file for a private instance"
         ) from None
 
 
@@ -131,13 +131,13 @@ def verification_trusted_root(
 ) -> TrustedRoot:
     """The trusted root to verify against.
 
-    An explicit ``--trusted-root`` or ``--trust-config`` is used as is (no network).  Otherwise the
+    An explicit ``trusted_root`` or ``trust_config`` is used as is (no network).  Otherwise the
     public-good (or staging) root: refreshed through TUF online, or, with ``offline``, the copy that
     ships inside the sigstore package, so air-gapped machines verify public-good bundles.
     """
     check_verification_sources(trust_config=trust_config, trusted_root=trusted_root, staging=staging, read_files=False)
     if trusted_root is not None:
-        text = _read(trusted_root, "--trusted-root")
+        text = _read(trusted_root, "`trusted_root`")
         _check_depth(text, trusted_root, _NOT_A_TRUSTED_ROOT)
         return _parse_trusted_root(text, str(trusted_root))
     if trust_config is not None:
@@ -158,7 +158,7 @@ def _embedded_trusted_root(tuf_url: str) -> TrustedRoot:
     except OSError:
         raise InputError(
             "this sigstore installation ships no embedded trusted root; "
-            "pass --trusted-root FILE with --offline"
+            "pass a `trusted_root` file with `offline=True`"
         ) from None
     return _parse_trusted_root(raw, f"embedded trusted root for {tuf_url}")
 

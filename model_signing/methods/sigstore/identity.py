@@ -37,16 +37,16 @@ class IdentityPolicy:
 
     def __post_init__(self) -> None:
         if not self.issuer:
-            raise InputError("--identity-provider is required: the OIDC issuer URL the signer used")
+            raise InputError("`issuer` is required: the OIDC issuer URL the signer used")
         if (self.identity is None) == (self.identity_regexp is None):
-            raise InputError("pass exactly one of --identity and --identity-regexp")
+            raise InputError("pass exactly one of `identity` and `identity_regexp`")
         if self.identity is not None and not self.identity.strip():
-            raise InputError("--identity is empty: give the signer's email address or workflow URI")
+            raise InputError("`identity` is empty: give the signer's email address or workflow URI")
         if self.identity_regexp is not None:
             try:
                 re.compile(self.identity_regexp)
             except re.error as exc:
-                raise InputError(f"--identity-regexp {self.identity_regexp!r} is not a valid regexp: {exc}") from None
+                raise InputError(f"`identity_regexp` {self.identity_regexp!r} is not a valid regexp: {exc}") from None
 
     def describe(self) -> str:
         """A short human description for reports."""

@@ -281,3 +281,14 @@ def test_a_signature_written_through_the_pipeline_is_the_parsed_bundle(small_mod
     pub = serialization.load_pem_public_key((tmp_path / "k.pub").read_bytes())
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert doc["verificationMaterial"]["publicKey"]["hint"] == hashlib.sha256(pem).hexdigest()
+
+
+def test_the_cli_names_the_command_for_a_bundle_of_another_method(
+    run: Any, small_model: Path, tmp_path: Path, pki: Any
+) -> None:
+    priv, _ = _keys(tmp_path)
+    sig = tmp_path / "model.sig"
+    ms.sign(small_model, ms.KeySigner(priv), signature_path=sig)
+    code, _, err = run("verify", "certificate", small_model, "--signature", sig, "--certificate-chain", pki.root_pem)
+    assert code == 2
+    assert f"error: {sig} is a key signature, not a certificate one; verify it with 'verify key'" in err

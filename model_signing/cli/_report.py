@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from model_signing._internal.text import plural
 from model_signing.cli import _terms
-from model_signing.errors import Difference, InputError, ModelMismatchError, ModelSigningError
+from model_signing.errors import Difference, InputError, ModelMismatchError, ModelSigningError, WrongMethodError
 
 if TYPE_CHECKING:
     from model_signing.results import DigestResult, Result, SignResult, VerifyResult
@@ -237,7 +237,10 @@ def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
     A library error's API terms (`ignore_paths`, `allow_symlinks=True`) become the CLI's options here,
     for both, so every command names its flags without catching the library's errors itself.
     """
-    if isinstance(exc, ModelSigningError):
+    if isinstance(exc, WrongMethodError):  # the library says "a key verifier"; here that is a command
+        message = (f"{exc.source} is a {exc.signed_with} signature, not a {exc.expected} one; verify it with "
+                   f"'verify {exc.signed_with}'")
+    elif isinstance(exc, ModelSigningError):
         message = _terms.to_cli(message)
     message = " ".join(message.split())  # one line, always: collapse newlines a library put in its message
     if isinstance(exc, ModelMismatchError) and exc.result is not None:

@@ -18,7 +18,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from model_signing.errors import ModelSigningError
     from model_signing.hashing import HashingConfig, hash_model
+    from model_signing.inspecting import inspect
     from model_signing.manifest import Manifest, Resource, Serialization
+    from model_signing.methods.secret import SecretSigner, SecretVerifier
     from model_signing.methods.sigstore import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
     from model_signing.results import DigestResult, SignerIdentity
     from model_signing.signing import CertificateSigner, KeySigner, Signer, SignResult, sign
@@ -35,6 +37,9 @@ _EXPORTS: dict[str, str] = {
     "Manifest": "manifest",
     "Resource": "manifest",
     "Serialization": "manifest",
+    "SecretSigner": "methods.secret",
+    "SecretVerifier": "methods.secret",
+    "inspect": "inspecting",
     "DigestResult": "results",
     "SignerIdentity": "results",
     "CertificateSigner": "signing",
@@ -60,6 +65,8 @@ __all__ = [
     "Manifest",
     "ModelSigningError",
     "Resource",
+    "SecretSigner",
+    "SecretVerifier",
     "Serialization",
     "SignResult",
     "Signer",
@@ -70,6 +77,7 @@ __all__ = [
     "Verifier",
     "VerifyResult",
     "hash_model",
+    "inspect",
     "sign",
     "verify",
 ]

@@ -77,6 +77,8 @@ class SignerIdentity:
                 f"certificate {self.certificate_subject} (issued by {self.certificate_issuer}, serial "
                 f"{self.certificate_serial})"
             )
+        if self.method == "secret":
+            return f"shared secret {self.key_id}"
         if self.method == "sigstore":
             names = ", ".join(self.identities) or self.identity or "no identity"
             return f"{names} via {self.issuer or 'unknown issuer'}"

@@ -27,7 +27,8 @@ from tests import _pki
 
 
 def test_the_registry_lists_each_method_once_with_an_importable_pair() -> None:
-    assert methods.names() == ("key", "sigstore", "certificate")
+    # Classification order: secret before key (both carry a publicKey hint), sigstore before certificate.
+    assert methods.names() == ("secret", "key", "sigstore", "certificate")
     for name, spec in methods.REGISTRY.items():
         module = spec.load()
         assert name == module.NAME

@@ -57,6 +57,9 @@ class MethodSpec:
 REGISTRY: Mapping[str, MethodSpec] = {
     spec.name: spec
     for spec in (
+        # Before "key": its bundles carry a publicKey too (hint "hmac-sha256:...").
+        MethodSpec("secret", "model_signing.methods.secret", "SecretSigner", "SecretVerifier",
+                   "a shared secret (HMAC-SHA256); symmetric: whoever verifies can sign"),
         MethodSpec("key", "model_signing.methods.key", "KeySigner", "KeyVerifier",
                    "a bare EC key pair you manage (PEM)"),
         MethodSpec("sigstore", "model_signing.methods.sigstore", "SigstoreSigner", "SigstoreVerifier",

@@ -94,16 +94,16 @@ def certificate_material(chain: Sequence[x509.Certificate]) -> VerificationMater
     return VerificationMaterial(x509_certificate_chain=X509CertificateChain(certificates=certs), tlog_entries=[])
 
 
-def assemble(payload: bytes, signature: bytes, material: VerificationMaterial) -> Bundle:
-    """A v0.3 bundle holding the DSSE envelope of ``payload`` signed as ``signature``."""
+def assemble(payload: bytes, signature: bytes, material: VerificationMaterial, *, keyid: str = "") -> Bundle:
+    """A v0.3 bundle holding the DSSE envelope of ``payload`` signed as ``signature`` (DSSE ``keyid``)."""
     from sigstore_models.bundle.v1 import Bundle
     from sigstore_models.intoto import Envelope, Signature
 
     envelope = Envelope(
         payload=base64.b64encode(payload),
         payload_type=PAYLOAD_TYPE,
-        # keyid "" as the reference implementation and the spec's example write it.
-        signatures=[Signature(sig=base64.b64encode(signature), keyid="")],
+        # keyid "" by default, as the reference implementation and the spec's example write it.
+        signatures=[Signature(sig=base64.b64encode(signature), keyid=keyid)],
     )
     return Bundle(media_type=BUNDLE_MEDIA_TYPE, verification_material=material, dsse_envelope=envelope)
 

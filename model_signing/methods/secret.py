@@ -62,8 +62,8 @@ def _identity(kid: str) -> SignerIdentity:
     return SignerIdentity(method=NAME, identity=kid, key_id=kid, key_algorithm="HMAC-SHA256")
 
 
-class SecretSigner:
-    """The ``secret`` method: HMAC-SHA256 with a shared secret of at least 32 bytes (symmetric; see the module)."""
+class _Secret:
+    """What the signer and the verifier share: the secret, its key id, and the identity it gives."""
 
     method = NAME
 
@@ -81,6 +81,10 @@ class SecretSigner:
     def description(self) -> str:
         """``shared secret hmac-sha256:<key id>``."""
         return self.identity.description
+
+
+class SecretSigner(_Secret):
+    """The ``secret`` method: HMAC-SHA256 with a shared secret of at least 32 bytes (symmetric; see the module)."""
 
     def sign(self, payload: bytes) -> Bundle:
         """HMAC-SHA256 over the DSSE PAE of ``payload``."""
@@ -92,25 +96,8 @@ class SecretSigner:
         return _bundle.assemble(payload, mac, material, keyid=self._kid)
 
 
-class SecretVerifier:
+class SecretVerifier(_Secret):
     """The ``secret`` method: the same shared secret the signer used."""
-
-    method = NAME
-
-    def __init__(self, secret: bytes | str):
-        """Take the shared ``secret`` (a ``str`` is encoded as UTF-8)."""
-        self._secret = _check_secret(secret)
-        self._kid = key_id(self._secret)
-
-    @property
-    def identity(self) -> SignerIdentity:
-        """The secret's key id."""
-        return _identity(self._kid)
-
-    @property
-    def description(self) -> str:
-        """``shared secret hmac-sha256:<key id>``."""
-        return self.identity.description
 
     def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
         """Check the key id, then the HMAC over the DSSE PAE (constant-time comparison)."""

@@ -417,8 +417,11 @@ def test_same_resources_and_root_digest_as_the_peer(tmp_path: Path) -> None:
 def _my_children() -> set[int]:
     out: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as f:
-            out.update(int(x) for x in f.read().split())
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                out.update(int(x) for x in f.read().split())
+        except FileNotFoundError:  # a thread (e.g. of an earlier test's helper) ended meanwhile
+            continue
     return out
 
 

@@ -178,9 +178,9 @@ class _Verdict:
         self._pending: Pending[VerifiedSignature] | None = None
         self._verified: VerifiedSignature | None = None
         if isinstance(verifier, BackgroundVerifier):
-            self._pending = _wrapped(verifier, lambda: verifier.verify_in_background(bundle))
+            self._pending = _wrapped(verifier.method, lambda: verifier.verify_in_background(bundle))
         else:
-            self._verified = _wrapped(verifier, lambda: verifier.verify(bundle))
+            self._verified = _wrapped(verifier.method, lambda: verifier.verify(bundle))
 
     def raise_if_failed(self) -> None:
         """Raise the verification error at once if the check has already failed."""
@@ -200,7 +200,7 @@ class _Verdict:
         return self._verified
 
 
-def _wrapped(verifier: Verifier | str, call: Callable[[], T]) -> T:
+def _wrapped(method: str, call: Callable[[], T]) -> T:
     """``call()``, with a plug-in verifier's unexpected exception turned into a :class:`VerificationError`.
 
     A verifier that crashes has not verified anything: that is a failed verification (exit 2), with the
@@ -211,7 +211,6 @@ def _wrapped(verifier: Verifier | str, call: Callable[[], T]) -> T:
     except ModelSigningError:
         raise
     except Exception as exc:
-        method = verifier if isinstance(verifier, str) else verifier.method
         raise VerificationError(f"the {method} verifier failed: {exc!r}") from exc
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 import model_signing as ms
 from model_signing import methods
@@ -293,3 +293,20 @@ def test_the_cli_names_the_command_for_a_bundle_of_another_method(
     code, _, err = run("verify", "certificate", small_model, "--signature", sig, "--certificate-chain", pki.root_pem)
     assert code == 2
     assert f"error: {sig} is a key signature, not a certificate one; verify it with 'verify key'" in err
+
+
+def test_signing_key_references_are_resolved_by_kind() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from model_signing.errors import KeyMaterialError
+    from model_signing.keymaterial.sources import LocalKey, open_signing_key
+
+    key = _pki.ec_key()
+    wrapped = open_signing_key(key)
+    assert isinstance(wrapped, LocalKey)
+    assert wrapped.public_key().public_numbers() == key.public_key().public_numbers()
+    assert open_signing_key(wrapped) is wrapped  # a source is used as given
+    message = b"pae bytes"
+    key.public_key().verify(wrapped.sign(message), message, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(KeyMaterialError, match="not an elliptic-curve key"):
+        open_signing_key(_pki.rsa_key())  # type: ignore[arg-type]  # refused at run time too, not passed through

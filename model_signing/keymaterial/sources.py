@@ -57,16 +57,17 @@ def open_signing_key(
 ) -> SigningKey:
     """The signing key named by ``reference``: a PEM file path (decrypted with ``password``), a key object,
     or a :class:`SigningKey` already."""
+    import typing
+
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
     if isinstance(reference, str | os.PathLike):
         return LocalKey(_keys.load_private_key(reference, password))
-    if isinstance(reference, SigningKey) and not _is_cryptography_key(reference):
+    # A cryptography private key also has public_key() and sign(): it is a key to wrap, not a source
+    # (and one of an unsupported type, RSA say, is refused by LocalKey with a clear message).
+    if isinstance(reference, SigningKey) and not isinstance(reference, typing.get_args(PrivateKeyTypes)):
         return reference
-    return LocalKey(reference)  # type: ignore[arg-type]  # checked by LocalKey
-
-
-def _is_cryptography_key(obj: object) -> bool:
-    # cryptography's private keys also have public_key() and sign(): they are keys, not sources.
-    return type(obj).__module__.startswith("cryptography.")
+    return LocalKey(reference)  # LocalKey checks the key type
 
 
 def signer_identity(key: SigningKey) -> SignerIdentity:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from model_signing.errors import ModelSigningError
     from model_signing.hashing import HashingConfig, hash_model
     from model_signing.inspecting import inspect
+    from model_signing.keymaterial.generate import GeneratedKey, generate_key
     from model_signing.manifest import Manifest, Resource, Serialization
     from model_signing.methods.secret import SecretSigner, SecretVerifier
     from model_signing.methods.sigstore import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
@@ -30,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "ModelSigningError": "errors",
     "HashingConfig": "hashing",
     "hash_model": "hashing",
+    "GeneratedKey": "keymaterial.generate",
+    "generate_key": "keymaterial.generate",
     "IdentityPolicy": "keyless",
     "SigstoreSigner": "keyless",
     "SigstoreVerifier": "keyless",
@@ -58,6 +61,7 @@ __all__ = [
     "CertificateSigner",
     "CertificateVerifier",
     "DigestResult",
+    "GeneratedKey",
     "HashingConfig",
     "IdentityPolicy",
     "KeySigner",
@@ -76,6 +80,7 @@ __all__ = [
     "TokenSource",
     "Verifier",
     "VerifyResult",
+    "generate_key",
     "hash_model",
     "inspect",
     "sign",

@@ -28,6 +28,7 @@ from model_signing.methods import DEFAULT as DEFAULT_METHOD
 
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
+    from model_signing.keymaterial.algorithms import Algorithm
 
 
 class SerializationChoice(StrEnum):
@@ -249,7 +250,7 @@ SignatureIn = Annotated[
     ),
 ]
 PrivateKey = Annotated[
-    str, typer.Option("--private-key", metavar="PATH", help="EC private key (PEM, P-256/P-384/P-521).")
+    str, typer.Option("--private-key", metavar="PATH", help="Private key (PEM): EC P-256/P-384/P-521 or Ed25519.")
 ]
 PasswordEnv = Annotated[
     str | None,
@@ -432,3 +433,13 @@ def print_json(data: dict[str, Any]) -> None:
     """One JSON object on stdout."""
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
+
+
+def warn_if_peer_cannot_verify(algorithm: "Algorithm") -> None:
+    """One warning line when model-signing 1.1.1 cannot verify signatures made with ``algorithm`` (Ed25519)."""
+    if not algorithm.peer_verifies:
+        print(
+            f"warning: model-signing 1.1.1 cannot verify {algorithm.label} signatures (it accepts only EC "
+            "P-256/P-384/P-521 keys); modelseal verifies them",
+            file=sys.stderr,
+        )

@@ -18,11 +18,11 @@ from model_signing.errors import KeyMaterialError, VerificationError
 
 if TYPE_CHECKING:
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
 
+    from model_signing.keymaterial.algorithms import PublicKey
     from model_signing.results import SignerIdentity
 
-from model_signing.keymaterial.keys import check_ec, curve_name, read_material
+from model_signing.keymaterial.keys import check_key, read_material
 
 
 def load_certificates(paths: Sequence[PathLike], what: str) -> list[x509.Certificate]:
@@ -40,14 +40,11 @@ def load_certificates(paths: Sequence[PathLike], what: str) -> list[x509.Certifi
     return certs
 
 
-def public_key_of(cert: x509.Certificate, where: str) -> ec.EllipticCurvePublicKey:
-    """The certificate's EC public key (rejecting other key types)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+def public_key_of(cert: x509.Certificate, where: str) -> PublicKey:
+    """The certificate's public key (EC or Ed25519; other key types are refused)."""
     key = cert.public_key()
-    check_ec(key, where)
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
+    check_key(key, where)
+    return key  # type: ignore[return-value]  # checked by check_key
 
 
 def certificate_signer(leaf: x509.Certificate) -> SignerIdentity:
@@ -59,7 +56,8 @@ def certificate_signer(leaf: x509.Certificate) -> SignerIdentity:
     subject, issuer = leaf.subject.rfc4514_string(), leaf.issuer.rfc4514_string()
     return SignerIdentity(
         method="certificate", identity=subject, issuer=issuer, key_id=f"sha256:{public_key_hint(key)}",
-        key_algorithm=curve_name(key), certificate_subject=subject, certificate_issuer=issuer,
+        key_algorithm=check_key(key, "the signing certificate").label,
+        certificate_subject=subject, certificate_issuer=issuer,
         certificate_serial=f"{leaf.serial_number:x}",
     )
 
@@ -251,7 +249,7 @@ def verify_chain(
         return list(verifier.verify(leaf, list(intermediates)).chain)
     except X509VerificationError as exc:
         # cryptography's "candidates exhausted" says nothing a user can act on: name what is missing.
-        reason = chain_problem(leaf, intermediates, roots, at) or (
+        reason = chain_problem(leaf, intermediates, roots, at) or _forbidden_algorithm(str(exc)) or (
             str(exc).removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
         )
         raise VerificationError(
@@ -259,6 +257,21 @@ def verify_chain(
         ) from None
     except ValueError as exc:  # e.g. an empty store
         raise KeyMaterialError(f"cannot verify the certificate chain: {exc}") from None
+
+
+def _forbidden_algorithm(message: str) -> str | None:
+    """cryptography's words for a CA key or certificate signature its path validation does not allow, in ours.
+
+    Its WebPKI rules allow only RSA and ECDSA (P-256/P-384/P-521) keys in CA certificates and for certificate
+    signatures; an Ed25519 *leaf* key is fine, an Ed25519 CA is not.
+    """
+    if "Forbidden public key algorithm" in message or "Forbidden signature algorithm" in message:
+        return (
+            "a CA certificate in the chain uses an Ed25519 key or signature (or another algorithm X.509 path "
+            "validation here does not allow); CA certificates must use ECDSA P-256/P-384/P-521 or RSA keys "
+            "(an Ed25519 signing certificate issued by such a CA works)"
+        )
+    return None
 
 
 def _check_strict_leaf(leaf: x509.Certificate, roots: Sequence[x509.Certificate]) -> None:

@@ -15,8 +15,7 @@ from model_signing._internal.types import PathLike
 from model_signing.keymaterial import keys as _keys
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+    from model_signing.keymaterial.algorithms import PrivateKey, PublicKey
     from model_signing.results import SignerIdentity
 
 
@@ -24,36 +23,34 @@ if TYPE_CHECKING:
 class SigningKey(Protocol):
     """A private key that signs messages; only its public half is ever exported."""
 
-    def public_key(self) -> ec.EllipticCurvePublicKey:
+    def public_key(self) -> PublicKey:
         """The public key (for the bundle's key hint, and to match a certificate)."""
         ...
 
     def sign(self, message: bytes) -> bytes:
-        """The signature over ``message`` (ECDSA: DER, with the hash that matches the curve)."""
+        """The signature over ``message`` (ECDSA: DER, with the hash that matches the curve; Ed25519: PureEdDSA)."""
         ...
 
 
 class LocalKey:
     """A private key held in this process (loaded from a PEM file, or given as a ``cryptography`` object)."""
 
-    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(self, key: PrivateKey) -> None:
         """Wrap ``key`` (checked to be of a supported algorithm)."""
-        _keys.check_ec(key, "the private key")
+        self._algorithm = _keys.check_key(key, "the private key")
         self._key = key
 
-    def public_key(self) -> ec.EllipticCurvePublicKey:
+    def public_key(self) -> PublicKey:
         """The public half."""
         return self._key.public_key()
 
     def sign(self, message: bytes) -> bytes:
-        """ECDSA over ``message`` with the curve's hash."""
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        return self._key.sign(message, ec.ECDSA(_keys.signature_hash(self._key)))
+        """The key's algorithm over ``message`` (ECDSA with the curve's hash, or PureEdDSA)."""
+        return self._algorithm.sign(self._key, message)
 
 
 def open_signing_key(
-    reference: PathLike | ec.EllipticCurvePrivateKey | SigningKey, password: str | bytes | None = None
+    reference: PathLike | PrivateKey | SigningKey, password: str | bytes | None = None
 ) -> SigningKey:
     """The signing key named by ``reference``: a PEM file path (decrypted with ``password``), a key object,
     or a :class:`SigningKey` already."""

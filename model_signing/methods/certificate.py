@@ -23,9 +23,9 @@ from model_signing.results import SignerIdentity
 
 if TYPE_CHECKING:
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
     from sigstore_models.bundle.v1 import Bundle
 
+    from model_signing.keymaterial.algorithms import Algorithm, PrivateKey
     from model_signing.oms.bundle import SignatureBundle
 
 NAME = "certificate"
@@ -44,7 +44,7 @@ class CertificateSigner:
 
     def __init__(
         self,
-        private_key: PathLike | ec.EllipticCurvePrivateKey | SigningKey,
+        private_key: PathLike | PrivateKey | SigningKey,
         signing_certificate: PathLike,
         certificate_chain: Sequence[PathLike] = (),
         *,
@@ -91,8 +91,15 @@ class CertificateSigner:
         """The leaf certificate's subject and issuer."""
         return self.identity.description
 
+    @property
+    def algorithm(self) -> Algorithm:
+        """The leaf key's algorithm (whether model-signing 1.1.1 verifies it: ``peer_verifies``)."""
+        from model_signing.keymaterial.keys import check_key
+
+        return check_key(self._key.public_key(), "the private key")
+
     def sign(self, payload: bytes) -> Bundle:
-        """ECDSA over the DSSE PAE with the leaf's key; the bundle carries the chain, leaf first."""
+        """The leaf key's signature over the DSSE PAE (ECDSA or PureEdDSA); the bundle carries the chain, leaf first."""
         return _bundle.assemble(payload, _dsse.sign_pae(self._key, payload), _bundle.certificate_material(self._chain))
 
 

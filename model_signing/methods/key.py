@@ -1,4 +1,5 @@
-"""The ``key`` method: a bare EC key pair (P-256, P-384 or P-521), PEM, the private key optionally encrypted.
+"""The ``key`` method: a bare key pair (ECDSA P-256, P-384, P-521, or Ed25519), PEM, the private key optionally
+encrypted.
 
 The bundle carries only a hint of the public key (``verificationMaterial.publicKey.hint``); the verifier
 brings the key itself.
@@ -20,9 +21,9 @@ from model_signing.oms import bundle as _bundle
 from model_signing.results import SignerIdentity
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
     from sigstore_models.bundle.v1 import Bundle
 
+    from model_signing.keymaterial.algorithms import Algorithm, PrivateKey, PublicKey
     from model_signing.oms.bundle import SignatureBundle
 
 NAME = "key"
@@ -34,19 +35,19 @@ def claims(material: Mapping[str, Any], media_type: str) -> bool:
 
 
 def load_private(
-    private_key: PathLike | ec.EllipticCurvePrivateKey | SigningKey, password: str | bytes | None
+    private_key: PathLike | PrivateKey | SigningKey, password: str | bytes | None
 ) -> SigningKey:
     """The signing key: a PEM path (decrypted with ``password``), a key object, or a :class:`SigningKey`."""
     return open_signing_key(private_key, password)
 
 
 class KeySigner:
-    """The ``key`` method: an EC private key (P-256, P-384 or P-521), PEM, optionally encrypted."""
+    """The ``key`` method: a private key (ECDSA P-256, P-384, P-521 or Ed25519), PEM, optionally encrypted."""
 
     method = NAME
 
     def __init__(
-        self, private_key: PathLike | ec.EllipticCurvePrivateKey | SigningKey, *, password: str | bytes | None = None
+        self, private_key: PathLike | PrivateKey | SigningKey, *, password: str | bytes | None = None
     ):
         """Load ``private_key`` (a PEM file path, a key object, or a :class:`~model_signing.keymaterial.sources.
         SigningKey` such as a key in an HSM) and decrypt it with ``password``."""
@@ -54,8 +55,14 @@ class KeySigner:
 
     @property
     def identity(self) -> SignerIdentity:
-        """The key id (``sha256:<hint>``) and curve."""
+        """The key id (``sha256:<hint>``) and algorithm."""
         return _keys.key_signer(self._key.public_key())
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The key's algorithm (its :attr:`~model_signing.keymaterial.algorithms.Algorithm.peer_verifies` says
+        whether model-signing 1.1.1 can verify what it signs)."""
+        return _keys.check_key(self._key.public_key(), "the private key")
 
     @property
     def description(self) -> str:
@@ -63,23 +70,23 @@ class KeySigner:
         return self.identity.description
 
     def sign(self, payload: bytes) -> Bundle:
-        """ECDSA over the DSSE PAE of ``payload``, with the hash that matches the curve."""
+        """The key's signature over the DSSE PAE of ``payload`` (ECDSA with the curve's hash, or PureEdDSA)."""
         return _bundle.assemble(
             payload, _dsse.sign_pae(self._key, payload), _bundle.key_material(self._key.public_key())
         )
 
 
 class KeyVerifier:
-    """The ``key`` method: the EC public key (PEM) paired with the signing key."""
+    """The ``key`` method: the public key (PEM; EC or Ed25519) paired with the signing key."""
 
     method = NAME
 
-    def __init__(self, public_key: PathLike | ec.EllipticCurvePublicKey):
+    def __init__(self, public_key: PathLike | PublicKey):
         """Load ``public_key`` (a PEM file path or a key object)."""
         if isinstance(public_key, str | os.PathLike):
             self._key = _keys.load_public_key(public_key)
         else:
-            _keys.check_ec(public_key, "the public key")
+            _keys.check_key(public_key, "the public key")
             self._key = public_key
         self._hint = _bundle.public_key_hint(self._key)
 
@@ -94,7 +101,7 @@ class KeyVerifier:
         return self.identity.description
 
     def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
-        """Check the key hint (when present) and the ECDSA signature over the DSSE PAE."""
+        """Check the key hint (when present) and the signature over the DSSE PAE."""
         require_method(bundle, self.method)
         hint = bundle.key_hint
         if hint and hint != self._hint:

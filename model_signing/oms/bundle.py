@@ -28,7 +28,7 @@ from model_signing.oms.statement import PAYLOAD_TYPE
 
 if TYPE_CHECKING:
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
     from sigstore_models.bundle.v1 import Bundle, VerificationMaterial
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -66,7 +66,7 @@ def legacy_pae(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
     return f"DSSEV1 {len(payload_type)} {payload_type} {len(payload)} {payload!r}".encode()
 
 
-def public_key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
+def public_key_hint(public_key: PublicKeyTypes) -> str:
     """The ``publicKey.hint`` of a key: hex SHA-256 of its PEM SubjectPublicKeyInfo (as the peer writes)."""
     import hashlib
 
@@ -76,7 +76,7 @@ def public_key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
     return hashlib.sha256(pem).hexdigest()
 
 
-def key_material(public_key: ec.EllipticCurvePublicKey) -> VerificationMaterial:
+def key_material(public_key: PublicKeyTypes) -> VerificationMaterial:
     """Verification material of the ``key`` method: only a hint; the verifier brings the key."""
     from sigstore_models.bundle.v1 import VerificationMaterial
     from sigstore_models.common.v1 import PublicKeyIdentifier

@@ -71,6 +71,7 @@ def sign_certificate(
             tuple(certificate_chain or ()),
             password=opt.password_from_env(password_env, password),
         )
+        opt.warn_if_peer_cannot_verify(made.algorithm)
         for warning in made.warnings:  # before hashing: the user may want to stop and fix the chain
             _report.warn(warning)
         return made

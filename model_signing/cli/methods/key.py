@@ -10,7 +10,8 @@ from model_signing.cli import _options as opt
 from model_signing.cli import _sign, _verify
 
 PublicKey = Annotated[
-    str, typer.Option("--public-key", metavar="PATH", help="EC public key (PEM) paired with the signing key.")
+    str,
+    typer.Option("--public-key", metavar="PATH", help="Public key (PEM; EC or Ed25519) paired with the signing key."),
 ]
 
 
@@ -28,14 +29,19 @@ def sign_key(
     hashing: opt.HashingOptions,
     as_json: opt.Json = False,
 ) -> None:
-    """Sign with an EC private key (P-256, P-384 or P-521; PEM, optionally encrypted)."""
+    """Sign with a private key: ECDSA P-256, P-384, P-521 or Ed25519 (PEM, optionally encrypted).
+
+    model-signing 1.1.1 verifies the ECDSA keys' signatures, not Ed25519 ones (a warning says so).
+    """
     from model_signing.methods.key import KeySigner
 
     model = opt.model_path(path, path_option)
     _sign.begin(model, signature, as_json)
 
     def signer() -> KeySigner:
-        return KeySigner(private_key, password=opt.password_from_env(password_env, password))
+        made = KeySigner(private_key, password=opt.password_from_env(password_env, password))
+        opt.warn_if_peer_cannot_verify(made.algorithm)
+        return made
 
     _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
 

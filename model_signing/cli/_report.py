@@ -192,6 +192,8 @@ def verified(result: VerifyResult, as_json: bool) -> None:
         f"{'matches' if len(result.manifest.resources) == 1 else 'match'}{extra}",
         f"signed by {result.signer}",
     ]
+    # A verified RFC 3161 timestamp: when the signature existed (certificates were checked at that time).
+    lines += [f"signed at {stamp.description}" for stamp in result.timestamps]
     if unsigned:
         lines.append("unsigned files accepted (--ignore-unsigned-files):")
         lines.extend(f"  {printable(name)}" for name in unsigned)

@@ -435,7 +435,7 @@ def _verify_one(
         try:
             builder.build().verify(stamp, imprint)
         except (TimestampVerificationError, ValueError) as exc:
-            problems.append(f"{authority.name}: {' '.join(str(exc).split())}")
+            problems.append(f"{authority.name}: {_reason(exc)}")
             continue
         if not _in_range(when, authority.valid_from, authority.valid_until):
             problems.append(f"{authority.name} is not trusted for timestamps made at {when:%Y-%m-%d %H:%M:%S} UTC")
@@ -448,6 +448,16 @@ def _verify_one(
             serial=f"{info.serial_number:x}",
         )
     raise VerificationError(f"{what} does not verify (altered, or not signed by a trusted TSA): {'; '.join(problems)}")
+
+
+def _reason(exc: Exception) -> str:
+    """rfc3161-client's error in a few words (OpenSSL's error stack is no message for a user)."""
+    text = " ".join(str(exc).split())
+    if "signature failure" in text:
+        return "the TSA's signature over the token does not verify"
+    if "certificate verify error" in text or "unable to get" in text:
+        return "the TSA certificate does not chain to the trusted root at the timestamp's time"
+    return text.split(" ErrorStack(")[0][:200]
 
 
 def _signer_certificate(stamp: TimeStampResponse) -> x509.Certificate | None:

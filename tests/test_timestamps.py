@@ -219,6 +219,18 @@ def test_key_bundle_reports_its_signing_time(
     code, _, err = run("verify", "key", small_model, "--public-key", pub, "--signature", sig, *FAST,
                        "--trusted-root", root, "--trust-config", inst.trust_config_path)
     assert code == 1 and "--trusted-root and --trust-config are exclusive" in _one_error(err)
+    # A trusted root entry vouches only for timestamps inside its validFor.
+    doc = json.loads(root.read_text())
+    doc["timestampAuthorities"][0]["validFor"]["end"] = (before - dt.timedelta(minutes=2)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    retired = tmp_path / "retired_root.json"
+    retired.write_text(json.dumps(doc))
+    code, _, err = run("verify", "key", small_model, "--public-key", pub, "--signature", sig, *FAST,
+                       "--trusted-root", retired)
+    assert code == 2 and "is not trusted for timestamps made at" in _one_error(err)
+    code, _, err = run("sign", "key", small_model, "--private-key", priv, "--signature", sig, "--overwrite",
+                       "--timestamp-authority", inst.tsa_url, "--timeout", 0)
+    assert code == 1 and "--timeout 0: give a positive number of seconds" in _one_error(err)
 
 
 # --- timestamps that do not verify: exit 2, named -----------------------------------------------------

@@ -121,6 +121,7 @@ def test_expired_certificate_verifies_with_its_timestamp_and_not_without(
     assert (code, err) == (0, ""), err
     [token] = _tokens(sig)
     stamp = decode_timestamp_response(token)
+    assert f"timestamped at {stamp.tst_info.gen_time:%Y-%m-%d %H:%M:%S} UTC (RFC 3161, by {TSA_SUBJECT})" in out
     # Over the DSSE signature bytes, with SHA-256 (what sigstore timestamps for keyless bundles).
     assert stamp.tst_info.message_imprint.message == hashlib.sha256(_dsse_signature(sig)).digest()
     assert stamp.tst_info.gen_time <= expires

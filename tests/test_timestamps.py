@@ -380,6 +380,48 @@ def test_failing_timestamp_authorities(
     assert not sig.exists()
 
 
+def test_a_trickling_timestamp_authority_is_given_up(
+    run: Run, small_model: Path, tmp_path: Path, ec_keypair: Any
+) -> None:
+    """A TSA that sends a byte every half second never trips a per-read timeout: the overall bound stops it."""
+    import threading
+
+    priv, _ = ec_keypair()
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n"
+                         b"Content-Length: 100000\r\n\r\n")
+            while not stop.wait(0.5):
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    sig = tmp_path / "model.sig"
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/tsa"
+    started = time.monotonic()
+    try:
+        code, _, err = run("sign", "key", small_model, "--private-key", priv, "--signature", sig, *FAST,
+                           "--timestamp-authority", url, "--timeout", 1)
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+    elapsed = time.monotonic() - started
+    assert code == 1 and f"the timestamp authority at {url} did not answer within 1 s" in _one_error(err)
+    assert 13 <= elapsed < 25  # 3 x the timeout + 10 s, not forever
+    assert not sig.exists()
+
+
 # --- inspect, and the peer ------------------------------------------------------------------------
 
 

@@ -170,7 +170,8 @@ def _read_bounded(response: Any, deadline: float, where: str, timeout: float) ->
     while True:
         if time.monotonic() > deadline:
             raise SigningError(_no_answer(where, timeout))
-        chunk = response.read(64 << 10)
+        # read1: what one receive brings, so a TSA that trickles bytes cannot hold one call past the deadline.
+        chunk = response.read1(64 << 10)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

@@ -314,9 +314,11 @@ def test_no_tsa_trust_material_fails_closed(run: Run, stamped: dict[str, Any]) -
 # --- keyless: a timestamp that is present must verify ---------------------------------------------
 
 
-def test_keyless_bundle_with_a_corrupted_timestamp(
-    run: Run, inst: LocalSigstore, small_model: Path, tmp_path: Path
+def test_keyless_bundle_with_a_corrupted_or_foreign_timestamp(
+    run: Run, inst: LocalSigstore, other: LocalSigstore, small_model: Path, tmp_path: Path
 ) -> None:
+    from model_signing.methods.timestamps import request_timestamp
+
     sig = tmp_path / "keyless.sig"
     code, _, err = run("sign", small_model, "--trust-config", inst.trust_config_path, "--identity-token",
                        inst.mint_token(EMAIL), "--signature", sig, *FAST)
@@ -335,6 +337,12 @@ def test_keyless_bundle_with_a_corrupted_timestamp(
     code, _, err = run(*verify, "--signature", bad)
     assert code == 2
     assert f"the RFC 3161 timestamp in {bad} does not verify" in _one_error(err)
+    # A genuine timestamp over this very signature, from a TSA the instance does not trust.
+    foreign = _set_tokens(sig, [request_timestamp(other.tsa_url, _dsse_signature(sig), timeout=10)],
+                          tmp_path / "foreign.sig")
+    _sigstore_accepts(inst, foreign)
+    code, _, err = run(*verify, "--signature", foreign)
+    assert code == 2 and "which is not one of the trusted timestamp authorities" in _one_error(err)
 
 
 def _sigstore_accepts(inst: LocalSigstore, sig: Path) -> None:

@@ -114,7 +114,7 @@ def test_expired_certificate_verifies_with_its_timestamp_and_not_without(
     run: Run, inst: LocalSigstore, small_model: Path, tmp_path: Path
 ) -> None:
     now = dt.datetime.now(dt.UTC)
-    expires = now + dt.timedelta(seconds=6)
+    expires = now + dt.timedelta(seconds=8)  # room to sign on a loaded machine; then it expires
     pki = _pki.Pki(tmp_path / "pki", leaf_kwargs={"not_before": now - dt.timedelta(hours=2), "not_after": expires})
     sig = tmp_path / "model.sig"
     code, out, err = _sign_cert(run, small_model, pki, sig, "--timestamp-authority", inst.tsa_url)

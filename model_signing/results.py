@@ -26,6 +26,7 @@ key                        meaning
 ``unsigned_files``         ``verify``: unsigned files accepted by ``ignore_unsigned_files``
 ``unmatched_ignore_paths`` user ignore paths that matched no file (a typo? globs are not expanded)
 ``legacy_encoding``        ``verify``: the signature uses model-signing v0.2's DSSE encoding
+``timestamps``             ``verify``: the verified RFC 3161 timestamps (:class:`TrustedTimestamp`)
 =========================  =====================================================================
 
 Keys that do not apply are ``null`` (or empty lists), never absent.
@@ -33,6 +34,7 @@ Keys that do not apply are ``null`` (or empty lists), never absent.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,7 +43,7 @@ from model_signing.errors import Difference, ModelMismatchError, ModelSigningErr
 if TYPE_CHECKING:
     from model_signing.manifest import Manifest
 
-__all__ = ["DigestResult", "ErrorResult", "Result", "SignResult", "SignerIdentity", "VerifyResult"]
+__all__ = ["DigestResult", "ErrorResult", "Result", "SignResult", "SignerIdentity", "TrustedTimestamp", "VerifyResult"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,28 @@ class SignerIdentity:
         }
 
 
+@dataclass(frozen=True)
+class TrustedTimestamp:
+    """A verified RFC 3161 timestamp: when the signature existed, by the word of a trusted timestamp authority."""
+
+    #: The token's ``genTime`` (UTC): the signature existed at this time.
+    time: dt.datetime
+    #: The subject (RFC 4514) and serial (hex) of the TSA certificate that signed the token.
+    tsa: str
+    tsa_serial: str
+    #: The token's own serial number (hex), unique per TSA.
+    serial: str
+
+    @property
+    def description(self) -> str:
+        """``2026-01-02 03:04:05 UTC (RFC 3161 timestamp by CN=..., serial ...)``."""
+        return f"{self.time:%Y-%m-%d %H:%M:%S} UTC (RFC 3161 timestamp by {self.tsa}, serial {self.tsa_serial})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object: ``time`` (ISO 8601), ``tsa``, ``tsa_serial``, ``serial``."""
+        return {"time": self.time.isoformat(), "tsa": self.tsa, "tsa_serial": self.tsa_serial, "serial": self.serial}
+
+
 def _document(command: str) -> dict[str, Any]:
     """The schema with every key at its "does not apply" value."""
     return {
@@ -126,6 +150,7 @@ def _document(command: str) -> dict[str, Any]:
         "unsigned_files": [],
         "unmatched_ignore_paths": [],
         "legacy_encoding": False,
+        "timestamps": [],
     }
 
 
@@ -253,6 +278,8 @@ class VerifyResult(Result):
     #: The verified model's name (its path's basename) and the statement's subject name.
     model_name: str = ""
     signed_model: str = ""
+    #: The verified RFC 3161 timestamps of the signature (empty when it carries none).
+    timestamps: tuple[TrustedTimestamp, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -282,6 +309,7 @@ class VerifyResult(Result):
             "unsigned_files": list(self.unsigned_files),
             "unmatched_ignore_paths": list(self.unmatched_ignore_paths),
             "legacy_encoding": self.legacy_encoding,
+            "timestamps": [t.as_dict() for t in self.timestamps],
         }
 
 

@@ -40,7 +40,11 @@ def inspect(
     lines += [
         f"tlog entry:      index {e['log_index']}, integrated {e['integrated_time']}" for e in doc["tlog_entries"]
     ]
-    lines += [f"timestamp:       {t} (RFC 3161)" for t in doc["timestamps"]]
+    lines += [
+        f"timestamp:       {t['time']} (RFC 3161, by {t['tsa'] or 'an unnamed TSA'}"
+        + (f", TSA certificate serial {t['tsa_serial']}" if t["tsa_serial"] else "") + f"; token serial {t['serial']})"
+        for t in doc["rfc3161_timestamps"]
+    ]
     ser = doc["serialization"]
     lines += [
         f"model:           {doc['model_name'] or '(none: v0.2 statement)'}",

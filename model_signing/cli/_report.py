@@ -171,10 +171,32 @@ def signed(result: SignResult, as_json: bool, *, to_stderr: bool = False) -> Non
         f"signed {result.model_path}: {plural(len(result.manifest.resources), 'resource')}, root digest "
         f"sha256:{result.root_digest}\nsignature written to {where} ({result.signer})"
     )
+    text += "".join(f"\ntimestamped at {stamp}" for stamp in _timestamps_of(result.bundle_json))
     if to_stderr:
         print(text, file=sys.stderr)
     else:
         out(text)
+
+
+def _timestamps_of(bundle_json: str) -> list[str]:
+    """The RFC 3161 timestamps the signer put in the bundle, as the TSA stated them (checked against the
+    request, not against trust material, which only the verifier brings)."""
+    if "rfc3161Timestamps" not in bundle_json:
+        return []
+    import base64
+
+    from model_signing.methods.timestamps import describe_token
+
+    material = json.loads(bundle_json).get("verificationMaterial", {})
+    stamps = material.get("timestampVerificationData", {}).get("rfc3161Timestamps", [])
+    shown = []
+    for stamp in stamps:
+        try:
+            info = describe_token(base64.b64decode(stamp["signedTimestamp"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # the signer checked each answer; nothing to add to the report otherwise
+        shown.append(f"{info['time']:%Y-%m-%d %H:%M:%S} UTC (RFC 3161, by {info['tsa'] or 'an unnamed TSA'})")
+    return shown
 
 
 def verified(result: VerifyResult, as_json: bool) -> None:
@@ -192,6 +214,8 @@ def verified(result: VerifyResult, as_json: bool) -> None:
         f"{'matches' if len(result.manifest.resources) == 1 else 'match'}{extra}",
         f"signed by {result.signer}",
     ]
+    # A verified RFC 3161 timestamp: when the signature existed (certificates were checked at that time).
+    lines += [f"signed at {stamp.description}" for stamp in result.timestamps]
     if unsigned:
         lines.append("unsigned files accepted (--ignore-unsigned-files):")
         lines.extend(f"  {printable(name)}" for name in unsigned)

@@ -38,6 +38,10 @@ TERMS: dict[str, str] = {
     "password": "--password-env VARIABLE",
     "certificate_chain": "--certificate-chain",
     "strict=True": "--strict-x509",
+    # RFC 3161 timestamps (KeySigner / CertificateSigner / KeyVerifier / CertificateVerifier)
+    "timestamp_authorities": "--timestamp-authority",
+    "timestamp_certificate_chain": "--timestamp-certificate-chain",
+    "timeout": "--timeout",
     # TokenSource (sign sigstore)
     "identity_token": "--identity-token",
     "use_ambient_credentials=False": "--oidc-disable-ambient-providers",

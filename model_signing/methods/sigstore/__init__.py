@@ -30,7 +30,7 @@ from model_signing.methods.sigstore._token import TokenSource, obtain_identity_t
 from model_signing.methods.sigstore._trust import check_signing_sources, check_verification_sources
 from model_signing.methods.sigstore.identity import IdentityPolicy
 from model_signing.oms.bundle import BUNDLE_MEDIA_TYPE
-from model_signing.results import SignerIdentity
+from model_signing.results import SignerIdentity, TrustedTimestamp
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
@@ -216,8 +216,8 @@ class SigstoreVerifier:
         # this verifier is called directly rather than through ``verify``.
         require_method(bundle, self.method)
 
-        def verified(value: tuple[bytes, str, SignerIdentity]) -> VerifiedSignature:
-            return VerifiedSignature(value[0], value[1], identity=value[2])
+        def verified(value: tuple[bytes, str, SignerIdentity, tuple[TrustedTimestamp, ...]]) -> VerifiedSignature:
+            return VerifiedSignature(value[0], value[1], identity=value[2], timestamps=value[3])
 
         return self._service.submit(
             "verify", bundle.raw, bundle.source, self._policy, self._roots, convert=verified,

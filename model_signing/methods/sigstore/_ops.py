@@ -34,7 +34,7 @@ from model_signing.methods.sigstore._token import one_line, unusable_token
 from model_signing.methods.sigstore._trust import load_trust_config, signing_trust_config, verification_trusted_root
 from model_signing.methods.sigstore._wire import Prepared, RootSpec, TrustSpec, service_at
 from model_signing.methods.sigstore.identity import IdentityPolicy, certificate_identities
-from model_signing.results import SignerIdentity
+from model_signing.results import SignerIdentity, TrustedTimestamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -168,8 +168,9 @@ def forget_signer(handle: int) -> None:
 
 def verify(
     raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSpec
-) -> tuple[bytes, str, SignerIdentity]:
-    """Run sigstore's DSSE verification with the identity policy; the verified payload and the signer.
+) -> tuple[bytes, str, SignerIdentity, tuple[TrustedTimestamp, ...]]:
+    """Run sigstore's DSSE verification with the identity policy; the verified payload, the signer and the
+    verified RFC 3161 timestamps (each one present must verify).
 
     The signer comes as a line and as fields: the verified certificate's SAN identity and OIDC issuer.
     """
@@ -194,8 +195,32 @@ def verify(
         raise VerificationError(f"{source} does not verify for {policy.describe()}: {reason}") from None
     if payload_type != _IN_TOTO:
         raise VerificationError(f"{source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
+    stamps = rfc3161_timestamps(bundle, root, source)
     identity = signer_identity(bundle.signing_certificate)
-    return payload, f"{identity.description} (Sigstore certificate)", identity
+    return payload, f"{identity.description} (Sigstore certificate)", identity, stamps
+
+
+def rfc3161_timestamps(bundle: Bundle, root: TrustedRoot, source: str) -> tuple[TrustedTimestamp, ...]:
+    """Verify every RFC 3161 timestamp of a keyless bundle against the trusted root's timestamp authorities.
+
+    sigstore needs only one verified time and skips a timestamp that does not verify when the log's
+    integrated time is there (a corrupted timestamp went unnoticed); here a timestamp that is present
+    must verify, as for the key and certificate methods.
+    """
+    from model_signing.methods import timestamps as _timestamps
+
+    data = bundle._inner.verification_material.timestamp_verification_data
+    tokens = [t.signed_timestamp for t in data.rfc3161_timestamps] if data is not None else []
+    if not tokens:
+        return ()
+    authorities = [
+        _timestamps.TimestampAuthority.from_trusted_root_entry(entry, "the trusted root")
+        for entry in root._inner.timestamp_authorities
+    ]
+    return _timestamps.verify_tokens(
+        tokens, bundle.signature, authorities, source=source,
+        no_trust_hint="pass the `trust_config` or `trusted_root` of the instance that signed it",
+    )
 
 
 def foreign_certificate(cert: x509.Certificate, root: TrustedRoot, roots: RootSpec) -> str | None:

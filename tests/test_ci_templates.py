@@ -727,3 +727,79 @@ def test_gitlab_sign_job_without_id_tokens(inst: LocalSigstore, shim: Path, tmp_
     assert proc.returncode == 1
     assert "no SIGSTORE_ID_TOKEN" in proc.stderr and "id_tokens" in proc.stderr
     assert not (tmp_path / "model.sig").exists()
+
+
+def test_sign_action_installs_the_toolkit_from_its_own_checkout_by_hash(tmp_path: Path) -> None:
+    """The default install (no install-from): dependencies from PyPI by hash, modelseal from the action's repo.
+
+    The job then stops at the signing step for want of a token; what is checked is the virtual environment
+    the install step made: `pip check` passed in it and its `modelseal` is this checkout's version.
+    """
+    temp = tmp_path / "runner-temp"
+    temp.mkdir()
+    (tmp_path / "ws").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT) and k not in ("CI", "PYTHONPATH")}
+    env["RUNNER_TEMP"] = str(temp)
+    run = run_action(SIGN_ACTION, {"model-path": "model", "python": sys.executable}, env, tmp_path / "ws")
+    assert run.steps[0].ran and run.steps[0].returncode == 0, run.log
+    venv = temp / "modelseal-sign"
+    proc = subprocess.run([str(venv / "bin" / "modelseal"), "--version"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version and proc.stdout.strip() == f"modelseal {version.group(1)}", proc.stdout + proc.stderr
+    # Installed from the checkout (not an editable link to it), with exactly the pinned dependency versions.
+    freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--all",
+                             "--disable-pip-version-check"], capture_output=True, text=True, timeout=60,
+                            check=True).stdout
+    pins = dict(re.findall(r"^([a-z0-9-]+)==(\S+) \\$", (ROOT / "actions" / "requirements.txt").read_text(), re.M))
+    installed = {re.sub(r"[-_.]+", "-", n).lower(): v for n, v in re.findall(r"^([^=\s]+)==(\S+)$", freeze, re.M)}
+    installed.pop("pip")  # the venv's own
+    assert installed == {**pins, "modelseal": version.group(1)}
+    # And the signing step that followed refused for the missing token, as a workflow without id-token would.
+    assert "::error::no GitHub OIDC token" in run.steps[1].stdout
+
+
+def _readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Sign in CI\n", 1)[1].split("\n## ", 1)[0]
+    # The placeholders a user fills in, made concrete so the linters see a real pin.
+    section = section.replace("<full commit sha>", "0123456789abcdef0123456789abcdef01234567")
+    section = section.replace("<sha256 of that archive>", "0" * 64)
+    return re.findall(r"```yaml\n(.*?)```", section, re.S)
+
+
+def test_readme_workflow_a_user_copies_lints_clean(tmp_path: Path) -> None:
+    blocks = _readme_blocks()
+    workflow = next(b for b in blocks if b.startswith("name:"))
+    assert len(workflow.strip().splitlines()) <= 20  # short enough to copy
+    doc = YAML(typ="safe", pure=True).load(workflow)
+    assert doc["permissions"] == {}
+    assert doc["jobs"]["sign"]["permissions"] == {"id-token": "write", "contents": "read"}
+    assert doc["jobs"]["sign"]["uses"].startswith("OWNER/modelseal/.github/workflows/sign-model.yml@")
+    # The inputs it passes are the reusable workflow's.
+    assert set(doc["jobs"]["sign"]["with"]) <= set(load(WORKFLOW)["on"]["workflow_call"]["inputs"])
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".git").mkdir()
+    path = repo / ".github" / "workflows" / "release-model.yml"
+    path.write_text(workflow)
+    proc = subprocess.run([tool("actionlint"), "-oneline", "-shellcheck", tool("shellcheck"), str(path)],
+                          cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_readme_gitlab_include_is_valid(tmp_path: Path) -> None:
+    block = next(b for b in _readme_blocks() if b.startswith("include:"))
+    doc = YAML(typ="safe", pure=True).load(block)
+    assert doc["include"][0]["remote"].endswith("/ci/gitlab/model-signing.gitlab-ci.yml")
+    # Every variable it sets is one the template reads.
+    template = GITLAB.read_text()
+    assert all(f"${{{name}" in template or f"${name}" in template for name in doc["variables"])
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(block)
+    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -152,11 +152,13 @@ def test_gitlab_scripts_pass_shellcheck_as_posix_sh(tmp_path: Path) -> None:
 
 # Refuses every socket and name lookup in any Python process started with it on PYTHONPATH: check-jsonschema
 # must validate from the schemas it ships.
-NO_NETWORK = """import sys
+NO_NETWORK = """import os, sys
 def refuse(event, args):
     if event in ("socket.connect", "socket.getaddrinfo"):
         raise RuntimeError(f"network access attempted: {event} {args!r}")
 sys.addaudithook(refuse)
+with open(os.environ["NO_NETWORK_LOG"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
 """
 
 
@@ -167,11 +169,13 @@ sys.addaudithook(refuse)
 ])
 def test_official_schemas_offline(schema: str, files: list[Path], tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text(NO_NETWORK)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    armed = tmp_path / "armed"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "NO_NETWORK_LOG": str(armed)}
     proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "validation done" in proc.stdout
+    assert armed.read_text().split(), "the no-network hook was not loaded"
     # The schema does reject a broken file (so "ok" means something), still offline.
     broken = tmp_path / files[0].name
     doc = load(files[0])
@@ -802,4 +806,30 @@ def test_readme_gitlab_include_is_valid(tmp_path: Path) -> None:
     path.write_text(block)
     proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci", str(path)],
                           capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_sign_action_hashing_options_reach_the_signature(inst: LocalSigstore, shim: Path, tmp_path: Path) -> None:
+    runner = github_runner(inst, shim, tmp_path)
+    write_model(runner.workspace / "model")
+    (runner.workspace / "out").mkdir()
+    inputs = sign_inputs(inst, serialization="shards", **{"shard-size": "500", "hash": "blake2b",
+                                                          "signature-path": "out/my model.sig"})
+    run = run_action(SIGN_ACTION, inputs, runner.env, runner.workspace)
+    assert run.returncode == 0, run.log
+    assert run.outputs["signature-path"] == "out/my model.sig"
+    # The path with a space survives the printed command (shell-quoted).
+    assert "'out/my model.sig'" in run.outputs["verify-command"]
+    inspected = json.loads(subprocess.run(["modelseal", "inspect", "--json", "--files", "out/my model.sig"],
+                                          cwd=runner.workspace, env=runner.env, capture_output=True, text=True,
+                                          timeout=60, check=True).stdout)
+    serialization = inspected["serialization"]
+    assert (serialization["method"], serialization["hash_type"], serialization["shard_size"]) == (
+        "shards", "blake2b", 500)
+    # weights/w.bin is 1280 bytes: shards 0-500, 500-1000, 1000-1280; each small file one shard.
+    names = sorted(r["name"] for r in inspected["resources"])
+    assert names == sorted(["README.md:0:4", "config.json:0:14", "weights/w.bin:0:500", "weights/w.bin:500:1000",
+                            "weights/w.bin:1000:1280"])
+    proc = subprocess.run(shlex.split(run.outputs["verify-command"]), cwd=runner.workspace, env=runner.env,
+                          capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -18,6 +18,7 @@ Two kinds of check:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from ruamel.yaml import YAML
 
 from model_signing.sigstore_local import LocalSigstore, gitlab_claims, gitlab_pipeline_identity
@@ -692,7 +694,14 @@ def test_gitlab_sign_job(inst: LocalSigstore, shim: Path,
     assert f"identity:  {identity} via {inst.oidc_issuer}" in proc.stdout
     result = json.loads((workdir / "modelseal-sign.json").read_text())
     assert result["root_digest"] == root_digest(FILES)
-    assert (workdir / "model.sig").is_file()
+    # The certificate carries the URI SAN and source repository Fulcio gives a GitLab job.
+    bundle = json.loads((workdir / "model.sig").read_text())
+    cert = x509.load_der_x509_certificate(base64.b64decode(bundle["verificationMaterial"]["certificate"]["rawBytes"]))
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [identity]
+    source = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.12")).value
+    assert isinstance(source, x509.UnrecognizedExtension)
+    assert source.value.endswith(f"https://{GITLAB_HOST}/{PROJECT}".encode())
     # The artifact paths name the signature the job wrote.
     assert "model.sig" in gitlab_job(load(GITLAB), "modelseal-sign")["artifacts"]["paths"]
     # The printed verify command works as printed.
@@ -833,3 +842,28 @@ def test_sign_action_hashing_options_reach_the_signature(inst: LocalSigstore, sh
     proc = subprocess.run(shlex.split(run.outputs["verify-command"]), cwd=runner.workspace, env=runner.env,
                           capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("install_from", "message"), [
+    ("/no/such/dir", "/no/such/dir is not a modelseal source tree"),
+    ("https://example.invalid/modelseal.tar.gz", "set MODELSEAL_INSTALL_SHA256"),
+    ("", "set MODELSEAL_INSTALL_FROM"),
+])
+def test_gitlab_install_refusals(inst: LocalSigstore, shim: Path, tmp_path: Path, install_from: str,
+                                 message: str) -> None:
+    env = gitlab_env(inst, shim, tmp_path, token=True, MODELSEAL_INSTALL_FROM=install_from)
+    proc = run_gitlab("modelseal-sign", env, tmp_path)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_gitlab_installs_from_a_source_directory(inst: LocalSigstore, shim: Path, tmp_path: Path) -> None:
+    """MODELSEAL_INSTALL_FROM=DIR (a submodule, say): pinned dependencies by hash, modelseal from DIR."""
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    env = gitlab_env(inst, shim, workdir, token=False, MODELSEAL_INSTALL_FROM=str(ROOT), PATH=os.environ["PATH"])
+    proc = run_gitlab("modelseal-sign", env, workdir)
+    # before_script installed; the script then stopped for want of the id_tokens token.
+    assert proc.returncode == 1 and "no SIGSTORE_ID_TOKEN" in proc.stderr, proc.stdout + proc.stderr
+    version = subprocess.run([str(tmp_path / "modelseal-venv" / "bin" / "modelseal"), "--version"],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("modelseal "), version.stderr

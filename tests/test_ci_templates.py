@@ -234,6 +234,15 @@ def test_reusable_workflow_permissions_are_least() -> None:
                 assert step["with"]["persist-credentials"] is False
 
 
+def test_both_actions_install_the_same_way() -> None:
+    sign = load(SIGN_ACTION)["runs"]["steps"][0]
+    verify = load(VERIFY_ACTION)["runs"]["steps"][0]
+    assert sign["id"] == verify["id"] == "install"
+    assert sign == verify  # one install procedure, copied: a change to one must be made to both
+    for path in (SIGN_ACTION, VERIFY_ACTION):
+        assert set(load(path)["inputs"]) >= {"install-from", "python", "model-path", "trust-config", "staging"}
+
+
 def test_action_requirements_are_generated_from_install() -> None:
     text = (ROOT / "actions" / "requirements.txt").read_text()
     assert text == action_requirements.render(), "stale: run python scripts/action_requirements.py"
@@ -827,6 +836,8 @@ def test_sign_action_hashing_options_reach_the_signature(inst: LocalSigstore, sh
     run = run_action(SIGN_ACTION, inputs, runner.env, runner.workspace)
     assert run.returncode == 0, run.log
     assert run.outputs["signature-path"] == "out/my model.sig"
+    upload = run.steps[-1]  # upload-artifact not asked for: the step is skipped
+    assert upload.name == "Upload the signature" and not upload.ran and upload.uses == ""
     # The path with a space survives the printed command (shell-quoted).
     assert "'out/my model.sig'" in run.outputs["verify-command"]
     inspected = json.loads(subprocess.run(["modelseal", "inspect", "--json", "--files", "out/my model.sig"],

@@ -11,7 +11,8 @@ certificates and log live in a state directory, so a restarted instance still ve
 
 Identities: email addresses (email SAN) and URIs (URI SAN); GitHub-workflow tokens
 (:meth:`LocalSigstore.mint_github_token`, or ambient detection through
-:meth:`LocalSigstore.github_actions_env`) get a workflow URI SAN and Fulcio's GitHub extensions.
+:meth:`LocalSigstore.github_actions_env`) get a workflow URI SAN and Fulcio's GitHub extensions;
+GitLab CI tokens (:meth:`LocalSigstore.mint_gitlab_token`) the pipeline URI SAN Fulcio gives GitLab.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ from model_signing.sigstore_local import _oidc, _pki
 from model_signing.sigstore_local._ct import CTLog
 from model_signing.sigstore_local._fulcio import FulcioCA
 from model_signing.sigstore_local._keys import StateDir, atomic_write
-from model_signing.sigstore_local._oidc import AUDIENCE, OidcIssuer, github_workflow_identity
+from model_signing.sigstore_local._oidc import (
+    AUDIENCE,
+    OidcIssuer,
+    github_workflow_identity,
+    gitlab_pipeline_identity,
+)
 from model_signing.sigstore_local._rekor import TransparencyLog
 from model_signing.sigstore_local._server import (
     ACTIONS_TOKEN_PATH,
@@ -49,6 +55,8 @@ __all__ = [
     "LocalSigstore",
     "github_claims",
     "github_workflow_identity",
+    "gitlab_claims",
+    "gitlab_pipeline_identity",
     "is_trust_config_of",
     "mint_token",
 ]
@@ -108,7 +116,9 @@ def github_claims(repository: str, **options: str) -> dict[str, Any]:
     ``options`` (all strings): ``workflow`` (path, default ``.github/workflows/release.yml``), ``ref``
     (default ``refs/heads/main``), ``sha``, ``event_name`` (``push``), ``workflow_name``, ``run_id``,
     ``run_attempt``, ``repository_id``, ``repository_owner_id``, ``repository_visibility``,
-    ``runner_environment``.  The certificate's SAN is :func:`github_workflow_identity` of the result.
+    ``runner_environment``, ``job_workflow_ref`` (a reusable workflow the job runs:
+    ``owner/repo/.github/workflows/f.yml@ref``).  The certificate's SAN is :func:`github_workflow_identity`
+    of the result.
     """
     try:
         return _oidc.github_claims(repository, **options)
@@ -116,11 +126,27 @@ def github_claims(repository: str, **options: str) -> dict[str, Any]:
         raise InputError(str(exc)) from None
 
 
+def gitlab_claims(project_path: str, **options: str) -> dict[str, Any]:
+    """The claims of a GitLab CI ``id_tokens`` token for ``project_path`` ("group/project").
+
+    ``options`` (all strings): ``server_host`` (``gitlab.com``), ``config_path`` (``.gitlab-ci.yml``),
+    ``ref`` (``main``), ``ref_type`` (``branch`` or ``tag``), ``sha``, ``pipeline_source``, ``pipeline_id``,
+    ``job_id``, ``project_id``, ``namespace_id``, ``project_visibility``, ``runner_environment``.  The
+    certificate's SAN is :func:`gitlab_pipeline_identity` of the result.
+    """
+    try:
+        return _oidc.gitlab_claims(project_path, **options)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from None
+
+
 def _token_claims(identity: str, extra_claims: Mapping[str, Any] | None) -> dict[str, Any]:
     extra = dict(extra_claims or {})
     try:
-        # A GitHub workflow token names its identity through its claims; ``sub`` is free-form there.
-        claims = {"sub": identity} if extra.get("job_workflow_ref") else _oidc.identity_claims(identity)
+        # A CI token (GitHub workflow, GitLab pipeline) names its identity through its claims; ``sub`` is
+        # free-form there.
+        ci = extra.get("job_workflow_ref") or extra.get("ci_config_ref_uri")
+        claims = {"sub": identity} if ci else _oidc.identity_claims(identity)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     claims.update(extra)
@@ -415,6 +441,11 @@ class LocalSigstore:
     def mint_github_token(self, repository: str, *, expires_in: int = 600, **options: str) -> str:
         """An ID token shaped like a GitHub Actions workflow's (see :func:`github_claims`)."""
         claims = github_claims(repository, **options)
+        return self.mint_token(str(claims["sub"]), expires_in=expires_in, extra_claims=claims)
+
+    def mint_gitlab_token(self, project_path: str, *, expires_in: int = 600, **options: str) -> str:
+        """An ID token shaped like a GitLab CI job's ``id_tokens`` one (see :func:`gitlab_claims`)."""
+        claims = gitlab_claims(project_path, **options)
         return self.mint_token(str(claims["sub"]), expires_in=expires_in, extra_claims=claims)
 
     def github_actions_env(self, repository: str, *, lifetime: int = 3600, **options: str) -> dict[str, str]:

@@ -130,7 +130,8 @@ def test_upload_then_download_and_verify_with_a_key(
     assert set(up.uploaded) == {*FILES, "model.sig"}
     for name in LFS_FILES:  # LFS files: the object id is the file's SHA-256
         assert stored[name].lfs_sha256 == sha256(FILES[name]) and stored[name].size == len(FILES[name])
-    assert stored["config.json"].lfs_sha256 is None and stored["config.json"].blob_id == git_blob_id(FILES["config.json"])
+    config = stored["config.json"]
+    assert config.lfs_sha256 is None and config.blob_id == git_blob_id(FILES["config.json"])
     assert {r.name: r.hex for r in up.signing.manifest.resources} == {n: sha256(d) for n, d in FILES.items()}
     assert server.read(stored["model.sig"]).decode() == up.signing.bundle_json
 
@@ -195,7 +196,8 @@ def test_keyless_round_trip_through_the_cli(
         assert remote.returncode == 0, remote.stderr
         rdoc = json.loads(remote.stdout)
         assert rdoc["verified"] and rdoc["hub"]["remote_only"]
-        assert {c["name"]: c["sha256"] for c in rdoc["hub"]["remote_checked"]} == {n: sha256(FILES[n]) for n in LFS_FILES}
+        checked = {c["name"]: c["sha256"] for c in rdoc["hub"]["remote_checked"]}
+        assert checked == {n: sha256(FILES[n]) for n in LFS_FILES}
         # Another identity is a signature failure (exit 2), remotely and after a download.
         wrong = ["--trust-config", inst.trust_config_path, "--identity", "mallory@example.com",
                  "--identity-provider", inst.oidc_issuer]
@@ -233,7 +235,8 @@ def test_a_tampered_file_on_the_hub_is_caught_remotely_and_after_download(
     with pytest.raises(HubMismatchError) as exc:
         hub.verify_remote(REPO, KeyVerifier(pub), token=TOKEN, endpoint=server.url)
     assert exc.value.exit_code == 3 and exc.value.hub_result.commit == tampered_commit
-    assert [(d.kind, d.name, d.actual) for d in exc.value.differences] == [("modified", "model.safetensors", sha256(evil))]
+    found = [(d.kind, d.name, d.actual) for d in exc.value.differences]
+    assert found == [("modified", "model.safetensors", sha256(evil))]
     # The signed commit itself is still intact: pinning it verifies.
     ok = cli(client_env, "hub", "verify", REPO, "--public-key", pub, "--revision", signed_commit, "--remote-only")
     assert ok.returncode == 0, ok.stderr
@@ -262,7 +265,8 @@ def test_a_hub_that_lies_about_an_lfs_object_is_caught_after_download(
     no_staging_left(tmp_path)
     proc = cli(client_env, "hub", "verify", REPO, "--public-key", pub, "--local-dir", tmp_path / "dl-cli", "--json")
     lines = error_lines(proc, 3)
-    assert lines[1] == f"  modified: weights/part-0.bin expected {sha256(FILES['weights/part-0.bin'])} actual {sha256(other)}"
+    signed = sha256(FILES["weights/part-0.bin"])
+    assert lines[1] == f"  modified: weights/part-0.bin expected {signed} actual {sha256(other)}"
     doc = json.loads(proc.stdout)
     assert doc["exit_code"] == 3 and doc["verified"] is False and doc["hub"]["remote_only"] is False
 

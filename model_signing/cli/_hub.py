@@ -21,7 +21,6 @@ import typer
 from model_signing.cli import _options as opt
 from model_signing.cli import _report, _terms
 from model_signing.cli.methods import certificate as _certificate_cli
-from model_signing.cli.methods import key as _key_cli
 from model_signing.cli.methods import sigstore as _sigstore_cli
 
 if TYPE_CHECKING:
@@ -221,8 +220,10 @@ def upload(  # noqa: PLR0917 - one parameter per CLI option
         certificate_uses_key=True,
     )
     _report.begin("hub", model_path=folder, as_json=as_json)
-    signer = _signer(chosen, private_key, password_env, signing_certificate, certificate_chain, identity_token,
-                     disable_ambient, force_oob, staging, trust_config, timeout)
+    signer = _signer(chosen, private_key=private_key, password_env=password_env,
+                     signing_certificate=signing_certificate, certificate_chain=certificate_chain,
+                     identity_token=identity_token, disable_ambient=disable_ambient, force_oob=force_oob,
+                     staging=staging, trust_config=trust_config, timeout=timeout)
     context = {"repo_id": repo_id, "revision": revision or "main", "endpoint": endpoint}
 
     def call() -> None:
@@ -236,7 +237,7 @@ def upload(  # noqa: PLR0917 - one parameter per CLI option
     _run("sign", as_json, context, call)
 
 
-def _signer(method: str, private_key: str | None, password_env: str | None, signing_certificate: str | None,
+def _signer(method: str, *, private_key: str | None, password_env: str | None, signing_certificate: str | None,
             certificate_chain: list[str] | None, identity_token: str | None, disable_ambient: bool, force_oob: bool,
             staging: bool, trust_config: str | None, timeout: float) -> Callable[[], Signer]:
     """What builds the signer (called once the inputs are known to be usable, as ``sign`` does)."""
@@ -360,9 +361,13 @@ def verify(  # noqa: PLR0917 - one parameter per CLI option
         raise InputError("--remote-only downloads no model: --local-dir and --allow-patterns do not apply")
     _report.begin("hub", model_path=repo_id, as_json=as_json)
     workers = opt.capped_workers(max_workers)
-    verifier = _verifier(chosen, public_key, certificate_chain, strict_x509, identity, identity_regexp,
-                         identity_provider, repository, ref, workflow, workflow_trigger, workflow_sha, staging,
-                         trust_config, trusted_root, offline, timeout)
+    verifier = _verifier(
+        chosen, public_key=public_key, certificate_chain=certificate_chain, strict_x509=strict_x509,
+        identity=identity, identity_regexp=identity_regexp, identity_provider=identity_provider,
+        repository=repository, ref=ref, workflow=workflow, workflow_trigger=workflow_trigger,
+        workflow_sha=workflow_sha, staging=staging, trust_config=trust_config, trusted_root=trusted_root,
+        offline=offline, timeout=timeout,
+    )
     context = {"repo_id": repo_id, "revision": revision, "endpoint": endpoint, "remote_only": remote_only}
     progress = False if quiet else None
 
@@ -385,7 +390,7 @@ def verify(  # noqa: PLR0917 - one parameter per CLI option
     _run("verify", as_json, context, call)
 
 
-def _verifier(method: str, public_key: str | None, certificate_chain: list[str] | None, strict_x509: bool,
+def _verifier(method: str, *, public_key: str | None, certificate_chain: list[str] | None, strict_x509: bool,
               identity: str | None, identity_regexp: str | None, identity_provider: str | None,
               repository: str | None, ref: str | None, workflow: str | None, workflow_trigger: str | None,
               workflow_sha: str | None, staging: bool, trust_config: str | None, trusted_root: str | None,

@@ -254,17 +254,13 @@ def _hub_errors(repo_id: str, endpoint: str, what: str, revision: str | None = N
 @contextlib.contextmanager
 def _progress(progress: bool | None) -> Iterator[None]:
     """The client's progress bars on stderr only when asked for (``None``: when stderr is a terminal)."""
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils.tqdm import disable_progress_bars
 
-    show = progress if progress is not None else sys.stderr.isatty()
-    if show or are_progress_bars_disabled():
+    if progress if progress is not None else sys.stderr.isatty():
         yield
         return
-    disable_progress_bars()
-    try:
+    with disable_progress_bars():  # re-enabled on exit only if it was enabled before
         yield
-    finally:
-        enable_progress_bars()
 
 
 def _api(token: str | None, endpoint: str | None) -> Any:
@@ -535,7 +531,8 @@ def verify_remote(
     commit = _resolve(api, repo_id, revision)
     where = f"hf://{repo_id}@{commit}"
     with _hub_errors(repo_id, api.endpoint, f"listing the files of {repo_id} at {commit}"):
-        entries = [e for e in api.list_repo_tree(repo_id, revision=commit, recursive=True) if isinstance(e, hf.RepoFile)]
+        listing = api.list_repo_tree(repo_id, revision=commit, recursive=True)
+        entries = [e for e in listing if isinstance(e, hf.RepoFile)]
     large: dict[str, RemoteFileCheck] = {}
     for entry in entries:
         if entry.lfs is None or entry.path == SIGNATURE_NAME:

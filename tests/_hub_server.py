@@ -302,8 +302,9 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             data = json.loads(body)
             repo_id = f"{data.get('organization') or 'user'}/{data['name']}"
             with hub._lock:
-                if repo_id in hub.repos:
-                    raise _HTTPError(409, "You already created this model repo")
+                if repo_id in hub.repos:  # the hub's 409 names the repository's URL (the client reads it)
+                    self._json({"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"}, 409)
+                    return
                 hub.create_repo(repo_id)
             self._json({"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
 

@@ -152,6 +152,32 @@ def test_upload_then_download_and_verify_with_a_key(
     assert verify(target, KeyVerifier(pub), signature_path=target / "model.sig").ok
 
 
+def test_a_downloaded_copy_is_re_signed_and_replaces_the_old_version(
+    server: HubServer, client_env: dict[str, str], keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from model_signing import hub
+
+    priv, pub = keys
+    first = upload_with_key(server, write_model(tmp_path / "m"), priv)
+    copy = tmp_path / "copy"
+    hub.download_and_verify(REPO, KeyVerifier(pub), local_dir=copy, token=TOKEN, endpoint=server.url)
+    # A new version: one file changed, one removed. The copy holds the old model.sig and .gitattributes.
+    (copy / "config.json").write_bytes(b'{"hidden": 16}\n')
+    (copy / "tokenizer" / "vocab.txt").unlink()
+    second = hub.sign_and_upload(REPO, copy, KeySigner(priv), token=TOKEN, endpoint=server.url,
+                                 delete_other_files=True)
+    assert second.commit != first and server.resolve(REPO, second.commit).parent == first
+    assert second.deleted == ("tokenizer/vocab.txt",)
+    # The old signature was neither hashed nor kept: the new one names exactly the new files.
+    expected = {n: sha256(d) for n, d in FILES.items() if n != "tokenizer/vocab.txt"}
+    expected["config.json"] = sha256(b'{"hidden": 16}\n')
+    assert {r.name: r.hex for r in second.signing.manifest.resources} == expected
+    assert set(server.files(REPO)) == {*expected, "model.sig", ".gitattributes"}
+    assert hub.verify_remote(REPO, KeyVerifier(pub), token=TOKEN, endpoint=server.url).ok
+    # The first version is still there, and still verifies at its commit.
+    assert hub.verify_remote(REPO, KeyVerifier(pub), revision=first, token=TOKEN, endpoint=server.url).ok
+
+
 def test_verify_remote_checks_large_files_against_the_hubs_digests(
     server: HubServer, client_env: dict[str, str], keys: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from model_signing._internal.text import plural
 from model_signing.cli import _options as opt
 from model_signing.cli import _report, _terms
 from model_signing.cli.methods import certificate as _certificate_cli
@@ -189,6 +190,11 @@ def upload(  # noqa: PLR0917 - one parameter per CLI option
     token: Token = None,
     endpoint: Endpoint = None,
     private: Annotated[bool, typer.Option("--private", help="Create the repository private if it is new.")] = False,
+    delete_other_files: Annotated[
+        bool,
+        typer.Option("--delete-other-files", help="In the same commit, delete the repository's files that are not "
+                                                  "part of this upload (not .gitattributes)."),
+    ] = False,
     method: Method = None,
     private_key: OptionalPrivateKey = None,
     password_env: opt.PasswordEnv = None,
@@ -230,7 +236,8 @@ def upload(  # noqa: PLR0917 - one parameter per CLI option
         result = hub.sign_and_upload(
             repo_id, folder, signer(), revision=revision,
             commit_message=commit_message or hub.DEFAULT_COMMIT_MESSAGE, hashing=hashing, token=token,
-            endpoint=endpoint, private=private or None, progress=hashing.progress,
+            endpoint=endpoint, private=private or None, delete_other_files=delete_other_files,
+            progress=hashing.progress,
         )
         _uploaded(result, as_json)
 
@@ -281,10 +288,11 @@ def _uploaded(result: Any, as_json: bool) -> None:
         return
     signed = result.signing
     _report.out(
-        f"signed {signed.model_path}: {len(signed.manifest.resources)} resources, root digest "
+        f"signed {signed.model_path}: {plural(len(signed.manifest.resources), 'resource')}, root digest "
         f"sha256:{signed.root_digest} ({signed.signer})\n"
-        f"uploaded {len(result.uploaded) - 1} files and {result.signature_in_repo} to {result.repo_id} "
-        f"(branch {result.revision}) in commit {result.commit}\n"
+        f"uploaded {plural(len(result.uploaded) - 1, 'file')} and {result.signature_in_repo} to {result.repo_id} "
+        f"(branch {result.revision}) in commit {result.commit}"
+        + (f", deleting {plural(len(result.deleted), 'other file')}" if result.deleted else "") + "\n"
         f"verify it with: modelseal hub verify {result.repo_id} --revision {result.commit} ..."
     )
 
@@ -428,7 +436,7 @@ def _verified(result: Any, as_json: bool) -> None:
     count = len(v.manifest.resources)
     lines = [
         f"verified {result.repo_id} at commit {result.commit} against its {v.signature_path.rpartition('/')[2]}: "
-        f"{count} resource{'s' if count != 1 else ''} {'matches' if count == 1 else 'match'}",
+        f"{plural(count, 'resource')} {'matches' if count == 1 else 'match'}",
         f"signed by {v.signer}",
     ]
     if result.remote_only:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from model_signing._internal.text import plural
 from model_signing._internal.types import PathLike
 from model_signing.errors import (
     Difference,
@@ -121,6 +122,8 @@ class HubUploadResult:
     #: The files uploaded (the signed files, then ``model.sig``), as paths in the repository.
     uploaded: tuple[str, ...]
     signature_in_repo: str = SIGNATURE_NAME
+    #: Files the commit deleted (``delete_other_files``).
+    deleted: tuple[str, ...] = ()
 
     def hub_fields(self) -> dict[str, Any]:
         """The ``hub`` object of the JSON document."""
@@ -132,6 +135,7 @@ class HubUploadResult:
             "endpoint": self.endpoint,
             "signature_in_repo": self.signature_in_repo,
             "uploaded": list(self.uploaded),
+            "deleted": list(self.deleted),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -177,9 +181,9 @@ class HubVerifyResult:
         if not self.remote_only:
             return f"every file was downloaded at commit {self.commit} and hashed locally"
         return (
-            f"{len(self.remote_checked)} large files were not downloaded: they were checked against the SHA-256 "
-            f"digests the hub reports for them at commit {self.commit} (a hub that serves other bytes than it "
-            f"reports is only caught by downloading); {len(self.downloaded)} files were downloaded and hashed"
+            f"{plural(len(self.remote_checked), 'large file')} not downloaded: checked against the SHA-256 "
+            f"digests the hub reports at commit {self.commit} (a hub that serves other bytes than it reports is "
+            f"only caught by downloading); {plural(len(self.downloaded), 'file')} downloaded and hashed"
         )
 
     def hub_fields(self) -> dict[str, Any]:
@@ -319,6 +323,7 @@ def sign_and_upload(
     endpoint: str | None = None,
     create_repo: bool = True,
     private: bool | None = None,
+    delete_other_files: bool = False,
     progress: bool | None = None,
 ) -> HubUploadResult:
     """Hash and sign ``folder``, then upload the signed files and ``model.sig`` to ``repo_id`` in one commit.
@@ -328,7 +333,9 @@ def sign_and_upload(
     download).  Exactly the files the signature covers are uploaded, under the same relative paths, with
     the signature as ``model.sig`` at the root; a ``model.sig`` already in ``folder`` (an earlier
     signature) is excluded from hashing and replaced.  Files already in the repository and not part of
-    this upload are left as they are (verification then reports them as extra files).  ``create_repo``
+    this upload are left as they are (verification then reports them as extra files), unless
+    ``delete_other_files``: then the same commit deletes them (all but the top-level git files such as
+    ``.gitattributes``), based on the branch's head, which the commit names as its parent.  ``create_repo``
     creates the repository first if it does not exist (``private`` as given).  ``token`` and ``endpoint``
     default to the client's (``HF_TOKEN`` or the saved login; ``HF_ENDPOINT``).
     """
@@ -360,9 +367,20 @@ def sign_and_upload(
             if create_repo:
                 with _hub_errors(repo_id, api.endpoint, f"creating repository {repo_id}"):
                     api.create_repo(repo_id, exist_ok=True, private=private)
+            deletions: list[Any] = []
+            parent: str | None = None
+            if delete_other_files:
+                parent = _resolve(api, repo_id, branch)
+                with _hub_errors(repo_id, api.endpoint, f"listing the files of {repo_id} at {parent}", revision):
+                    listing = [e.path for e in api.list_repo_tree(repo_id, revision=parent, recursive=True)
+                               if isinstance(e, hf.RepoFile)]
+                keep = {*files, SIGNATURE_NAME}
+                deletions = [hf.CommitOperationDelete(path_in_repo=p) for p in sorted(listing)
+                             if p not in keep and not _walk.ignored_by(p, list(DEFAULT_IGNORED))]
             with _hub_errors(repo_id, api.endpoint, f"uploading to {repo_id}", revision):
                 info = api.create_commit(
-                    repo_id, operations=additions, commit_message=commit_message, revision=revision
+                    repo_id, operations=[*additions, *deletions], commit_message=commit_message, revision=revision,
+                    parent_commit=parent,
                 )
     commit = str(info.oid)
     return HubUploadResult(
@@ -373,6 +391,7 @@ def sign_and_upload(
         endpoint=api.endpoint,
         signing=signed,
         uploaded=(*files, SIGNATURE_NAME),
+        deleted=tuple(d.path_in_repo for d in deletions),
     )
 
 

@@ -92,6 +92,8 @@ class HubServer:
         self.lfs_threshold = lfs_threshold
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        #: Paths containing one of these substrings get a 403 (a hub that refuses; 5xx would be retried for minutes).
+        self.fail_paths: set[str] = set()
         self.authorizations: list[str] = []
         self._lock = threading.RLock()
         self._counter = itertools.count()
@@ -266,6 +268,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     hub.authorizations.append(self.headers["Authorization"])
             try:
                 body = self._body() if method in ("POST", "PUT") else b""
+                if any(part in url.path for part in hub.fail_paths):
+                    raise _HTTPError(403, "forbidden (a test asked for it)")
                 for verb, pattern, name in _ROUTES:
                     match = pattern.match(url.path)
                     if verb == method and match:

@@ -232,6 +232,29 @@ def test_keyless_round_trip_through_the_cli(
         assert not (tmp_path / "dl2").exists()
 
 
+def test_certificate_round_trip_through_the_cli(
+    server: HubServer, client_env: dict[str, str], pki: _pki.Pki, tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "tiny-model")
+    up = cli(client_env, "hub", "upload", REPO, model, "--private-key", pki.key_pem, "--signing-certificate",
+             pki.leaf_pem, "--certificate-chain", pki.chain_pem, "-q")
+    assert up.returncode == 0, up.stderr
+    assert f"in commit {server.head(REPO)}" in up.stdout
+    bundle = json.loads(server.read(server.files(REPO)["model.sig"]))
+    assert "x509CertificateChain" in bundle["verificationMaterial"]
+    remote = cli(client_env, "hub", "verify", REPO, "--certificate-chain", pki.root_pem, "--remote-only", "--json")
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout)["method"] == "certificate"
+    got = cli(client_env, "hub", "verify", REPO, "--certificate-chain", pki.root_pem, "--local-dir", tmp_path / "dl")
+    assert got.returncode == 0, got.stderr
+    assert {n: (tmp_path / "dl" / n).read_bytes() for n in FILES} == FILES
+    # A key verifier for a certificate signature: the method is named (exit 2).
+    other = _pki.write_public_key(_pki.ec_key(), tmp_path / "other.pub")
+    line = one_error_line(cli(client_env, "hub", "verify", REPO, "--public-key", other, "--remote-only"), 2)
+    assert line == (f"error: hf://{REPO}@{server.head(REPO)}/model.sig is a certificate signature, not a key one; "
+                    "verify it with 'hub verify' and the certificate method's options")
+
+
 # -- tampering ---------------------------------------------------------------------------------------
 
 
@@ -376,6 +399,19 @@ def test_cli_refusals_are_one_line(
     down = {**client_env, "HF_ENDPOINT": "http://127.0.0.1:9"}
     assert "cannot reach the hub" in one_error_line(cli(down, "hub", "verify", REPO, "--public-key", pub,
                                                         "--remote-only"), 1)
+
+
+def test_a_hub_that_fails_to_serve_files_leaves_nothing(
+    server: HubServer, client_env: dict[str, str], keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    priv, pub = keys
+    upload_with_key(server, write_model(tmp_path / "m"), priv)
+    server.fail_paths = {"/resolve/"}
+    target = tmp_path / "dl"
+    line = one_error_line(cli(client_env, "hub", "verify", REPO, "--public-key", pub, "--local-dir", target), 1)
+    assert "did not serve every file" in line and "403" in line
+    assert not target.exists()
+    no_staging_left(tmp_path)
 
 
 def test_api_errors_are_the_hierarchys(

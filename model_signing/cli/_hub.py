@@ -155,8 +155,19 @@ def _json_error(exc: ModelSigningError, command: str, hub: dict[str, Any]) -> di
 
 def _run(command: str, as_json: bool, hub: dict[str, Any], call: Callable[[], None]) -> None:
     """``call()``; with ``--json`` an error also prints its document (``main`` prints the line and exits)."""
-    from model_signing.errors import ModelSigningError, RemoteVerificationUnsupportedError
+    import logging
 
+    from model_signing.errors import (
+        ModelSigningError,
+        RemoteVerificationUnsupportedError,
+        VerificationError,
+        WrongMethodError,
+    )
+
+    if not logging.getLogger().handlers:
+        # The client logs its retries and fallbacks as warnings on stderr; the outcome is reported here, once
+        # (it reads HF_HUB_VERBOSITY when it is imported, which is below; --log-level keeps its logs).
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     try:
         call()
     except RemoteVerificationUnsupportedError as exc:
@@ -167,6 +178,13 @@ def _run(command: str, as_json: bool, hub: dict[str, Any], call: Callable[[], No
         if as_json:
             _print_json(_json_error(cli_error, command, hub))
         raise cli_error from None
+    except WrongMethodError as exc:
+        # The report would advise 'verify <method>'; here it is this command with that method's options.
+        wrong = VerificationError(f"{exc.source} is a {exc.signed_with} signature, not a {exc.expected} one; verify "
+                                  f"it with 'hub verify' and the {exc.signed_with} method's options")
+        if as_json:
+            _print_json(_json_error(wrong, command, hub))
+        raise wrong from None
     except ModelSigningError as exc:
         if as_json:
             _print_json(_json_error(exc, command, hub))

@@ -59,7 +59,9 @@ from model_signing.errors import (
     InputError,
     MissingExtraError,
     ModelMismatchError,
+    ModelSigningError,
     RemoteVerificationUnsupportedError,
+    WrongMethodError,
 )
 from model_signing.hashing import HashingConfig
 from model_signing.hashing import walk as _walk
@@ -242,6 +244,12 @@ def _hub_errors(repo_id: str, endpoint: str, what: str, revision: str | None = N
         detail = f": {' '.join(str(exc.server_message).split())}" if getattr(exc, "server_message", None) else ""
         advice = "; check the `token`" if status in (401, 403) else ""
         raise HubError(f"{what}: the hub at {endpoint} answered HTTP {status}{detail}{advice}") from None
+    except hf.LocalEntryNotFoundError as exc:
+        # The client falls back to its cache when the hub fails to list or serve a file, then gives up with this.
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise HubNetworkError(
+            f"{what}: the hub at {endpoint} did not serve every file ({' '.join(str(cause).split())[:300]})"
+        ) from None
     except hf.OfflineModeIsEnabled:
         raise HubNetworkError(f"{what}: the hub client is in offline mode (HF_HUB_OFFLINE); unset it") from None
     except (httpx2.TransportError, hf.FileMetadataError) as exc:
@@ -296,6 +304,31 @@ def _drop_client_metadata(model_dir: str) -> None:
         shutil.rmtree(meta)
     with contextlib.suppress(OSError):  # only if nothing else is in it (a model's own .cache/ stays)
         os.rmdir(os.path.join(model_dir, _CLIENT_METADATA[0]))
+
+
+@contextlib.contextmanager
+def _relabelled(staging: str, where: str) -> Iterator[None]:
+    """Errors that name files in the staging directory name them in the repository instead (``hf://...``).
+
+    The staging directory is gone when the error is read; what the user can act on is the repository's file.
+    A mismatch keeps its own error (its names are relative already).
+    """
+    try:
+        yield
+    except ModelMismatchError:
+        raise
+    except WrongMethodError as exc:
+        raise WrongMethodError(exc.source.replace(staging, where), signed_with=exc.signed_with,
+                               expected=exc.expected) from None
+    except ModelSigningError as exc:
+        message = str(exc)
+        if staging not in message:
+            raise
+        try:
+            relabelled = type(exc)(message.replace(staging, where))
+        except TypeError:  # an error class with other constructor arguments: keep it as it is
+            raise exc from None
+        raise relabelled from None
 
 
 def _require_signature(model_dir: str, repo_id: str, commit: str) -> str:
@@ -464,10 +497,11 @@ def download_and_verify(
         _drop_client_metadata(model_dir)
         sig = _require_signature(model_dir, repo_id, commit)
         try:
-            verified = verify(
-                model_dir, verifier, signature_path=sig, ignore_unsigned_files=ignore_unsigned_files,
-                ignore_paths=ignore_paths, max_workers=max_workers, progress=progress,
-            )
+            with _relabelled(model_dir, f"hf://{repo_id}@{commit}"):
+                verified = verify(
+                    model_dir, verifier, signature_path=sig, ignore_unsigned_files=ignore_unsigned_files,
+                    ignore_paths=ignore_paths, max_workers=max_workers, progress=progress,
+                )
         except ModelMismatchError as exc:
             assert exc.result is not None  # verify() always attaches it
             failed = _hub_result(repo_id, revision, commit, api.endpoint, exc.result, remote_only=False)
@@ -557,8 +591,10 @@ def verify_remote(
         if entry.lfs is None or entry.path == SIGNATURE_NAME:
             continue
         sha256, size = str(entry.lfs.sha256).lower(), entry.lfs.size
-        if not _SHA256.fullmatch(sha256) or not isinstance(size, int) or size < 0:
-            raise HubError(f"the hub at {api.endpoint} reports a malformed LFS object id or size for {entry.path}")
+        if not _SHA256.fullmatch(sha256) or not isinstance(size, int) or size < 0 or size != entry.size:
+            raise HubError(
+                f"the hub at {api.endpoint} reports a malformed or inconsistent LFS object id or size for {entry.path}"
+            )
         large[entry.path] = RemoteFileCheck(entry.path, sha256, size)
     small = sorted(e.path for e in entries if e.path not in large)
     if SIGNATURE_NAME not in small:
@@ -578,10 +614,11 @@ def verify_remote(
         _drop_client_metadata(model_dir)
         sig = _require_signature(model_dir, repo_id, commit)
         try:
-            local = verify(
-                model_dir, verifier, signature_path=sig, ignore_unsigned_files=ignore_unsigned_files,
-                ignore_paths=ignore_paths, max_workers=max_workers, progress=progress,
-            )
+            with _relabelled(model_dir, where):
+                local = verify(
+                    model_dir, verifier, signature_path=sig, ignore_unsigned_files=ignore_unsigned_files,
+                    ignore_paths=ignore_paths, max_workers=max_workers, progress=progress,
+                )
         except ModelMismatchError as exc:
             assert exc.result is not None  # verify() always attaches it
             local = exc.result

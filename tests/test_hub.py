@@ -161,8 +161,11 @@ def test_a_downloaded_copy_is_re_signed_and_replaces_the_old_version(
     first = upload_with_key(server, write_model(tmp_path / "m"), priv)
     copy = tmp_path / "copy"
     hub.download_and_verify(REPO, KeyVerifier(pub), local_dir=copy, token=TOKEN, endpoint=server.url)
-    # A new version: one file changed, one removed. The copy holds the old model.sig and .gitattributes.
+    # A new version: one file changed, one removed. The copy holds the old model.sig and .gitattributes,
+    # and the client's bookkeeping as a plain snapshot_download(local_dir=...) leaves it.
     (copy / "config.json").write_bytes(b'{"hidden": 16}\n')
+    (copy / ".cache" / "huggingface").mkdir(parents=True)
+    (copy / ".cache" / "huggingface" / "CACHEDIR.TAG").write_bytes(b"Signature: 8a477f597d28d172789f06886806bc55")
     (copy / "tokenizer" / "vocab.txt").unlink()
     second = hub.sign_and_upload(REPO, copy, KeySigner(priv), token=TOKEN, endpoint=server.url,
                                  delete_other_files=True)
@@ -172,6 +175,7 @@ def test_a_downloaded_copy_is_re_signed_and_replaces_the_old_version(
     expected = {n: sha256(d) for n, d in FILES.items() if n != "tokenizer/vocab.txt"}
     expected["config.json"] = sha256(b'{"hidden": 16}\n')
     assert {r.name: r.hex for r in second.signing.manifest.resources} == expected
+    assert {"model.sig", ".cache/huggingface"} <= set(second.signing.manifest.serialization.ignore_paths)
     assert set(server.files(REPO)) == {*expected, "model.sig", ".gitattributes"}
     assert hub.verify_remote(REPO, KeyVerifier(pub), token=TOKEN, endpoint=server.url).ok
     # The first version is still there, and still verifies at its commit.

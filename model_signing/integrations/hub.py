@@ -365,7 +365,8 @@ def sign_and_upload(
     settings (default ``HashingConfig()``: files, sha256, which :func:`verify_remote` can check without a
     download).  Exactly the files the signature covers are uploaded, under the same relative paths, with
     the signature as ``model.sig`` at the root; a ``model.sig`` already in ``folder`` (an earlier
-    signature) is excluded from hashing and replaced.  Files already in the repository and not part of
+    signature) is excluded from hashing and replaced, and so is the client's ``.cache/huggingface`` of a
+    folder it downloaded into (both recorded as ignore paths).  Files already in the repository and not part of
     this upload are left as they are (verification then reports them as extra files), unless
     ``delete_other_files``: then the same commit deletes them (all but the top-level git files such as
     ``.gitattributes``), based on the branch's head, which the commit names as its parent.  ``create_repo``
@@ -378,11 +379,12 @@ def sign_and_upload(
         raise InputError(f"model folder {model} {what}; sign_and_upload uploads a model directory")
     hf = _client()
     config = hashing if hashing is not None else HashingConfig()
-    if os.path.lexists(os.path.join(model, SIGNATURE_NAME)) and not _walk.ignored_by(
-        SIGNATURE_NAME, list(config.ignore_paths)
-    ):
-        # An earlier signature in the folder is not a model file; the new one replaces it in the repo.
-        config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, SIGNATURE_NAME))
+    # Not model files: an earlier signature (the new one replaces it in the repository) and the client's
+    # bookkeeping of a folder it downloaded into (which upload_folder leaves out too).
+    for rel in (SIGNATURE_NAME, "/".join(_CLIENT_METADATA)):
+        present = os.path.lexists(os.path.join(model, *rel.split("/")))
+        if present and not _walk.ignored_by(rel, list(config.ignore_paths)):
+            config = dataclasses.replace(config, ignore_paths=(*config.ignore_paths, rel))
     api = hf.HfApi(endpoint=endpoint, token=token)
     branch = revision or "main"
     with tempfile.TemporaryDirectory(prefix="modelseal-hub-sign-") as scratch:

@@ -65,9 +65,12 @@ def client_env(server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import huggingface_hub.constants
 
     env = {**hub_env(server, tmp_path / "hf-home"), "HF_TOKEN": TOKEN}
-    # The in-process client read its settings at import: Xet off (the local hub speaks LFS only).
+    # The in-process client read its settings at import: Xet off (the local hub speaks LFS only), and a
+    # cache of this test's own, so the user's is neither read nor written.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    for name in ("HF_HUB_DISABLE_XET", "NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, env[name])
     return env
 
 

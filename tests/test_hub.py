@@ -185,6 +185,36 @@ def test_a_downloaded_copy_is_re_signed_and_replaces_the_old_version(
     assert hub.verify_remote(REPO, KeyVerifier(pub), revision=first, token=TOKEN, endpoint=server.url).ok
 
 
+def test_without_a_local_dir_the_files_land_in_a_new_directory(
+    server: HubServer, client_env: dict[str, str], keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from model_signing import hub
+
+    priv, pub = keys
+    upload_with_key(server, write_model(tmp_path / "m"), priv)
+    got = hub.download_and_verify(REPO, KeyVerifier(pub), token=TOKEN, endpoint=server.url)
+    try:
+        assert got.local_dir is not None
+        place = Path(got.local_dir)
+        assert place.name == "tiny-model" and place.parent.name.startswith("modelseal-hub-verified-")
+        assert {n: (place / n).read_bytes() for n in FILES} == FILES
+        assert not [p for p in place.parent.parent.iterdir() if p.name.startswith(".modelseal-hub-staging-")
+                    and p.stat().st_mtime >= place.stat().st_mtime - 1]
+    finally:
+        if got.local_dir is not None:
+            shutil.rmtree(Path(got.local_dir).parent)
+
+
+def test_importing_the_hub_module_does_not_import_the_client() -> None:
+    code = ("import sys, model_signing.hub, model_signing.cli._app\n"
+            "print('huggingface_hub' in sys.modules, 'httpx2' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert proc.stdout.split() == ["False", "False"]
+
+
 def test_verify_remote_checks_large_files_against_the_hubs_digests(
     server: HubServer, client_env: dict[str, str], keys: tuple[Path, Path], tmp_path: Path
 ) -> None:

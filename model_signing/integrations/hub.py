@@ -468,7 +468,8 @@ def download_and_verify(
     there (the verify pipeline: signature first, then every file re-hashed with the signed settings).
     Only a snapshot that verifies is renamed to ``local_dir`` (which must be absent or empty); on any
     failure the staging directory is deleted and ``local_dir`` is untouched.  Without ``local_dir`` the
-    files stay in a new temporary directory, returned as ``result.local_dir`` (the caller removes it).
+    verified files are moved to a new temporary directory (``modelseal-hub-verified-*/NAME``), returned as
+    ``result.local_dir``; the caller removes it.
 
     ``allow_patterns`` (the client's glob patterns) downloads a subset; ``model.sig`` is always added.
     Every signed file must still be selected (a signed file left out is ``missing``), so it serves to skip
@@ -485,7 +486,6 @@ def download_and_verify(
     # Beside local_dir, so the final move is a rename on the same file system; a dot name that says what
     # it is, so a staging directory left by a killed process never passes for a verified download.
     staging = tempfile.mkdtemp(prefix=".modelseal-hub-staging-", dir=os.path.dirname(target) if target else None)
-    keep = False
     try:
         model_dir = os.path.join(staging, name)
         patterns = None if allow_patterns is None else [*allow_patterns, glob.escape(SIGNATURE_NAME)]
@@ -511,23 +511,19 @@ def download_and_verify(
                 exc.differences, signed_model=exc.signed_model, model_name=exc.model_name, result=failed.verification,
                 hub_result=failed,
             ) from None
-        if target is not None:
-            try:
-                os.rename(model_dir, target)  # replaces an empty directory; refuses a non-empty one
-            except OSError as exc:
-                raise InputError(
-                    f"cannot move the verified files to `local_dir` {target}: {exc.strerror or exc}"
-                ) from None
-            final = target
-        else:
-            final, keep = model_dir, True
+        if target is None:  # a new directory of the caller's, in the same temporary directory as the staging one
+            target = os.path.join(tempfile.mkdtemp(prefix="modelseal-hub-verified-"), name)
+        try:
+            os.rename(model_dir, target)  # replaces an empty directory; refuses a non-empty one
+        except OSError as exc:
+            raise InputError(f"cannot move the verified files to `local_dir` {target}: {exc.strerror or exc}") from None
+        final = target
         verified = dataclasses.replace(
             verified, model_path=final, signature_path=os.path.join(final, SIGNATURE_NAME)
         )
         return _hub_result(repo_id, revision, commit, api.endpoint, verified, remote_only=False, local_dir=final)
     finally:
-        if not keep:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _hub_result(

@@ -232,3 +232,50 @@ def mismatch_summary(count: int, signed_model: str = "", model_name: str = "") -
         # Usually the wrong signature (a sibling model's model.sig), which the differences alone hide.
         summary = f"the signature is for model {signed_model!r}, not {model_name!r}; {summary}"
     return summary
+
+
+class MissingExtraError(InputError):
+    """An optional feature's dependencies are not installed (``extra`` names the ``modelseal[...]`` extra)."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature, self.extra, self.module = feature, extra, module
+        super().__init__(
+            f"{feature} needs the {module!r} package, which is not installed; install it with "
+            f"pip install 'modelseal[{extra}]'"
+        )
+
+
+class HubError(ModelSigningError):
+    """A Hugging Face hub repository cannot be used as asked (not found, no signature, refused request).
+
+    Exit code 1, like bad input.  Signature failures stay :class:`VerificationError` (2) and content
+    mismatches :class:`ModelMismatchError` (3), whether they were found remotely or after a download.
+    """
+
+
+class HubNetworkError(HubError):
+    """The hub could not be reached or did not answer (connection refused, timeout): transient, maybe."""
+
+
+class RemoteVerificationUnsupportedError(HubError):
+    """The signature's serialization cannot be checked from the hub's recorded digests (download instead)."""
+
+
+class HubMismatchError(ModelMismatchError):
+    """A hub repository's content does not match its valid signature (exit 3), found remotely or after a download.
+
+    ``hub_result`` is the :class:`model_signing.integrations.hub.HubVerifyResult` (repository, pinned commit,
+    what was checked how) behind ``result``.
+    """
+
+    def __init__(
+        self,
+        differences: Sequence[Difference],
+        *,
+        signed_model: str = "",
+        model_name: str = "",
+        result: VerifyResult | None = None,
+        hub_result: Any = None,
+    ) -> None:
+        super().__init__(differences, signed_model=signed_model, model_name=model_name, result=result)
+        self.hub_result = hub_result

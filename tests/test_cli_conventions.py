@@ -66,6 +66,7 @@ COMMANDS = [
     (), ("digest",), ("sign",), ("sign", "key"), ("sign", "certificate"), ("sign", "sigstore"),
     ("verify",), ("verify", "key"), ("verify", "certificate"), ("verify", "sigstore"),
     ("sigstore-local",), ("sigstore-local", "serve"), ("sigstore-local", "token"),
+    ("hub",), ("hub", "upload"), ("hub", "verify"),
 ]
 
 
@@ -86,7 +87,7 @@ def test_dash_h_is_help_everywhere(command: tuple[str, ...]) -> None:
     assert short.stdout == ok(run(*command, "--help")).stdout
 
 
-@pytest.mark.parametrize("command", [(), ("sign",), ("verify",), ("sigstore-local",)],
+@pytest.mark.parametrize("command", [(), ("sign",), ("verify",), ("sigstore-local",), ("hub",)],
                          ids=lambda c: " ".join(c) or "modelseal")
 def test_bare_groups_print_their_help_and_exit_0(command: tuple[str, ...]) -> None:
     proc = ok(run(*command))
@@ -249,6 +250,10 @@ PATH_OPTIONS = {
     ("verify", "sigstore"): ["path", "--path", "--trust-config", "--trusted-root", "--signature", "--ignore-paths"],
     ("sigstore-local", "serve"): ["--trust-config-out", "--state-dir"],
     ("sigstore-local", "token"): ["--state-dir"],
+    ("hub", "upload"): ["--private-key", "--signing-certificate", "--certificate-chain", "--trust-config",
+                        "--ignore-paths"],
+    ("hub", "verify"): ["--local-dir", "--public-key", "--certificate-chain", "--trust-config", "--trusted-root",
+                        "--ignore-paths"],
 }
 
 

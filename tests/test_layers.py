@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "model_signing.policy": 7,
     "model_signing.loading": 8,
     "model_signing.integrations": 8,
+    "model_signing.hub": 8,  # the public name of integrations.hub (a re-export)
     "model_signing.cli": 9,
     "model_signing.__main__": 9,
     # The facade: lazily re-exports the public API of every layer.

@@ -55,6 +55,12 @@ TERMS: dict[str, str] = {
     "trusted_root": "--trusted-root",
     "staging=True": "--staging",
     "offline=True": "--offline",
+    # model_signing.hub (hub upload / hub verify)
+    "revision": "--revision",
+    "token": "--token",
+    "endpoint": "--endpoint",
+    "local_dir": "--local-dir",
+    "allow_patterns": "--allow-patterns",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

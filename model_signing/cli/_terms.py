@@ -37,6 +37,7 @@ TERMS: dict[str, str] = {
     # KeySigner / CertificateSigner / CertificateVerifier
     "password": "--password-env VARIABLE",
     "certificate_chain": "--certificate-chain",
+    "signing_certificate": "--signing-certificate",
     "strict=True": "--strict-x509",
     # TokenSource (sign sigstore)
     "identity_token": "--identity-token",

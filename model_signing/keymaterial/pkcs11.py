@@ -21,6 +21,7 @@ never part of a message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -229,6 +230,11 @@ def _load_library(uri: Pkcs11Uri) -> Any:
     try:
         return pkcs11.lib(path)
     except pkcs11.PKCS11Error as exc:
+        if type(exc) is not pkcs11.PKCS11Error:  # loaded, but its C_Initialize failed (a CKR_ code)
+            raise KeyMaterialError(
+                f"{_WHERE}: the PKCS #11 library module-path={path} failed to start ({_describe(exc)}); check its "
+                "configuration (SoftHSM2: the token directory named by SOFTHSM2_CONF exists and is readable)"
+            ) from None
         reason = str(exc).rpartition(": ")[2] or _describe(exc)
         raise KeyMaterialError(
             f"{_WHERE}: module-path={path} cannot be loaded as a PKCS #11 library ({reason}); give the token "
@@ -311,38 +317,62 @@ def open_key(uri: str | Pkcs11Uri, *, pin: str | bytes | None = None) -> Pkcs11K
     lib = _load_library(parsed)
     secret, pin_from = _pin(parsed, pin)
     try:
-        token = _find_token(parsed, lib)
-        label = token.label.rstrip()
-        try:
-            # python-pkcs11 takes the PIN as text (PKCS #11 PINs are UTF-8).
-            session = token.open(user_pin=secret.decode("utf-8", "surrogateescape")) if secret is not None \
-                else token.open()
-        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinInvalid):
-            raise KeyMaterialError(
-                f"{_WHERE}: the token {label!r} refused the PIN from {pin_from} (wrong PIN); give the token's "
-                "user PIN (it is never shown)"
-            ) from None
-        except pkcs11.PinLocked:
-            raise KeyMaterialError(
-                f"{_WHERE}: the user PIN of the token {label!r} is locked (too many wrong PINs); have the "
-                "security officer unlock it"
-            ) from None
-        return Pkcs11Key(parsed, session, label, logged_in=secret is not None)
+        return Pkcs11Key(parsed, _find_token(parsed, lib), secret, pin_from)
     except pkcs11.PKCS11Error as exc:
         raise KeyMaterialError(f"{_WHERE} {parsed.shown()}: the token failed ({_describe(exc)})") from None
 
 
 class Pkcs11Key:
-    """A private key on a PKCS #11 token: it signs on the token; only the public key is ever read."""
+    """A private key on a PKCS #11 token: it signs on the token; only the public key is ever read.
 
-    def __init__(self, uri: Pkcs11Uri, session: Any, token_label: str, *, logged_in: bool) -> None:
-        """Find the private key ``uri`` names in ``session`` and read its public half (use :func:`open_key`)."""
+    Each use opens its own session and closes it (logging out) when done: a PKCS #11 login belongs to the
+    whole process, so a session left logged in would let a later URI with a wrong PIN through, and make
+    any other login to the token fail with "user already logged in".
+    """
+
+    def __init__(self, uri: Pkcs11Uri, token: Any, pin: bytes | None, pin_from: str) -> None:
+        """Find the private key ``uri`` names on ``token`` and read its public half (use :func:`open_key`)."""
+        pkcs11 = _pkcs11()
         self.uri = uri
-        self.token_label = token_label
-        self._session = session
-        self._private = self._one_private_key(logged_in)
-        self._algorithm, self._public = self._read_public_key()
-        _log.info("opened PKCS #11 key %s on token %r (%s)", self._name(), token_label, self._algorithm.label)
+        self.token_label: str = token.label.rstrip()
+        self._token, self._pin, self._pin_from = token, pin, pin_from
+        with self._session() as session:
+            private = self._one_private_key(session)
+            # What finds this key again in the next session (its own label and id, whatever the URI said).
+            self._key_template = {
+                pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY,
+                pkcs11.Attribute.LABEL: private[pkcs11.Attribute.LABEL],
+                pkcs11.Attribute.ID: bytes(private[pkcs11.Attribute.ID] or b""),
+            }
+            self._certificate_der = self._certificate_value(session)
+            self._algorithm, self._public = self._read_public_key(session, private)
+        _log.info("opened PKCS #11 key %s on token %r (%s)", self._name(), self.token_label, self._algorithm.label)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Any]:
+        pkcs11 = _pkcs11()
+        try:
+            # python-pkcs11 takes the PIN as text (PKCS #11 PINs are UTF-8).
+            pin = self._pin.decode("utf-8", "surrogateescape") if self._pin is not None else None
+            session = self._token.open(user_pin=pin) if pin is not None else self._token.open()
+        except pkcs11.UserAlreadyLoggedIn:
+            # This process is logged in already (the caller's own session): use that login, never end it.
+            session = self._token.open()
+        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinInvalid):
+            raise KeyMaterialError(
+                f"{_WHERE}: the token {self.token_label!r} refused the PIN from {self._pin_from} (wrong PIN); give "
+                "the token's user PIN (it is never shown)"
+            ) from None
+        except pkcs11.PinLocked:
+            raise KeyMaterialError(
+                f"{_WHERE}: the user PIN of the token {self.token_label!r} is locked (too many wrong PINs); have "
+                "the security officer unlock it"
+            ) from None
+        try:
+            yield session
+        finally:
+            with contextlib.suppress(pkcs11.PKCS11Error):  # a token that went away has nothing left to close
+                session.close()
 
     def _name(self) -> str:
         parts = [f"object={self.uri.text('object')}" if "object" in self.uri.path else "",
@@ -358,9 +388,9 @@ class Pkcs11Key:
             attrs[pkcs11.Attribute.ID] = self.uri.id
         return attrs
 
-    def _one_private_key(self, logged_in: bool) -> Any:
+    def _one_private_key(self, session: Any) -> Any:
         pkcs11 = _pkcs11()
-        found = list(self._session.get_objects(self._template(pkcs11.ObjectClass.PRIVATE_KEY)))
+        found = list(session.get_objects(self._template(pkcs11.ObjectClass.PRIVATE_KEY)))
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -368,7 +398,7 @@ class Pkcs11Key:
                 f"{_WHERE}: {len(found)} private keys on the token {self.token_label!r} match {self._name()}; "
                 "add id=%XX (or object=LABEL) to the URI to pick one"
             )
-        if not logged_in:
+        if self._pin is None:
             raise KeyMaterialError(
                 f"{_WHERE}: no private key matches {self._name()} on the token {self.token_label!r}, and the URI "
                 "gives no PIN (private keys are only visible after login); add pin-source=file:/path/to/pin "
@@ -376,7 +406,7 @@ class Pkcs11Key:
             )
         keys = [
             f"object={k[pkcs11.Attribute.LABEL]} id={_quote(bytes(k[pkcs11.Attribute.ID]), True) or '-'}"
-            for k in self._session.get_objects({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY})
+            for k in session.get_objects({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY})
         ]
         has = f"its private keys: {', '.join(sorted(keys))}" if keys else "it holds no private key"
         raise KeyMaterialError(
@@ -384,16 +414,16 @@ class Pkcs11Key:
             "object= or id= in the URI"
         )
 
-    def _read_public_key(self) -> tuple[Algorithm, PublicKey]:
+    def _read_public_key(self, session: Any, private: Any) -> tuple[Algorithm, PublicKey]:
         pkcs11 = _pkcs11()
-        key_type = self._private[pkcs11.Attribute.KEY_TYPE]
+        key_type = private[pkcs11.Attribute.KEY_TYPE]
         if key_type not in (pkcs11.KeyType.EC, pkcs11.KeyType.EC_EDWARDS):
             kind = getattr(key_type, "name", str(key_type))
             raise KeyMaterialError(
                 f"{_WHERE}: the private key {self._name()} is a {kind} key; use an EC P-256, P-384 or P-521 "
                 "key, or an Ed25519 key"
             )
-        public = self._public_object()
+        public = self._public_object(session)
         if public is not None:
             key = _public_key(public[pkcs11.Attribute.EC_PARAMS], public[pkcs11.Attribute.EC_POINT], self._name())
         else:
@@ -407,21 +437,36 @@ class Pkcs11Key:
         algorithm = _algorithms.of_key(key, f"the token's key {self._name()}")
         return algorithm, key
 
-    def _public_object(self) -> Any | None:
+    def _public_object(self, session: Any) -> Any | None:
         pkcs11 = _pkcs11()
         # The public object that pairs with this private key: the same CKA_ID (what pairs them), else the
         # same label; never an unrelated one.
-        own_id = bytes(self._private[pkcs11.Attribute.ID] or b"")
-        own_label = self._private[pkcs11.Attribute.LABEL]
         templates = []
-        if own_id:
-            templates.append({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY, pkcs11.Attribute.ID: own_id})
-        if own_label:
-            templates.append({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY, pkcs11.Attribute.LABEL: own_label})
+        if self._key_template[pkcs11.Attribute.ID]:
+            templates.append({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY,
+                              pkcs11.Attribute.ID: self._key_template[pkcs11.Attribute.ID]})
+        if self._key_template[pkcs11.Attribute.LABEL]:
+            templates.append({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY,
+                              pkcs11.Attribute.LABEL: self._key_template[pkcs11.Attribute.LABEL]})
         for template in templates:
-            found = list(self._session.get_objects(template))
+            found = list(session.get_objects(template))
             if len(found) == 1:
                 return found[0]
+        return None
+
+    def _certificate_value(self, session: Any) -> bytes | None:
+        """CKA_VALUE of the certificate stored for this key (same id, else same label), if there is one."""
+        pkcs11 = _pkcs11()
+        cert = pkcs11.ObjectClass.CERTIFICATE
+        templates = []
+        if self.uri.id is not None:
+            templates.append(self._template(cert, by_label=False))
+        if "object" in self.uri.path:
+            templates.append(self._template(cert, by_id=False))
+        for template in templates:
+            found = list(session.get_objects(template))
+            if len(found) == 1:
+                return bytes(found[0][pkcs11.Attribute.VALUE])
         return None
 
     def public_key(self) -> PublicKey:
@@ -437,15 +482,21 @@ class Pkcs11Key:
         """The token's signature over ``message``: ECDSA (DER) over its digest, or PureEdDSA over the message."""
         pkcs11 = _pkcs11()
         try:
-            if self._algorithm.hash is None:
-                signature = bytes(self._private.sign(message, mechanism=pkcs11.Mechanism.EDDSA))
-            else:
-                digest = hashlib.new(self._algorithm.hash, message).digest()
-                signature = _der_signature(bytes(self._private.sign(digest, mechanism=pkcs11.Mechanism.ECDSA)))
-        except pkcs11.PKCS11Error as exc:
+            with self._session() as session:
+                found = list(session.get_objects(self._key_template))
+                if len(found) != 1:
+                    raise _Gone("the key is no longer on the token")
+                if self._algorithm.hash is None:
+                    signature = bytes(found[0].sign(message, mechanism=pkcs11.Mechanism.EDDSA))
+                else:
+                    digest = hashlib.new(self._algorithm.hash, message).digest()
+                    signature = _der_signature(bytes(found[0].sign(digest, mechanism=pkcs11.Mechanism.ECDSA)))
+        except (pkcs11.PKCS11Error, KeyMaterialError, _Gone) as exc:
+            detail = str(exc) if isinstance(exc, _Gone) else _describe(exc) if isinstance(exc, pkcs11.PKCS11Error) \
+                else "it no longer accepts the login"
             raise SigningError(
-                f"{_WHERE}: the token {self.token_label!r} could not sign with {self._name()} ({_describe(exc)}): "
-                "it was removed, or its storage went away, after the key was opened; reconnect it and sign again"
+                f"{_WHERE}: the token {self.token_label!r} could not sign with {self._name()} ({detail}): it was "
+                "removed, or its storage went away, after the key was opened; reconnect it and sign again"
             ) from None
         # Never hand out a signature that the bundle's key hint would not verify (a public object that
         # does not pair with the private key would otherwise give signatures nobody can check).
@@ -460,30 +511,19 @@ class Pkcs11Key:
         """The X.509 certificate the token holds for this key (same id, else same label), if any."""
         from cryptography import x509
 
-        pkcs11 = _pkcs11()
-        for template in self._certificate_templates():
-            found = list(self._session.get_objects(template))
-            if len(found) == 1:
-                try:
-                    return x509.load_der_x509_certificate(bytes(found[0][pkcs11.Attribute.VALUE]))
-                except ValueError:
-                    raise KeyMaterialError(
-                        f"{_WHERE}: the certificate for {self._name()} on the token {self.token_label!r} is not "
-                        "a DER X.509 certificate"
-                    ) from None
-        return None
+        if self._certificate_der is None:
+            return None
+        try:
+            return x509.load_der_x509_certificate(self._certificate_der)
+        except ValueError:
+            raise KeyMaterialError(
+                f"{_WHERE}: the certificate for {self._name()} on the token {self.token_label!r} is not a DER "
+                "X.509 certificate"
+            ) from None
 
-    def _certificate_templates(self) -> Iterator[dict[Any, Any]]:
-        pkcs11 = _pkcs11()
-        cert = pkcs11.ObjectClass.CERTIFICATE
-        if self.uri.id is not None:
-            yield self._template(cert, by_label=False)
-        if "object" in self.uri.path:
-            yield self._template(cert, by_id=False)
 
-    def close(self) -> None:
-        """End the session (the key is unusable afterwards)."""
-        self._session.close()
+class _Gone(Exception):
+    """The key could not be found again when it was time to sign."""
 
 
 def _der_signature(raw: bytes) -> bytes:

@@ -306,6 +306,22 @@ def test_api_signs_with_a_uri_and_the_pin_from_password(token: Token, model: Pat
     ms.verify(model, ms.KeyVerifier(token.public_pem["p384"]), signature_path=sig, max_workers=1)
 
 
+def test_a_wrong_pin_is_refused_after_a_good_login_in_the_same_process(token: Token) -> None:
+    # A PKCS #11 login belongs to the whole process: a session left logged in would let this one through.
+    from model_signing.errors import KeyMaterialError
+    from model_signing.keymaterial.pkcs11 import open_key
+
+    good = open_key(token.uri("p256"))
+    assert good.public_key() == token.public["p256"]
+    with pytest.raises(KeyMaterialError, match="refused the PIN from pin-value"):
+        open_key(token.uri("p384", pin="not-the-pin"))
+    message = b"a message"
+    signature = good.sign(message)  # and the first key still signs (a session of its own)
+    public = token.public["p256"]
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+
+
 def test_cli_pin_from_password_env(run: Run, token: Token, model: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN_PIN", PIN)

@@ -14,6 +14,7 @@ DEV := $(VENV)/.dev-installed
 .PHONY: demo test lint unit venv clean softhsm
 
 venv: $(DEV)
+	@$(MAKE) --no-print-directory softhsm || echo "make: continuing without SoftHSM2 (only tests/test_pkcs11.py needs it)" >&2
 
 $(RUNTIME): install/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -292,9 +292,9 @@ def _pin(uri: Pkcs11Uri, pin: str | bytes | None) -> tuple[bytes | None, str]:
     if pin is not None and ("pin-value" in uri.query or "pin-source" in uri.query):
         raise KeyMaterialError(f"{_WHERE} gives the PIN already; do not also pass `password`")
     if pin is not None:
-        return (pin.encode("utf-8") if isinstance(pin, str) else pin), "`password`"
+        return _utf8_pin(pin.encode("utf-8") if isinstance(pin, str) else pin, "`password`")
     if "pin-value" in uri.query:
-        return uri.query["pin-value"], "pin-value"
+        return _utf8_pin(uri.query["pin-value"], "pin-value")
     source = uri.text("pin-source")
     if source is None:
         return None, ""
@@ -307,7 +307,15 @@ def _pin(uri: Pkcs11Uri, pin: str | bytes | None) -> tuple[bytes | None, str]:
         raise KeyMaterialError(f"{_WHERE}: pin-source={source}: only file: PIN sources are supported")
     data = read_small_file(file, f"{_WHERE}: the PIN file of pin-source,", limit=_MAX_PIN_FILE, error=KeyMaterialError)
     # `echo 1234 > pin` ends the file with a newline that is no part of the PIN.
-    return data.removesuffix(b"\n").removesuffix(b"\r"), f"pin-source={source}"
+    return _utf8_pin(data.removesuffix(b"\n").removesuffix(b"\r"), f"pin-source={source}")
+
+
+def _utf8_pin(pin: bytes, where: str) -> tuple[bytes, str]:
+    try:
+        pin.decode("utf-8")  # PKCS #11 PINs are UTF-8 text (python-pkcs11 passes them as such)
+    except UnicodeDecodeError:
+        raise KeyMaterialError(f"{_WHERE}: the PIN from {where} is not UTF-8 text") from None
+    return pin, where
 
 
 def open_key(uri: str | Pkcs11Uri, *, pin: str | bytes | None = None) -> Pkcs11Key:
@@ -353,7 +361,7 @@ class Pkcs11Key:
         pkcs11 = _pkcs11()
         try:
             # python-pkcs11 takes the PIN as text (PKCS #11 PINs are UTF-8).
-            pin = self._pin.decode("utf-8", "surrogateescape") if self._pin is not None else None
+            pin = self._pin.decode("utf-8") if self._pin is not None else None
             session = self._token.open(user_pin=pin) if pin is not None else self._token.open()
         except pkcs11.UserAlreadyLoggedIn:
             # This process is logged in already (the caller's own session): use that login, never end it.

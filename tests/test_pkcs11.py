@@ -333,6 +333,35 @@ def test_cli_pin_from_password_env(run: Run, token: Token, model: Path, tmp_path
     _check_bundle(sig, model, token.public["p256"], "secp256r1")
 
 
+def test_module_name_in_a_directory(run: Run, token: Token, model: Path, tmp_path: Path) -> None:
+    # RFC 7512's module-name, looked up in the module-path directory (p11-kit style).
+    directory, library = os.path.split(token.module)
+    uri = (f"pkcs11:token={LABEL};object=p256?module-path={directory}&module-name={library.removesuffix('.so')}"
+           f"&pin-value={PIN}")
+    sig = tmp_path / "model.sig"
+    code, _, err = run("sign", "key", model, "--private-key", uri, "--signature", sig, "-q")
+    assert (code, err) == (0, "")
+    _check_bundle(sig, model, token.public["p256"], "secp256r1")
+
+
+def test_pem_keys_and_help_never_import_python_pkcs11(tmp_path: Path, model: Path) -> None:
+    key = _pki.ec_key()
+    pem = _pki.write_private_key(key, tmp_path / "k.pem")
+    code = (
+        "import sys\nfrom model_signing.cli import main\n"
+        "for args in (['sign', 'pkcs11-key', '--help'], ['sign', 'key', sys.argv[1], '--private-key', sys.argv[2],"
+        " '--signature', sys.argv[3], '-q']):\n"
+        "    try:\n        main(args)\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+        "print('LOADED=' + ','.join(m for m in sys.modules if m.split('.')[0] == 'pkcs11'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(model), str(pem), str(tmp_path / "model.sig")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "LOADED="
+    assert (tmp_path / "model.sig").exists()
+
+
 # --- the peer's command shapes ----------------------------------------------------------------------------
 
 
@@ -446,6 +475,9 @@ def test_missing_object(run: Run, token: Token, model: Path, tmp_path: Path) -> 
     assert "object=p256 id=%01" in line and line.endswith("fix object= or id= in the URI")
     line = _refused(run, model, tmp_path, token.uri(by_id=True).replace("id=%01", "id=%7f"))
     assert "no private key matches id=%7F" in line
+    # Without a PIN the token hides its private keys: the line says that, not merely "missing".
+    line = _refused(run, model, tmp_path, f"pkcs11:token={LABEL};object=p256?module-path={token.module}")
+    assert "and the URI gives no PIN (private keys are only visible after login); add pin-source=" in line
 
 
 def test_missing_or_unloadable_module(run: Run, token: Token, model: Path, tmp_path: Path) -> None:

@@ -499,6 +499,11 @@ class Pkcs11Key:
                 else:
                     digest = hashlib.new(self._algorithm.hash, message).digest()
                     signature = _der_signature(bytes(found[0].sign(digest, mechanism=pkcs11.Mechanism.ECDSA)))
+        except pkcs11.UserNotLoggedIn:
+            raise SigningError(
+                f"{_WHERE}: the token {self.token_label!r} signs with {self._name()} only after a login; add "
+                "pin-source=file:/path/to/pin or pin-value=... to the URI's query part"
+            ) from None
         except (pkcs11.PKCS11Error, KeyMaterialError, _Gone) as exc:
             detail = str(exc) if isinstance(exc, _Gone) else _describe(exc) if isinstance(exc, pkcs11.PKCS11Error) \
                 else "it no longer accepts the login"

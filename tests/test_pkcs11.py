@@ -503,6 +503,8 @@ def test_malformed_uris(run: Run, token: Token, model: Path, tmp_path: Path) -> 
     assert "id= has a '%' not followed by two hex digits" in line
     line = _refused(run, model, tmp_path, token.uri().replace(f"token={LABEL}", "token=elsewhere"))
     assert f"no token matches token=elsewhere; the tokens present: '{LABEL}'" in line
+    line = _refused(run, model, tmp_path, token.uri().replace(str(token.pin_file), "/nonexistent/pin"))
+    assert line == "error: PKCS #11 URI: the PIN file of pin-source, /nonexistent/pin does not exist"
     line = _refused(run, model, tmp_path, f"pkcs11:token={LABEL}?module-path={token.module}&pin-value={PIN}")
     assert "names no key: add object=LABEL or id=%XX" in line and PIN not in line and "pin-value=***" in line
 
@@ -522,6 +524,8 @@ def test_uri_parsing_percent_decodes() -> None:
         ("pkcs11:object=k;type=cert", "type=cert names no private key"),
         ("pkcs11:object=k?pin-value=1&pin-source=file:/p", "give the PIN once"),
         ("pkcs11:object", "'object' in the path part is not NAME=VALUE"),
+        ("pkcs11:object=k;slot-id=\u00b2", "is not a number"),
+        ("pkcs11:object=k?module-path=/m.so&pin-value1234", "attribute 2 in the query part is not NAME=VALUE$"),
     ]:
         with pytest.raises(KeyMaterialError, match=message):
             Pkcs11Uri.parse(bad)

@@ -116,7 +116,7 @@ class Pkcs11Uri:
 
     def _validate(self) -> None:
         slot = self.text("slot-id")
-        if slot is not None and not slot.isdigit():
+        if slot is not None and not re.fullmatch(r"[0-9]+", slot):
             raise KeyMaterialError(f"{_WHERE}: slot-id={slot} is not a number; give the decimal slot id")
         version = self.text("library-version")
         if version is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", version):
@@ -148,10 +148,12 @@ def _attributes(part: str, separator: str, known: tuple[str, ...], where: str) -
     found: dict[str, bytes] = {}
     if not part:
         return found
-    for item in part.split(separator):
+    for number, item in enumerate(part.split(separator), 1):
         name, eq, value = item.partition("=")
         if not eq or not name:
-            raise KeyMaterialError(f"{_WHERE}: {item!r} in the {where} part is not NAME=VALUE")
+            # A query item is never echoed: a mistyped "pin-value" would otherwise print the PIN.
+            shown = repr(item) if where == "path" else f"attribute {number}"
+            raise KeyMaterialError(f"{_WHERE}: {shown} in the {where} part is not NAME=VALUE")
         if name not in known:
             raise KeyMaterialError(
                 f"{_WHERE}: unknown attribute {name!r} in the {where} part; the {where} part may hold "

@@ -1,7 +1,7 @@
 """Keys in an HSM: ``pkcs11:`` URIs signed with on a real SoftHSM2 token (issue 11).
 
 A token is initialised in a temporary ``SOFTHSM2_CONF`` directory with ``softhsm2-util``, and its keys are
-generated ON the token with python-pkcs11 (P-256, P-384, Ed25519) in a separate process, which also reads
+generated ON the token with python-pkcs11 (P-256, P-384, P-521, Ed25519) in a separate process, which also reads
 back each public key's ``CKA_EC_POINT``.  The test turns those bytes into PEM public keys itself (the DER
 length prefix stripped by hand, the key built with ``cryptography``), so what ``verify key`` and the peer
 ``model-signing==1.1.1`` are given never went through the code under test.  Then:
@@ -48,7 +48,7 @@ SO_PIN, PIN = "so-secret-12", "user-pin-3456"
 LABEL = "modelseal-test"
 #: label, CKA_ID (hex), curve: what the fixture generates on the token.
 KEYS = (
-    ("p256", "01", "secp256r1"), ("p384", "02", "secp384r1"), ("ed25519", "03", "ed25519"),
+    ("p256", "01", "secp256r1"), ("p384", "02", "secp384r1"), ("ed25519", "03", "ed25519"), ("p521", "05", "secp521r1"),
     ("signer", "a1b2", "secp256r1"),  # its certificate is stored on the token too
 )
 
@@ -124,14 +124,17 @@ def _init_token(conf: Path, module: str, keys: tuple[tuple[str, str, str], ...])
 
 
 def _public_key(point: bytes, curve: str) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
-    """The key from CKA_EC_POINT, a DER OCTET STRING (tag 0x04, one length byte for these sizes), by hand."""
-    size = {"secp256r1": 65, "secp384r1": 97, "ed25519": 32}[curve]
-    assert point[:2] == bytes([0x04, size]) and len(point) == size + 2, point.hex()
-    raw = point[2:]
+    """The key from CKA_EC_POINT, a DER OCTET STRING (tag 0x04, then the length: one byte below 128, else
+    0x81 and one byte), by hand."""
+    size = {"secp256r1": 65, "secp384r1": 97, "secp521r1": 133, "ed25519": 32}[curve]
+    header = bytes([0x04, size]) if size < 128 else bytes([0x04, 0x81, size])
+    assert point[: len(header)] == header and len(point) == size + len(header), point.hex()
+    raw = point[len(header):]
     if curve == "ed25519":
         return ed25519.Ed25519PublicKey.from_public_bytes(raw)
     assert raw[0] == 0x04  # an uncompressed point
-    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1() if curve == "secp256r1" else ec.SECP384R1(), raw)
+    curves = {"secp256r1": ec.SECP256R1(), "secp384r1": ec.SECP384R1(), "secp521r1": ec.SECP521R1()}
+    return ec.EllipticCurvePublicKey.from_encoded_point(curves[curve], raw)
 
 
 def _pem(key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey) -> bytes:
@@ -246,14 +249,15 @@ def _check_bundle(sig: Path, model: Path, public: ec.EllipticCurvePublicKey | ed
         public.verify(signature, pae)  # PureEdDSA over the PAE itself
     else:
         assert signature[0] == 0x30  # DER, not the token's raw r || s
-        public.verify(signature, pae, ec.ECDSA(hashes.SHA256() if curve == "secp256r1" else hashes.SHA384()))
+        chosen = {"secp256r1": hashes.SHA256(), "secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512()}[curve]
+        public.verify(signature, pae, ec.ECDSA(chosen))
     return bundle  # type: ignore[no-any-return]
 
 
 # --- sign key with a token key -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["p256", "p384", "ed25519"])
+@pytest.mark.parametrize("name", ["p256", "p384", "p521", "ed25519"])
 def test_sign_key_on_the_token_verifies_with_the_exported_key(run: Run, token: Token, model: Path, tmp_path: Path,
                                                                name: str) -> None:
     sig = tmp_path / "model.sig"
@@ -281,7 +285,7 @@ def test_sign_key_on_the_token_verifies_with_the_exported_key(run: Run, token: T
     assert code == 3 and "modified: weights/w.bin" in err
 
 
-@pytest.mark.parametrize("name", ["p256", "p384"])
+@pytest.mark.parametrize("name", ["p256", "p384", "p521"])
 def test_the_peer_verifies_token_signatures(run: Run, token: Token, model: Path, tmp_path: Path, name: str) -> None:
     sig = tmp_path / "model.sig"
     code, _, err = run("sign", "key", model, "--private-key", token.uri(name, by_id=True), "--signature", sig, "-q")

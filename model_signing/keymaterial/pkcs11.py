@@ -389,12 +389,13 @@ class Pkcs11Key:
                  f"id={_quote(self.uri.id, True)}" if self.uri.id is not None else ""]
         return ";".join(p for p in parts if p)
 
-    def _template(self, object_class: Any, *, by_label: bool = True, by_id: bool = True) -> dict[Any, Any]:
+    def _template(self, object_class: Any) -> dict[Any, Any]:
+        """The URI's object attributes (label, id) for a search."""
         pkcs11 = _pkcs11()
         attrs: dict[Any, Any] = {pkcs11.Attribute.CLASS: object_class}
-        if by_label and "object" in self.uri.path:
+        if "object" in self.uri.path:
             attrs[pkcs11.Attribute.LABEL] = self.uri.text("object")
-        if by_id and self.uri.id is not None:
+        if self.uri.id is not None:
             attrs[pkcs11.Attribute.ID] = self.uri.id
         return attrs
 
@@ -448,35 +449,26 @@ class Pkcs11Key:
         return algorithm, key
 
     def _public_object(self, session: Any) -> Any | None:
+        return self._paired(session, _pkcs11().ObjectClass.PUBLIC_KEY)
+
+    def _certificate_value(self, session: Any) -> bytes | None:
+        """CKA_VALUE of the certificate stored with this key, if there is one."""
+        found = self._paired(session, _pkcs11().ObjectClass.CERTIFICATE)
+        return None if found is None else bytes(found[_pkcs11().Attribute.VALUE])
+
+    def _paired(self, session: Any, object_class: Any) -> Any | None:
+        """The one object of ``object_class`` that goes with the private key: the same CKA_ID (what pairs a
+        key's objects), else the same label; never an unrelated one."""
         pkcs11 = _pkcs11()
-        # The public object that pairs with this private key: the same CKA_ID (what pairs them), else the
-        # same label; never an unrelated one.
-        templates = []
-        if self._key_template[pkcs11.Attribute.ID]:
-            templates.append({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY,
-                              pkcs11.Attribute.ID: self._key_template[pkcs11.Attribute.ID]})
-        if self._key_template[pkcs11.Attribute.LABEL]:
-            templates.append({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PUBLIC_KEY,
-                              pkcs11.Attribute.LABEL: self._key_template[pkcs11.Attribute.LABEL]})
+        templates = [
+            {pkcs11.Attribute.CLASS: object_class, attribute: self._key_template[attribute]}
+            for attribute in (pkcs11.Attribute.ID, pkcs11.Attribute.LABEL)
+            if self._key_template[attribute]
+        ]
         for template in templates:
             found = list(session.get_objects(template))
             if len(found) == 1:
                 return found[0]
-        return None
-
-    def _certificate_value(self, session: Any) -> bytes | None:
-        """CKA_VALUE of the certificate stored for this key (same id, else same label), if there is one."""
-        pkcs11 = _pkcs11()
-        cert = pkcs11.ObjectClass.CERTIFICATE
-        templates = []
-        if self.uri.id is not None:
-            templates.append(self._template(cert, by_label=False))
-        if "object" in self.uri.path:
-            templates.append(self._template(cert, by_id=False))
-        for template in templates:
-            found = list(session.get_objects(template))
-            if len(found) == 1:
-                return bytes(found[0][pkcs11.Attribute.VALUE])
         return None
 
     def public_key(self) -> PublicKey:

@@ -326,6 +326,24 @@ def test_a_wrong_pin_is_refused_after_a_good_login_in_the_same_process(token: To
     public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
 
 
+def test_keys_on_one_token_sign_from_several_threads(token: Token) -> None:
+    # Each signature logs in and out, and a login is the process's: uses are serialised, none fails.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model_signing.keymaterial.pkcs11 import open_key
+
+    keys = {name: open_key(token.uri(name)) for name in ("p256", "p384", "ed25519")}
+    jobs = [(name, f"message {i}".encode()) for i in range(4) for name in keys]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        signatures = list(pool.map(lambda job: keys[job[0]].sign(job[1]), jobs))
+    for (name, message), signature in zip(jobs, signatures, strict=True):
+        public = token.public[name]
+        if isinstance(public, ed25519.Ed25519PublicKey):
+            public.verify(signature, message)
+        else:
+            public.verify(signature, message, ec.ECDSA(hashes.SHA256() if name == "p256" else hashes.SHA384()))
+
+
 def test_cli_pin_from_password_env(run: Run, token: Token, model: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN_PIN", PIN)

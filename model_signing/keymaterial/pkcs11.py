@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,9 @@ _EC_CURVES = {"1.2.840.10045.3.1.7": "secp256r1", "1.3.132.0.34": "secp384r1", "
 _ED25519_OID = "1.3.101.112"
 _ED25519_NAMES = ("edwards25519", "curve25519", "ed25519")
 _WHERE = "PKCS #11 URI"
+#: A login is the whole process's, and each use ends with a logout: one use of a token at a time, or a
+#: thread's logout would end another's login mid-signature.
+_TOKEN_USE = threading.RLock()
 
 
 def is_uri(reference: object) -> bool:
@@ -360,6 +364,10 @@ class Pkcs11Key:
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[Any]:
+        with _TOKEN_USE:
+            yield from self._logged_in_session()
+
+    def _logged_in_session(self) -> Iterator[Any]:
         pkcs11 = _pkcs11()
         try:
             # python-pkcs11 takes the PIN as text (PKCS #11 PINs are UTF-8).

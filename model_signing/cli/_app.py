@@ -69,3 +69,6 @@ for _module in (_digest, _sign, _verify, _inspect, _local, _scan, _keygen, _hub)
 # One CLI module per signing method, named like the method; importing it adds `sign <m>` and `verify <m>`.
 for _name in methods.names():
     importlib.import_module(f"model_signing.cli.methods.{_name}")
+# model-signing's `sign pkcs11-key` / `sign pkcs11-certificate`: aliases of `sign key` / `sign certificate` with a
+# pkcs11: key (PKCS #11 is a key source, not a signing method, so the registry does not name it).
+importlib.import_module("model_signing.cli._pkcs11")

@@ -64,6 +64,7 @@ PEER_SPELLINGS: dict[str, str] = {
     "--client_secret": "--client-secret",
     "--oauth_force_oob": "--oauth-force-oob",
     "--log_fingerprints": "--log-fingerprints",
+    "--pkcs11_uri": "--pkcs11-uri",
 }
 #: model-signing flags that switch off one of this CLI's flags (whose "off" is the default): each cancels
 #: the flag if given before it, like the last of a click ``--x/--no-x`` pair wins.  ``--use_ambient_credentials``
@@ -73,9 +74,7 @@ PEER_NEGATIONS: dict[str, str] = {
     "--use_ambient_credentials": "--oidc-disable-ambient-providers",
 }
 #: model-signing options with no counterpart here: refused with a reason rather than "No such option".
-PEER_UNSUPPORTED: dict[str, str] = {
-    "--pkcs11_uri": "PKCS #11 keys are not supported; export the key to a PEM file and pass --private-key",
-}
+PEER_UNSUPPORTED: dict[str, str] = {}
 
 
 def peer_spellings(command: click.Command, args: list[str]) -> list[str]:
@@ -250,14 +249,22 @@ SignatureIn = Annotated[
     ),
 ]
 PrivateKey = Annotated[
-    str, typer.Option("--private-key", metavar="PATH", help="Private key (PEM): EC P-256/P-384/P-521 or Ed25519.")
+    str,
+    typer.Option(
+        "--private-key",
+        metavar="PATH|URI",
+        help="Private key: a PEM file (EC P-256/P-384/P-521 or Ed25519), or a pkcs11: URI (RFC 7512) naming a "
+        "key in an HSM, e.g. 'pkcs11:token=T;object=K?module-path=/usr/lib/softhsm/libsofthsm2.so"
+        "&pin-source=file:/run/pin' (the key never leaves the token).",
+    ),
 ]
 PasswordEnv = Annotated[
     str | None,
     typer.Option(
         "--password-env",
         metavar="VARIABLE",
-        help="Name of the environment variable holding the private key's password (never pass it as an argument).",
+        help="Name of the environment variable holding the private key's password, or a token's PIN when its "
+        "pkcs11: URI gives none (never pass either as an argument).",
     ),
 ]
 

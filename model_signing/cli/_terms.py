@@ -37,6 +37,7 @@ TERMS: dict[str, str] = {
     # KeySigner / CertificateSigner / CertificateVerifier
     "password": "--password-env VARIABLE",
     "certificate_chain": "--certificate-chain",
+    "signing_certificate": "--signing-certificate",
     "strict=True": "--strict-x509",
     # RFC 3161 timestamps (KeySigner / CertificateSigner / KeyVerifier / CertificateVerifier)
     "timestamp_authorities": "--timestamp-authority",

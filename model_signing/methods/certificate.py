@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from model_signing._internal.types import PathLike
 from model_signing.errors import KeyMaterialError
 from model_signing.keymaterial import certificates as _certs
-from model_signing.keymaterial.sources import SigningKey
+from model_signing.keymaterial.sources import HoldsCertificate, SigningKey
 from model_signing.methods import _dsse
 from model_signing.methods import timestamps as _timestamps
 from model_signing.methods.base import VerifiedSignature, require_method
@@ -46,7 +46,7 @@ class CertificateSigner:
     def __init__(
         self,
         private_key: PathLike | PrivateKey | SigningKey,
-        signing_certificate: PathLike,
+        signing_certificate: PathLike | x509.Certificate | None = None,
         certificate_chain: Sequence[PathLike] = (),
         *,
         password: str | bytes | None = None,
@@ -59,6 +59,8 @@ class CertificateSigner:
         ``timestamp_authorities`` (RFC 3161 TSA URLs), and the TSAs of a ``trust_config`` file's signing
         config, are each asked for a timestamp over the signature (``timeout`` seconds per connect or
         read): with one, the signature stays verifiable after the certificate expires.
+        ``private_key`` may be a ``pkcs11:`` URI (a key on a token); ``signing_certificate`` may then be left
+        out when the token holds the key's certificate (same id or label).
 
         The leaf must hold the key's public key, be valid now and allow code signing (KeyUsage
         digitalSignature, ExtendedKeyUsage codeSigning when present), and the leaf plus the chain must
@@ -67,14 +69,29 @@ class CertificateSigner:
         legitimately unknown here (the chain ends below a root), :attr:`warnings` says which issuer
         verifiers must trust.
         """
+        from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
         self._timestamper = _timestamps.Timestamper.configure(
             timestamp_authorities, trust_config=trust_config, timeout=timeout
         )
         self._key = load_private(private_key, password)
-        where = f"signing certificate {os.fspath(signing_certificate)}"
-        leaf, *extra = _certs.load_certificates([signing_certificate], "signing certificate")
+        extra: list[x509.Certificate] = []
+        if signing_certificate is None:
+            stored = self._key.certificate() if isinstance(self._key, HoldsCertificate) else None
+            if stored is None:
+                raise KeyMaterialError(
+                    "no `signing_certificate` given, and the private key's token holds no certificate for it; "
+                    "pass `signing_certificate`"
+                    if isinstance(self._key, HoldsCertificate)
+                    else "pass `signing_certificate` (the private key's leaf certificate)"
+                )
+            leaf, where = stored, "the signing certificate stored on the token"
+        elif isinstance(signing_certificate, x509.Certificate):
+            leaf, where = signing_certificate, "the signing certificate"
+        else:
+            where = f"signing certificate {os.fspath(signing_certificate)}"
+            leaf, *extra = _certs.load_certificates([signing_certificate], "signing certificate")
         spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if leaf.public_key().public_bytes(*spki) != self._key.public_key().public_bytes(*spki):
             raise KeyMaterialError(f"{where} does not belong to the private key (their public keys differ)")

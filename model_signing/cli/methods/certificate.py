@@ -11,8 +11,14 @@ from model_signing.cli import _report, _sign, _verify
 from model_signing.cli import _timestamps as ts
 
 SigningCertificate = Annotated[
-    str,
-    typer.Option("--signing-certificate", metavar="PATH", help="The leaf certificate of the private key (PEM)."),
+    str | None,
+    typer.Option(
+        "--signing-certificate",
+        metavar="PATH",
+        help="The leaf certificate of the private key (PEM). Required, except with a pkcs11: --private-key whose "
+        "token holds the certificate (same id or label).",
+        show_default=False,
+    ),
 ]
 CertificateChain = Annotated[
     list[str] | None,
@@ -50,7 +56,7 @@ def sign_certificate(
     path: opt.OptionalModelPath = None,
     path_option: opt.PathOption = None,
     private_key: opt.PrivateKey,
-    signing_certificate: SigningCertificate,
+    signing_certificate: SigningCertificate = None,
     certificate_chain: CertificateChain = None,
     password_env: opt.PasswordEnv = None,
     password: opt.PasswordArgument = None,

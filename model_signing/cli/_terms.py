@@ -51,6 +51,7 @@ TERMS: dict[str, str] = {
     "trusted_root": "--trusted-root",
     "staging=True": "--staging",
     "offline=True": "--offline",
+    "rekor_version": "--rekor-version",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

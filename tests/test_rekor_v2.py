@@ -430,6 +430,15 @@ def test_keyless_sign_logs_a_v002_entry_with_a_timestamp_and_verifies(inst: Loca
     assert f"verified {signed.model}" in ok(verify(inst, signed.model, signed.signature)).stdout
 
 
+def test_inspect_shows_the_v2_entry(signed: Signed) -> None:
+    index = tlog_entry(json.loads(signed.signature.read_text()))["logIndex"]
+    text = ok(cli("inspect", signed.signature)).stdout
+    assert f"tlog entry:      index {index}, hashedrekord 0.0.2, no integrated time (Rekor v2)" in text
+    assert "(RFC 3161)" in text
+    [entry] = json.loads(ok(cli("inspect", signed.signature, "--json")).stdout)["tlog_entries"]
+    assert entry == {"log_index": index, "integrated_time": None, "kind": "hashedrekord", "version": "0.0.2"}
+
+
 def test_a_changed_model_exits_3(inst: LocalSigstore, signed: Signed, tmp_path: Path) -> None:
     import shutil
 
@@ -537,6 +546,20 @@ def test_rekor_version_2_needs_an_instance_that_offers_it(tmp_path: Path) -> Non
         assert "no usable Rekor v2 transparency log" in line and "--rekor-version" in line
         assert "1<=x<=2" in error_line(sign(v1, model, tmp_path / "m.sig", "--rekor-version", 3), 1)
     assert not (tmp_path / "m.sig").exists()
+
+
+def test_api_rekor_version(inst: LocalSigstore, signed: Signed, tmp_path: Path) -> None:
+    import model_signing as ms
+    from model_signing.errors import InputError
+
+    token = ms.TokenSource(identity_token=inst.mint_token(EMAIL))
+    for bad in (3, 0, True, "2"):
+        with pytest.raises(InputError, match="`rekor_version` must be 1 or 2"):
+            ms.SigstoreSigner(trust_config=inst.trust_config_path, token_source=token, rekor_version=bad)  # type: ignore[arg-type]
+    signer = ms.SigstoreSigner(trust_config=inst.trust_config_path, token_source=token, rekor_version=1)
+    ms.sign(signed.model, signer, signature_path=tmp_path / "api.sig")
+    assert tlog_entry(json.loads((tmp_path / "api.sig").read_text()))["kindVersion"]["version"] == "0.0.1"
+    ok(verify(inst, signed.model, tmp_path / "api.sig"))
 
 
 def test_v2_without_a_timestamp_authority_is_refused_before_signing(inst: LocalSigstore, tmp_path: Path) -> None:

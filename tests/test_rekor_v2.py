@@ -344,6 +344,49 @@ def test_checkpoint_and_tiles_serve_the_tree(inst: LocalSigstore) -> None:
         assert requests.get(f"{base}/{missing}", timeout=30).status_code == 404, missing
 
 
+def test_tiles_on_disk_follow_the_tlog_tiles_layout(tmp_path: Path) -> None:
+    from model_signing.sigstore_local._rekor2 import TransparencyLogV2
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "rekor-v2" / "entries.jsonl"
+    log = TransparencyLogV2(key, 7, path)
+    signer = ec.generate_private_key(ec.SECP256R1())
+    count = 300  # past one full tile, so level 1 gets its first node
+    for i in range(count):
+        request, _ = hashedrekord_request(f"tile entry {i}".encode(), signer, as_certificate=False)
+        log.add(json.dumps(request).encode())
+    bodies = [base64.b64decode(json.loads(line)["body"]) for line in path.read_text().splitlines()]
+    leaves = [leaf(b) for b in bodies]
+    tiles = tmp_path / "rekor-v2" / "tiles"
+
+    def bundle(part: list[bytes]) -> bytes:
+        return b"".join(len(b).to_bytes(2, "big") + b for b in part)
+
+    expected = {
+        "tile/0/000": b"".join(leaves[:256]),
+        f"tile/0/001.p/{count - 256}": b"".join(leaves[256:]),
+        "tile/1/000.p/1": mth(leaves[:256]),  # the one complete height-8 node
+        "tile/entries/000": bundle(bodies[:256]),
+        f"tile/entries/001.p/{count - 256}": bundle(bodies[256:]),
+    }
+    on_disk = {str(p.relative_to(tiles)): p.read_bytes() for p in tiles.rglob("*") if p.is_file()}
+    assert on_disk.pop("checkpoint") == log.checkpoint().encode()
+    assert on_disk == expected  # older partial tiles are not kept
+    origin, size, root, note, name, signature = parse_checkpoint(log.checkpoint())
+    assert (origin, name, size, root) == ("modelseal.local/rekor-v2/7", origin, count, mth(leaves))
+    key.public_key().verify(signature[4:], note.encode())
+    assert signature[:4] == c2sp_key_hash(origin, key.public_key())[:4]
+    assert log.tile(0, 1, count - 256) == expected[f"tile/0/001.p/{count - 256}"]
+    # Tiles are derived: a lost one is rewritten at the next start, and a torn last entry is dropped.
+    (tiles / "tile/0/000").unlink()
+    with path.open("ab") as f:
+        f.write(b'{"body": "tor')
+    reopened = TransparencyLogV2(key, 7, path)
+    assert (tiles / "tile/0/000").read_bytes() == expected["tile/0/000"]
+    assert reopened.checkpoint() == log.checkpoint()
+    assert path.read_text().count("\n") == count and path.read_bytes().endswith(b"\n")
+
+
 # -- keyless sign and verify with the CLI and the unmodified sigstore client ------------------------------
 
 

@@ -16,14 +16,18 @@ The key is Ed25519, as on Sigstore's public v2 logs, and the C2SP signed-note ru
     signature line = "\u2014 <origin> " base64(key hash[:4] || Ed25519 signature over the note text)
 
 Read side (C2SP tlog-tiles): ``GET <log>/checkpoint``, ``GET <log>/tile/<L>/<N>[.p/<W>]`` and
-``GET <log>/tile/entries/<N>[.p/<W>]``, computed from the persisted entries (the state directory keeps
-the entry bodies as append-only JSON lines, which is all the tiles are made of).
+``GET <log>/tile/entries/<N>[.p/<W>]``.  The state directory keeps the entry bodies as append-only JSON
+lines (``rekor-v2/entries.jsonl``, the source of truth, written before an entry is acknowledged) and, beside
+them, the same tree in the tlog-tiles layout (``rekor-v2/tiles/``: ``checkpoint``, ``tile/...``), so any
+static file server can serve the read API; the tiles are derived, and rewritten at start if a crash left
+them behind the entries.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from model_signing.errors import InputError
 from model_signing.sigstore_local._errors import RequestRejected
+from model_signing.sigstore_local._keys import atomic_write
 from model_signing.sigstore_local._merkle import MerkleTree, leaf_hash
 
 _log = logging.getLogger("model_signing.sigstore_local")
@@ -261,11 +266,13 @@ class TransparencyLogV2:
         self.origin = f"modelseal.local/rekor-v2/{tree_id}"
         self.log_id = key_hash(self.origin, key.public_key())
         self._path = path
+        self.tiles_dir = path.parent / "tiles"
         self._lock = threading.Lock()
         self._tree = MerkleTree()
         self._bodies: list[bytes] = []
         self._index: dict[bytes, int] = {}
         self._load()
+        self._write_tiles(range(len(self._bodies)), missing_only=True)
 
     def public_key_der(self) -> bytes:
         """The log key as DER SubjectPublicKeyInfo (the trusted root's ``publicKey.rawBytes``)."""
@@ -317,8 +324,60 @@ class TransparencyLogV2:
                 f.flush()
                 os.fsync(f.fileno())
             index = self._append(body)
+            self._write_tiles(range(index, index + 1))
             _log.info("rekor v2: integrated %s entry %d", kind, index)
             return self._entry(index, kind)
+
+    def _write_tiles(self, new: range, *, missing_only: bool = False) -> None:
+        """Store the tiles that the leaves ``new`` completed or extended, and the checkpoint (tlog-tiles layout).
+
+        ``missing_only``: only tiles not on disk yet (at start, after a crash between the two writes).
+        """
+        size = len(self._bodies)
+        if not new and (self.tiles_dir / "checkpoint").exists():
+            return
+        try:
+            # The tiles each new leaf changed: its entry bundle, and on each level the tile holding the node
+            # the leaf completed (a leaf completes a node of height h when the new size is a multiple of 2^h).
+            touched: set[tuple[int | str, int]] = set()
+            for leaf_index in new:
+                grown = leaf_index + 1
+                touched.add(("entries", leaf_index // TILE_WIDTH))
+                level = 0
+                while (nodes := grown >> (level * TILE_HEIGHT)) > 0:
+                    if grown % (1 << (level * TILE_HEIGHT)) == 0:
+                        touched.add((level, (nodes - 1) // TILE_WIDTH))
+                    level += 1
+            for which, index in sorted(touched, key=str):
+                available = (size if which == "entries" else size >> (int(which) * TILE_HEIGHT)) - index * TILE_WIDTH
+                width = min(available, TILE_WIDTH)
+                if width <= 0:
+                    continue
+                name = f"tile/{which}/{tile_path(index)}" + ("" if width == TILE_WIDTH else f".p/{width}")
+                target = self.tiles_dir / name
+                if missing_only and target.exists():
+                    continue
+                data = (self.entry_bundle(index, None if width == TILE_WIDTH else width, locked=True)
+                        if which == "entries"
+                        else self.tile(int(which), index, None if width == TILE_WIDTH else width, locked=True))
+                atomic_write(target, data)
+                self._drop_partials(self.tiles_dir / f"tile/{which}/{tile_path(index)}.p", keep=target)
+            atomic_write(self.tiles_dir / "checkpoint", self._checkpoint(size, self._tree.root(size)).encode())
+        except OSError as exc:  # derived data: the entry is safe in the JSON lines; the next start rewrites it
+            _log.warning("rekor v2: cannot write the tiles under %s (%s)", self.tiles_dir, exc.strerror or exc)
+
+    @staticmethod
+    def _drop_partials(directory: Path, keep: Path) -> None:
+        # Only the newest partial tile is kept on disk (an entry bundle's partials would otherwise add up to
+        # ~128 copies of each entry); the HTTP read API still computes any width.
+        if not directory.is_dir():
+            return
+        for old in directory.iterdir():
+            if old != keep:
+                old.unlink(missing_ok=True)
+        if keep.parent != directory:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
     def _entry(self, index: int, kind: str) -> dict[str, Any]:
         size = len(self._tree)
@@ -351,9 +410,9 @@ class TransparencyLogV2:
             size = len(self._tree)
             return self._checkpoint(size, self._tree.root(size))
 
-    def tile(self, level: int, index: int, width: int | None) -> bytes:
+    def tile(self, level: int, index: int, width: int | None, *, locked: bool = False) -> bytes:
         """``GET /tile/<L>/<N>[.p/<W>]``: the concatenated hashes of a tile (``width`` None: a full one)."""
-        with self._lock:
+        with contextlib.nullcontext() if locked else self._lock:
             height = level * TILE_HEIGHT
             available = len(self._tree) >> height  # complete nodes at this height
             width = self._width(available, index, width)
@@ -361,9 +420,9 @@ class TransparencyLogV2:
             span = 1 << height
             return b"".join(self._tree.subtree((start + i) * span, (start + i + 1) * span) for i in range(width))
 
-    def entry_bundle(self, index: int, width: int | None) -> bytes:
+    def entry_bundle(self, index: int, width: int | None, *, locked: bool = False) -> bytes:
         """``GET /tile/entries/<N>[.p/<W>]``: each entry body prefixed by its big-endian 16-bit length."""
-        with self._lock:
+        with contextlib.nullcontext() if locked else self._lock:
             width = self._width(len(self._bodies), index, width)
             start = index * TILE_WIDTH
             bodies = self._bodies[start : start + width]

@@ -617,6 +617,20 @@ def test_v2_without_a_timestamp_authority_is_refused_before_signing(inst: LocalS
     assert not (tmp_path / "m.sig").exists()
 
 
+def test_v2_signing_whose_timestamp_fails_writes_nothing(inst: LocalSigstore, tmp_path: Path) -> None:
+    config = inst.trust_config()
+    config["signingConfig"]["tsaUrls"][0]["url"] = f"{inst.base_url}/no-such-tsa"
+    trust = tmp_path / "broken-tsa.json"
+    trust.write_text(json.dumps(config))
+    model = write_model(tmp_path / "model")
+    proc = cli("sign", "sigstore", model, "--trust-config", trust, "--identity-token", inst.mint_token(EMAIL),
+               "--signature", tmp_path / "m.sig")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "error: the timestamp authority gave no timestamp" in proc.stderr  # after sigstore's own warning
+    assert "--rekor-version" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.sig").exists()
+
+
 def test_the_v2_log_persists_across_restarts(tmp_path: Path) -> None:
     state, model = tmp_path / "state", write_model(tmp_path / "model")
     with LocalSigstore(state, rekor_version=2) as first:

@@ -174,7 +174,7 @@ def _signing_context(config: ClientTrustConfig, rekor_version: int | None) -> Si
                 "`rekor_version`); sign to the version it offers, or use an instance that offers this one"
             ) from None
         raise SigningError(signing_failure(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - as below
+    except Exception as exc:  # noqa: BLE001 - as in prepare_signer
         raise SigningError(signing_failure(exc)) from None
     # A Rekor v2 entry carries no integrated time: without an RFC 3161 timestamp the bundle could never
     # verify (sigstore only warns when no timestamp authority answers), so refuse before any work.
@@ -186,26 +186,22 @@ def _signing_context(config: ClientTrustConfig, rekor_version: int | None) -> Si
     return context
 
 
-def _has_time_source(bundle: Bundle) -> bool:
-    entry = bundle.log_entry._inner
-    data = bundle._inner.verification_material.timestamp_verification_data
-    return bool(entry.integrated_time) or bool(data is not None and data.rfc3161_timestamps)
-
-
 def sign(handle: int, payload: bytes) -> str:
     """Sign ``payload`` (the canonical statement) as DSSE with a prepared signer; the bundle's JSON."""
     signer = _signers[handle]
     try:
         signed = signer.sign_dsse(Statement(payload))
-    except Exception as exc:  # noqa: BLE001 - as in prepare_signer
-        raise SigningError(signing_failure(exc)) from None
-    if not _has_time_source(signed):
-        # sigstore only logs a warning when every timestamp authority failed; a Rekor v2 entry then leaves
-        # the bundle with no verified time at all, so it would be refused by every verifier.
+    except InvalidBundle as exc:
+        if "inclusion promise or signed timestamp" not in str(exc):
+            raise SigningError(signing_failure(exc)) from None
+        # sigstore only warns when every timestamp authority failed; with a Rekor v2 entry, which carries no
+        # time, the bundle then has no verified time at all and sigstore refuses to assemble it.
         raise SigningError(
             "the timestamp authority gave no timestamp (see the warning above) and the Rekor v2 entry carries "
-            "no time, so the signature could not be verified; retry, or sign to Rekor v1 with `rekor_version`"
-        )
+            "no time, so no verifiable signature could be made; retry, or sign to Rekor v1 with `rekor_version`"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - as in prepare_signer
+        raise SigningError(signing_failure(exc)) from None
     return signed.to_json()
 
 

@@ -649,6 +649,9 @@ def test_the_v2_log_persists_across_restarts(tmp_path: Path) -> None:
     with LocalSigstore(state) as third:
         assert [s["majorApiVersion"] for s in third.trust_config()["signingConfig"]["rekorTlogUrls"]] == [1]
         ok(verify(third, model, tmp_path / "old.sig"))
+        assert parse_checkpoint(requests.get(f"{third.rekor_v2_url}/checkpoint", timeout=30).text)[1] == 2
+        refused = post(third, hashedrekord_request(b"late", ec.generate_private_key(ec.SECP256R1()))[0])
+        assert refused.status_code == 404 and "read-only" in refused.json()["message"]  # not offered: no writes
 
 
 def test_serve_rekor_version_2(tmp_path: Path) -> None:

@@ -203,7 +203,7 @@ class LocalSigstore:
         A start that fails removes the state directory if it created it.  ``rekor_version`` 2 also serves
         a Rekor v2 log and offers it to signers (1, the default: v1 only, as before).
         """
-        if rekor_version not in REKOR_VERSIONS:
+        if isinstance(rekor_version, bool) or rekor_version not in REKOR_VERSIONS:
             raise InputError(f"`rekor_version` must be 1 or 2, not {rekor_version!r}")
         self._rekor_version = rekor_version
         self._requested_state_dir = state_dir
@@ -318,7 +318,8 @@ class LocalSigstore:
         # A v2 log made by an earlier start is kept (read side, trusted root) even when v2 is not offered.
         if self._rekor_version == 2 or state.has_key(_REKOR_V2_KEY):
             rekor_v2 = TransparencyLogV2(state.ed25519_key(_REKOR_V2_KEY), state.tree_id,
-                                         state.path / "rekor-v2" / "entries.jsonl")
+                                         state.path / "rekor-v2" / "entries.jsonl",
+                                         accepting=self._rekor_version == 2)
         return Services(
             issuer=issuer,
             ctlog=ctlog,

@@ -260,9 +260,13 @@ def tile_path(index: int) -> str:
 class TransparencyLogV2:
     """The v2 log: Merkle tree, persisted entry bodies, checkpoints signed with one Ed25519 key."""
 
-    def __init__(self, key: ed25519.Ed25519PrivateKey, tree_id: int, path: Path) -> None:
-        """Open the log persisted at ``path`` (JSON lines; created on first append)."""
+    def __init__(self, key: ed25519.Ed25519PrivateKey, tree_id: int, path: Path, *, accepting: bool = True) -> None:
+        """Open the log persisted at ``path`` (JSON lines; created on first append).
+
+        ``accepting`` False keeps the log read-only (an instance that no longer offers it to signers).
+        """
         self.key = key
+        self.accepting = accepting
         self.origin = f"modelseal.local/rekor-v2/{tree_id}"
         self.log_id = key_hash(self.origin, key.public_key())
         self._path = path
@@ -313,6 +317,10 @@ class TransparencyLogV2:
 
     def add(self, request: bytes) -> dict[str, Any]:
         """Check, integrate and persist a CreateEntryRequest; the TransparencyLogEntry (protobuf JSON)."""
+        if not self.accepting:
+            raise RequestRejected(
+                404, "this instance keeps its Rekor v2 log read-only; serve it with `--rekor-version 2` to add entries"
+            )
         kind, body = entry_body(request)
         with self._lock:
             if leaf_hash(body) in self._index:

@@ -62,6 +62,7 @@ TERMS: dict[str, str] = {
     "endpoint": "--endpoint",
     "local_dir": "--local-dir",
     "allow_patterns": "--allow-patterns",
+    "rekor_version": "--rekor-version",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

@@ -1,4 +1,4 @@
-"""A local Sigstore instance: OIDC issuer, Fulcio CA (with CT SCTs), Rekor v1 log and RFC 3161 TSA.
+"""A local Sigstore instance: OIDC issuer, Fulcio CA (with CT SCTs), Rekor v1 (and v2) log and RFC 3161 TSA.
 
 For tests and air-gapped sites: everything is served from one port on 127.0.0.1, the unmodified
 ``sigstore`` client signs and verifies against it through the ClientTrustConfig it writes, and its keys,
@@ -8,6 +8,12 @@ certificates and log live in a state directory, so a restarted instance still ve
         token = inst.mint_token("alice@example.com")
         # sign with ClientTrustConfig.from_json(inst.trust_config_json()) and token;
         # verify with Identity(identity="alice@example.com", issuer=inst.oidc_issuer)
+
+``rekor_version=2`` also serves a Rekor v2 log (tile-backed API, ``hashedrekord``/``dsse`` 0.0.2 entries,
+signed C2SP checkpoints) under ``/rekor-v2`` and offers it in the signing config, so the client signs
+to it (with an RFC 3161 timestamp from the local TSA, since v2 entries carry no time).  Once a state
+directory has a v2 log, its key stays in the trusted root after a restart with ``rekor_version=1``, so
+bundles logged there keep verifying.
 
 Identities: email addresses (email SAN) and URIs (URI SAN); GitHub-workflow tokens
 (:meth:`LocalSigstore.mint_github_token`, or ambient detection through
@@ -40,6 +46,8 @@ from model_signing.sigstore_local._oidc import (
     gitlab_pipeline_identity,
 )
 from model_signing.sigstore_local._rekor import TransparencyLog
+from model_signing.sigstore_local._rekor2 import PATH_PREFIX as REKOR_V2_PATH
+from model_signing.sigstore_local._rekor2 import TransparencyLogV2
 from model_signing.sigstore_local._server import (
     ACTIONS_TOKEN_PATH,
     OIDC_PATH,
@@ -65,6 +73,8 @@ _log = logging.getLogger("model_signing.sigstore_local")
 
 TRUST_CONFIG_FILE = "trust_config.json"
 _CLIENT_SECRET = "oidc-client"
+_REKOR_V2_KEY = "rekor-v2"
+REKOR_VERSIONS = (1, 2)
 
 
 #: A ClientTrustConfig of a local instance is a few KB; anything much larger is not one.
@@ -208,6 +218,7 @@ class LocalSigstore:
         port: int | None = None,
         trust_config_out: Path | None = None,
         overwrite: bool = False,
+        rekor_version: int = 1,
     ) -> None:
         """Configure an instance; ``state_dir`` None means a fresh temporary one, removed on close.
 
@@ -215,8 +226,12 @@ class LocalSigstore:
         certificates embed, stays the same across restarts) and otherwise picks a free one; 0 always
         picks a free one.  ``trust_config_out``, if given, is written at start as by
         :meth:`write_trust_config` (with ``overwrite``), so that failing to write it fails the start.
-        A start that fails removes the state directory if it created it.
+        A start that fails removes the state directory if it created it.  ``rekor_version`` 2 also serves
+        a Rekor v2 log and offers it to signers (1, the default: v1 only, as before).
         """
+        if isinstance(rekor_version, bool) or rekor_version not in REKOR_VERSIONS:
+            raise InputError(f"`rekor_version` must be 1 or 2, not {rekor_version!r}")
+        self._rekor_version = rekor_version
         self._requested_state_dir = state_dir
         self._trust_config_out = trust_config_out
         self._overwrite = overwrite
@@ -325,6 +340,12 @@ class LocalSigstore:
         )
         issuer = OidcIssuer(state.private_key("oidc"), self.oidc_issuer, state.secret(_CLIENT_SECRET))
         ctlog = CTLog(state.private_key("ctlog"))
+        rekor_v2 = None
+        # A v2 log made by an earlier start is kept (read side, trusted root) even when v2 is not offered.
+        if self._rekor_version == 2 or state.has_key(_REKOR_V2_KEY):
+            rekor_v2 = TransparencyLogV2(state.ed25519_key(_REKOR_V2_KEY), state.tree_id,
+                                         state.path / "rekor-v2" / "entries.jsonl",
+                                         accepting=self._rekor_version == 2)
         return Services(
             issuer=issuer,
             ctlog=ctlog,
@@ -332,6 +353,7 @@ class LocalSigstore:
                             ctlog=ctlog, issuer=issuer),
             rekor=TransparencyLog(state.private_key("rekor"), state.tree_id, state.path / "rekor" / "entries.jsonl"),
             tsa=TimestampAuthority(tsa_key, tsa_cert, tsa_root),
+            rekor_v2=rekor_v2,
         )
 
     @staticmethod
@@ -382,6 +404,16 @@ class LocalSigstore:
         return f"{self.base_url}{TSA_PATH}"
 
     @property
+    def rekor_v2_url(self) -> str | None:
+        """The Rekor v2 log's URL (the client posts to ``<url>/api/v2/log/entries``), if it has one."""
+        return f"{self.base_url}{REKOR_V2_PATH}" if self._running().rekor_v2 is not None else None
+
+    @property
+    def rekor_version(self) -> int:
+        """The Rekor API version offered to signers (the highest in the signing config)."""
+        return self._rekor_version
+
+    @property
     def trust_config_path(self) -> Path:
         """The ClientTrustConfig JSON written into the state directory at start."""
         return self.state_dir / TRUST_CONFIG_FILE
@@ -389,6 +421,7 @@ class LocalSigstore:
     def trust_config(self) -> dict[str, Any]:
         """The ClientTrustConfig describing this instance (trusted root + signing config)."""
         services = self._running()
+        v2 = services.rekor_v2
         return client_trust_config(
             base_url=self.base_url,
             oidc_url=self.oidc_issuer,
@@ -398,6 +431,9 @@ class LocalSigstore:
             rekor_key=services.rekor.key.public_key(),
             tsa_chain=services.tsa.chain,
             keys_created=self._state_or_fail().created,
+            rekor_v2=None if v2 is None else (f"{self.base_url}{REKOR_V2_PATH}", v2.public_key_der(), v2.log_id,
+                                              self._state_or_fail().created),
+            offer_rekor_v2=self._rekor_version == 2,
         )
 
     def trust_config_json(self) -> str:

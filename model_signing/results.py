@@ -253,6 +253,8 @@ class VerifyResult(Result):
     #: The verified model's name (its path's basename) and the statement's subject name.
     model_name: str = ""
     signed_model: str = ""
+    #: The root digest of what was found on disk (hex; equals ``root_digest`` when the model matched).
+    actual_root_digest: str | None = None
 
     @property
     def exit_code(self) -> int:

@@ -155,6 +155,7 @@ def verify(
         unmatched_ignore_paths=unmatched,
         model_name=_walk.model_name_of(model),
         signed_model=statement.subject_name or "",
+        actual_root_digest=actual.root_digest().hex(),
     )
     if differences:
         # The subject name is informational (a renamed model still verifies), but on a mismatch a name

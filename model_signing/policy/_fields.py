@@ -136,11 +136,20 @@ class Fields:
         if value != supported or isinstance(value, bool):
             self.fail("schema_version", f"{value!r} is not supported", f"this version reads schema_version {supported}")
 
-    def path(self, base: str, table: Mapping[str, Any], key: str, field: str, *, required: bool = False) -> str | None:
-        """``table[key]`` as a relative path inside ``base`` (the file's directory); the resolved path."""
+    def path(
+        self, base: str, table: Mapping[str, Any], key: str, field: str, *, required: bool = False,
+        anywhere: bool = False,
+    ) -> str | None:
+        """``table[key]`` as a relative path inside ``base`` (the file's directory); the resolved path.
+
+        ``anywhere``: the path may also be absolute or lead out of ``base`` (a file the document refers
+        to, not a member of what it describes).
+        """
         rel = self.string(table, key, field, required=required)
         if rel is None:
             return None
+        if anywhere:
+            return os.path.normpath(os.path.join(base, rel))
         name = f"{field}.{key}" if field else key
         if os.path.isabs(rel) or "\\" in rel:
             self.fail(name, f"{rel!r} is not a relative path", f"give it relative to {self.file}'s directory")

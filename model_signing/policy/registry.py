@@ -120,7 +120,8 @@ class SigstoreMaterial:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.trust_config is not None:
-            out["trust_config"] = os.path.relpath(self.trust_config, base).replace(os.sep, "/")
+            rel = os.path.relpath(self.trust_config, base)
+            out["trust_config"] = self.trust_config if rel.startswith("..") else rel.replace(os.sep, "/")
         return out
 
     def describe(self) -> str:
@@ -242,6 +243,11 @@ class Publisher:
             if entries:
                 out[section] = [m.to_dict(base) for m in entries]
         return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], registry_path: str) -> Publisher:
+        """A publisher from its registry entry, validated as the registry at ``registry_path`` would be."""
+        return _publisher(Fields(registry_path), os.path.dirname(os.path.abspath(registry_path)), doc, "publisher")
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (for listings and the audit log): no key material, only what names it."""
@@ -600,7 +606,7 @@ def _sigstore(f: Fields, base: str, raw: object, where: str) -> Material:
     return SigstoreMaterial(
         issuer=issuer, identity=identity, identity_regexp=regexp, repository=f.string(t, "repository", where),
         ref=f.string(t, "ref", where), workflow=f.string(t, "workflow", where),
-        trust_config=f.path(base, t, "trust_config", where),
+        trust_config=f.path(base, t, "trust_config", where, anywhere=True),
     )
 
 

@@ -166,7 +166,7 @@ def revoke(
     import dataclasses
     import datetime as dt
 
-    from model_signing.policy._fields import Fields, format_time
+    from model_signing.policy.fields import Fields, format_time
     from model_signing.policy.registry import Registry, edit_registry
 
     when = (Fields("--at").time({"at": at}, "at", "") if at is not None else None) or dt.datetime.now(dt.UTC)
@@ -208,7 +208,7 @@ def show(*, publisher_id: PublisherId, registry: RegistryFile, as_json: opt.Json
 
 
 def _status(p: Publisher) -> str:
-    from model_signing.policy._fields import format_time
+    from model_signing.policy.fields import format_time
 
     if p.revoked():
         return f"revoked at {format_time(p.revoked_at)}"
@@ -271,7 +271,7 @@ def _verified(check: PublisherCheck, as_json: bool) -> None:
     assert check.result is not None and check.publisher is not None
     pub = check.publisher
     if as_json:
-        from model_signing.policy._fields import format_time
+        from model_signing.policy.fields import format_time
 
         doc = {**check.result.as_dict(), "publisher": pub.as_dict(), "signed_at": format_time(check.signed_at),
                "notes": list(check.notes)}

@@ -51,6 +51,9 @@ TERMS: dict[str, str] = {
     "trusted_root": "--trusted-root",
     "staging=True": "--staging",
     "offline=True": "--offline",
+    # Registry / Lock (registry, lock create, verify-all)
+    "registry": "--registry",
+    "replace=True": "--replace",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

@@ -70,7 +70,7 @@ from model_signing.errors import (
     SignatureFormatError,
     VerificationError,
 )
-from model_signing.policy._fields import Fields, dumps, read_document
+from model_signing.policy.fields import Fields, dumps, read_document
 
 if TYPE_CHECKING:
     from model_signing.policy.registry import PublisherCheck, Registry

@@ -65,7 +65,7 @@ from model_signing.errors import (
     PublisherError,
     VerificationError,
 )
-from model_signing.policy._fields import Fields, dumps, format_time, read_document
+from model_signing.policy.fields import Fields, dumps, format_time, read_document
 
 if TYPE_CHECKING:
     from model_signing.inspecting import Inspection
@@ -547,7 +547,8 @@ def _secret(pub: Publisher, material: SecretMaterial, secrets: Mapping[str, byte
             raise KeyMaterialError(f"publisher {pub.id!r}: the environment variable {material.secret_env} that holds "
                                    "its shared secret is not set")
     if secret is None:
-        raise KeyMaterialError(f"publisher {pub.id!r}: no shared secret for {material.key_id}; pass it in `secrets`")
+        raise KeyMaterialError(f"publisher {pub.id!r}: no shared secret for {material.key_id}; name the variable "
+                               "that holds it in the entry's secret_env")
     if key_id(secret) != material.key_id:
         raise KeyMaterialError(f"publisher {pub.id!r}: the shared secret given has key id {key_id(secret)}, not the "
                                f"registered {material.key_id}")

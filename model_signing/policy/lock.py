@@ -269,7 +269,8 @@ class Lock:
         t = f.table(doc, "", allowed={"schema_version", "registry", "policy", "models"},
                     required={"schema_version", "models"})
         f.version(t, SCHEMA_VERSION)
-        registry = f.path(base, t, "registry", "")
+        # The registry is shared by many packs, so it may live anywhere (only models must stay inside).
+        registry = f.path(base, t, "registry", "", anywhere=True)
         policy = _policy(f, t["policy"], "policy") if "policy" in t else Policy()
         models: list[LockedModel] = []
         names: dict[str, int] = {}

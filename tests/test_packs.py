@@ -777,3 +777,61 @@ def test_duplicate_model_names_and_malformed_json(pack: Pack, tmp_path: Path, ru
     code, _, err = run("verify-all", lock_path, "--policy", _policy_file(tmp_path, {"colour": 1}))
     assert code == 1 and f"error: {tmp_path / 'p.json'}: colour: unknown key" in err
     assert run("verify-all", lock_path)[0] == 0  # the minimal hand-written lock itself is valid
+
+
+# -- sign-all ------------------------------------------------------------------------------------------
+
+
+def test_sign_all_signs_skips_and_updates_the_lock(pack: Pack, tmp_path: Path, run: Run) -> None:
+    root = tmp_path / "p"
+    for name in ("a", "b"):
+        _write_model(root / name, {"w.bin": name.encode() * 10})
+    (root / "c.onnx").write_bytes(b"onnx-file")
+    lock_path = root / "model-lock.json"
+    key = ("key", root, "--private-key", pack.keys / "speech.pem")
+    code, out, err = run("sign-all", "--lock", lock_path, *key)
+    assert code == 0, err
+    assert [line.split()[:2] for line in out.splitlines()[1:4]] == [["a", "signed"], ["b", "signed"],
+                                                                   ["c.onnx", "signed"]]
+    doc = json.loads(lock_path.read_text())
+    assert {m["name"]: m["root_digest"] for m in doc["models"]} == {
+        "a": root_digest({"w.bin": b"a" * 10}), "b": root_digest({"w.bin": b"b" * 10}),
+        "c.onnx": root_digest({"c.onnx": b"onnx-file"})}
+    # A hand-tuned policy and roles survive the update.
+    doc["policy"]["require"] = "any"
+    doc["models"][1]["role"] = {"fallback_for": "a"}
+    lock_path.write_text(json.dumps(doc))
+    before = (root / "a.sig").read_bytes()
+    (root / "b" / "w.bin").write_bytes(b"changed")
+    code, out, err = run("sign-all", "--lock", lock_path, "--registry", pack.registry, *key)
+    assert code == 0, err
+    actions = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:4]}
+    assert actions == {"a": "skipped", "b": "signed", "c.onnx": "skipped"}
+    assert "verifies (publisher speech)" in out
+    assert (root / "a.sig").read_bytes() == before
+    doc = json.loads(lock_path.read_text())
+    assert doc["policy"]["require"] == "any" and doc["models"][1]["role"] == {"fallback_for": "a"}
+    assert doc["models"][1]["root_digest"] == root_digest({"w.bin": b"changed"})
+    assert all(m["publishers"] == ["speech"] for m in doc["models"])
+    assert run("verify-all", lock_path, "--registry", pack.registry)[0] == 0
+    # --force signs everything again; another signer's signature is never kept.
+    code, out, _ = run("sign-all", "--force", *key)
+    assert code == 0 and out.count(" signed ") == 3
+    other = _pki.ec_key()
+    _pki.write_private_key(other, tmp_path / "other.pem")
+    code, out, _ = run("sign-all", "key", root, "--private-key", tmp_path / "other.pem")
+    assert code == 0 and out.count(" signed ") == 3
+    code, _, err = run("sign-all", *key, "--signature", tmp_path / "x.sig")
+    assert code == 1 and "--signature does not apply to sign-all" in err
+
+
+def test_sign_all_keyless_one_identity_for_the_pack(pack: Pack, tmp_path: Path, run: Run) -> None:
+    root = tmp_path / "p"
+    for name in ("x", "y"):
+        _write_model(root / name, {"w.bin": name.encode() * 100})
+    code, _, err = run("sign-all", "--lock", root / "model-lock.json", "sigstore", root, "--trust-config",
+                       pack.inst.trust_config_path, "--identity-token", pack.inst.mint_token(EMAIL))
+    assert code == 0, err
+    code, out, err = run("verify-all", root / "model-lock.json", "--registry", pack.registry)
+    assert code == 0, err
+    assert [line.split()[2] for line in out.splitlines()[1:3]] == ["release-ci", "release-ci"]

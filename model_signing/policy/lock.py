@@ -618,8 +618,9 @@ def _relative(path: str, base: str) -> str:
 def models_in(directory: PathLike, *, exclude: Sequence[PathLike] = ()) -> list[str]:
     """The models of a pack directory: each immediate subdirectory and each top-level file, by name.
 
-    Signatures (``*.sig``), hidden entries, lock files of registry edits (``*.lock``) and the files in
-    ``exclude`` (the lock file and registry being written) are not models.
+    Signatures (``*.sig``), hidden entries, lock files of registry edits (``*.lock``), the files in
+    ``exclude``, and registries, lock files and policies (``.json``/``.toml`` documents with a
+    ``schema_version`` and their keys) are not models.
     """
     root = os.fspath(directory)
     skip = {os.path.realpath(os.fspath(p)) for p in exclude}
@@ -629,11 +630,25 @@ def models_in(directory: PathLike, *, exclude: Sequence[PathLike] = ()) -> list[
             continue
         if os.path.realpath(entry.path) in skip:
             continue
+        if entry.is_file(follow_symlinks=False) and _policy_document(entry.path):
+            continue
         if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
             out.append(entry.path)
     if not out:
         raise InputError(f"{root} holds no model (no subdirectory and no file besides signatures)")
     return out
+
+
+def _policy_document(path: str) -> bool:
+    """Whether ``path`` is one of this package's documents (a registry, lock or policy), not a model file."""
+    if not path.endswith((".json", ".toml")) or os.path.getsize(path) > 1 << 20:
+        return False
+    try:
+        doc = read_document(path, "file")
+    except ModelSigningError:
+        return False
+    keys = {"models", "publishers", "require", "on_failure", "allowed_publishers"}
+    return isinstance(doc, dict) and "schema_version" in doc and bool(keys & set(doc))
 
 
 def find_signature(model: str) -> str:

@@ -771,8 +771,9 @@ def test_duplicate_model_names_and_malformed_json(pack: Pack, tmp_path: Path, ru
     code, _, err = run("verify-all", lock_path)
     assert code == 1 and "models[1].name: duplicate model name 'asr' (also models[0])" in err
     lock_path.write_text("{")
-    code, _, err = run("verify-all", lock_path)
+    code, out, err = run("verify-all", lock_path, "--json")
     assert code == 1 and err.startswith(f"error: lock file {lock_path} is not valid JSON")
+    assert json.loads(out)["exit_code"] == 1 and json.loads(out)["error"] == err.strip()[len("error: "):]
     lock_path.write_text(json.dumps(_lock_doc(pack)))
     code, _, err = run("verify-all", lock_path, "--policy", _policy_file(tmp_path, {"colour": 1}))
     assert code == 1 and f"error: {tmp_path / 'p.json'}: colour: unknown key" in err

@@ -120,13 +120,21 @@ def verify_all(
     offline: Offline = False,
 ) -> None:
     """Verify every model of a pack under its lock's policy; print what to load."""
+    from model_signing.errors import ModelSigningError
     from model_signing.policy.lock import Lock, Policy
 
-    lock = Lock.load(lock_file)
-    result = lock.verify(
-        policy=Policy.load(policy) if policy is not None else None, registry=registry, audit=audit_log,
-        max_parallel=max_parallel, trust_config=trust_config, offline=offline,
-    )
+    try:
+        lock = Lock.load(lock_file)
+        result = lock.verify(
+            policy=Policy.load(policy) if policy is not None else None, registry=registry, audit=audit_log,
+            max_parallel=max_parallel, trust_config=trust_config, offline=offline,
+        )
+    except ModelSigningError as exc:
+        if as_json:  # a script reading --json gets a document in every case; main() still prints the error
+            doc = {"ok": False, "exit_code": exc.exit_code, "command": "verify-all", "lock_file": lock_file,
+                   "error": _report.cli_message(exc), "models": [], "fallbacks": {}, "to_load": {}}
+            _report.out(json.dumps(doc, indent=2, ensure_ascii=False))
+        raise
     if as_json:
         doc = result.as_dict()
         doc["error"] = _report.cli_message_text(doc["error"]) if doc["error"] else None

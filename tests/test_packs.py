@@ -836,3 +836,17 @@ def test_sign_all_keyless_one_identity_for_the_pack(pack: Pack, tmp_path: Path, 
     code, out, err = run("verify-all", root / "model-lock.json", "--registry", pack.registry)
     assert code == 0, err
     assert [line.split()[2] for line in out.splitlines()[1:3]] == ["release-ci", "release-ci"]
+
+
+def test_the_readme_examples_are_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Model packs"):readme.index("## Python API")]
+    blocks = [b.split("```", 1)[0] for b in section.split("```json\n")[1:]]
+    registry_doc, lock_doc = (json.loads(b) for b in blocks[:2])
+    registry = Registry.from_document(registry_doc, str(tmp_path / "publishers.json"))
+    assert [p.id for p in registry.publishers] == ["speech", "asr-vendor", "release-ci", "tts-vendor"]
+    assert {m.method for p in registry.publishers for m in p.materials} == {"key", "certificate", "sigstore", "secret"}
+    lock = Lock.from_document(lock_doc, str(tmp_path / "model-lock.json"))
+    assert [(m.name, m.role, m.fallback_for) for m in lock.models] == [
+        ("asr", "primary", None), ("asr-shadow", "shadow", None), ("asr-small", "fallback", "asr")]
+    assert lock.policy.action("content_mismatch") == "fallback" and lock.policy.action("invalid_signature") == "halt"

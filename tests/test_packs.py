@@ -850,3 +850,23 @@ def test_the_readme_examples_are_valid(tmp_path: Path) -> None:
     assert [(m.name, m.role, m.fallback_for) for m in lock.models] == [
         ("asr", "primary", None), ("asr-shadow", "shadow", None), ("asr-small", "fallback", "asr")]
     assert lock.policy.action("content_mismatch") == "fallback" and lock.policy.action("invalid_signature") == "halt"
+
+
+def test_cli_input_errors_write_nothing(pack: Pack, tmp_path: Path, run: Run) -> None:
+    reg = tmp_path / "reg.json"
+    code, _, err = run("registry", "add", "--registry", reg, "--id", "a", "--name", "A")
+    assert code == 1 and "publisher 'a' has no verification material" in err and not reg.exists()
+    code, _, err = run("registry", "add", "--registry", reg, "--id", "a", "--name", "A", "--identity", EMAIL)
+    assert code == 1 and "--identity-provider is required" in err and not reg.exists()
+    code, _, err = run("registry", "add", "--registry", reg, "--id", "a b", "--name", "A", "--secret-key-id",
+                       "hmac-sha256:" + "0" * 64)
+    assert code == 1 and "publisher.id: 'a b' is not a valid id" in err and not reg.exists()
+    root = copy_pack(pack, tmp_path)
+    code, _, err = run("lock", "create", "--output", root / "l.json", root / "asr", "--role", "asr=tertiary")
+    assert code == 1 and "role 'tertiary' of asr is not a role" in err and not (root / "l.json").exists()
+    code, _, err = run("lock", "create", "--output", root / "l.json", root / "asr", "--fallback", "asr")
+    assert code == 1 and "--fallback 'asr': write it as NAME=VALUE" in err
+    # `verify --path MODEL --registry=FILE` is the registry verification too.
+    code, out, err = run("verify", "--path", root / "asr", "--signature", root / "asr.sig",
+                         f"--registry={root / 'publishers.json'}")
+    assert code == 0 and "publisher speech" in out, err

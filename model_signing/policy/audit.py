@@ -182,6 +182,8 @@ def read(
                     when = dt.datetime.fromisoformat(rec["time"])
                 except ValueError:
                     raise PolicyFileError(f"{where}: line {number}: time {rec['time']!r} is not RFC 3339") from None
+                if when.tzinfo is None:  # written by hand without a zone: take it as UTC, as the log is
+                    when = when.replace(tzinfo=dt.UTC)
                 if when < since:
                     continue
             if model is not None and model not in (rec.get("model_name"), rec.get("model_path")):

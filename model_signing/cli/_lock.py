@@ -131,9 +131,9 @@ def verify_all(
         )
     except ModelSigningError as exc:
         if as_json:  # a script reading --json gets a document in every case; main() still prints the error
-            doc = {"ok": False, "exit_code": exc.exit_code, "command": "verify-all", "lock_file": lock_file,
-                   "error": _report.cli_message(exc), "models": [], "fallbacks": {}, "to_load": {}}
-            _report.out(json.dumps(doc, indent=2, ensure_ascii=False))
+            failed = {"ok": False, "exit_code": exc.exit_code, "command": "verify-all", "lock_file": lock_file,
+                      "error": _report.cli_message(exc), "models": [], "fallbacks": {}, "to_load": {}}
+            _report.out(json.dumps(failed, indent=2, ensure_ascii=False))
         raise
     if as_json:
         doc = result.as_dict()

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import serialization
 
 import model_signing as ms
 from model_signing.errors import PolicyFileError, PublisherError
-from model_signing.policy import Lock, Policy, Registry, audit, create_lock
+from model_signing.policy import Lock, Policy, Registry, create_lock
 from model_signing.sigstore_local import LocalSigstore
-from tests import _pki
+from tests import _pack_workers, _pki
 from tests._cli import Run
 
 EMAIL = "release@example.com"
@@ -404,16 +404,12 @@ def test_toml_registry_reads_the_same_and_is_read_only(pack: Pack, tmp_path: Pat
     assert code == 1 and "read-only" in err
 
 
-def _add_publisher(registry: str, index: int) -> None:
-    code = _cli("registry", "add", "--registry", registry, "--id", f"p{index}", "--name", f"P {index}",
-                "--secret-key-id", "hmac-sha256:" + f"{index:064x}")
-    os._exit(code)
-
-
 def test_concurrent_registry_edits_are_never_lost(tmp_path: Path) -> None:
     reg = str(tmp_path / "reg.json")
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_add_publisher, args=(reg, i)) for i in range(8)]
+    # spawn, not fork: this process runs the local Sigstore instance's threads; a barrier starts all at once.
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(8)
+    procs = [ctx.Process(target=_pack_workers.add_publisher, args=(reg, i, start)) for i in range(8)]
     for p in procs:
         p.start()
     for p in procs:
@@ -426,17 +422,11 @@ def test_concurrent_registry_edits_are_never_lost(tmp_path: Path) -> None:
 # -- the audit log --------------------------------------------------------------------------------------
 
 
-def _append_many(log: str, writer: int, count: int) -> None:
-    for i in range(count):
-        audit.append(log, audit.AuditRecord(model_path=f"/models/w{writer}", result="verified", exit_code=0,
-                                            model_name=f"w{writer}", error="x" * (i % 7) * 100))
-    os._exit(0)
-
-
 def test_audit_log_concurrent_appends_never_interleave(tmp_path: Path) -> None:
     log = str(tmp_path / "audit.log")
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_append_many, args=(log, w, 200)) for w in range(8)]
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(8)
+    procs = [ctx.Process(target=_pack_workers.append_many, args=(log, w, 200, start)) for w in range(8)]
     for p in procs:
         p.start()
     for p in procs:

@@ -237,6 +237,7 @@ def verify_registry(
     offline: Annotated[bool, typer.Option("--offline", help="Never touch the network (keyless).")] = False,
     signature: opt.SignatureIn = None,
     max_workers: opt.MaxWorkers = None,
+    quiet: opt.Quiet = False,
     as_json: opt.Json = False,
     audit_log: opt.AuditLog = None,
 ) -> None:
@@ -250,6 +251,7 @@ def verify_registry(
     from model_signing.policy.registry import Registry
     from model_signing.signing import default_signature_path
 
+    del quiet  # accepted like every verify's; registry verification never draws a progress bar
     model = opt.model_path(path, path_option)
     sig = signature if signature is not None else default_signature_path(model)
     _report.begin("verify", model_path=model, signature_path=sig, as_json=as_json)

@@ -529,6 +529,13 @@ def test_lock_create_refuses_and_writes_nothing(pack: Pack, tmp_path: Path, run:
     assert code == 3 and not out.exists()
     code, _, err = run("lock", "create", "--output", out, pack.model("llm"))
     assert code == 1 and "outside the lock file's directory" in err and not out.exists()
+    # A signature elsewhere in the pack is named with --signature NAME=PATH.
+    (root / "sigs").mkdir()
+    shutil.move(root / "llm.sig", root / "sigs" / "llm.sig")
+    code, _, err = run("lock", "create", "--output", out, root / "llm", "--signature",
+                       f"llm={root / 'sigs' / 'llm.sig'}")
+    assert code == 0, err
+    assert json.loads(out.read_text())["models"][0]["signature"] == "sigs/llm.sig"
 
 
 def test_verify_all_passes_and_names_each_publisher(pack: Pack, tmp_path: Path, run: Run) -> None:

@@ -75,6 +75,10 @@ def create(
         list[str] | None, typer.Option("--fallback", metavar="NAME=PRIMARY",
                                        help="Model NAME stands in for PRIMARY when the policy falls back.")
     ] = None,
+    signature: Annotated[
+        list[str] | None, typer.Option("--signature", metavar="NAME=PATH",
+                                       help="Model NAME's signature, when it is not NAME.sig beside it (repeatable).")
+    ] = None,
     overwrite: opt.Overwrite = False,
     trust_config: TrustConfig = None,
     offline: Offline = False,
@@ -94,6 +98,7 @@ def create(
     lock = create_lock(
         paths, output, registry=registry, roles=_pairs(role, "--role"), fallbacks=_pairs(fallback, "--fallback"),
         policy=Policy.load(policy) if policy is not None else None, overwrite=overwrite,
+        signatures=_pairs(signature, "--signature"),
         trust_config=trust_config, offline=offline,
     )
     rows = [("MODEL", "ROLE", "PUBLISHERS", "ROOT DIGEST")]

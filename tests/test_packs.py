@@ -867,3 +867,63 @@ def test_cli_input_errors_write_nothing(pack: Pack, tmp_path: Path, run: Run) ->
     code, out, err = run("verify", "--path", root / "asr", "--signature", root / "asr.sig",
                          f"--registry={root / 'publishers.json'}")
     assert code == 0 and "publisher speech" in out, err
+
+
+# -- the documented JSON Schemas (docs/schemas) --------------------------------------------------------
+
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+
+def _validator(name: str) -> Any:
+    import jsonschema
+    import referencing
+
+    resources = []
+    for path in SCHEMA_DIR.glob("*.schema.json"):
+        schema = json.loads(path.read_text())
+        resource = referencing.Resource.from_contents(schema)
+        resources += [(schema["$id"], resource), (path.name, resource)]
+    registry = referencing.Registry().with_resources(resources)
+    schema = json.loads((SCHEMA_DIR / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def test_written_documents_match_the_published_schemas(pack: Pack, tmp_path: Path, run: Run) -> None:
+    root = copy_pack(pack, tmp_path)
+    lock_path = lock_pack(root, policy={"require": ["asr"], "on_failure": {"content_mismatch": "warn"}})
+    log = tmp_path / "audit.log"
+    (root / "tts" / "voice.onnx").write_bytes(b"x")
+    shutil.rmtree(root / "asr-shadow")
+    run("verify-all", lock_path, "--audit-log", log)
+    run("verify", root / "asr", "--signature", root / "asr.sig", "--registry", root / "publishers.json",
+        "--publisher", "vendor", "--audit-log", log)
+    _validator("registry-v1.schema.json").validate(json.loads(pack.registry.read_text()))
+    _validator("lock-v1.schema.json").validate(json.loads(lock_path.read_text()))
+    _validator("policy-v1.schema.json").validate(json.loads((root.parent / "policy.json").read_text()))
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    audit_schema = _validator("audit-record-v1.schema.json")
+    for r in records:
+        audit_schema.validate(r)
+    assert {r["result"] for r in records} == {"verified", "content-mismatch", "missing-model", "unknown-signer"}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Model packs"):readme.index("## Python API")]
+    registry_doc, lock_doc = (json.loads(b.split("```", 1)[0]) for b in section.split("```json\n")[1:3])
+    _validator("registry-v1.schema.json").validate(registry_doc)
+    _validator("lock-v1.schema.json").validate(lock_doc)
+
+
+@pytest.mark.parametrize("case", [
+    ("lock-v1.schema.json", {"schema_version": 1, "models": [{"name": "a", "path": "../a", "signature": "a.sig",
+                             "root_digest": "0" * 64, "serialization": {"method": "files", "hash_type": "sha256",
+                                                                        "allow_symlinks": False}}]}),
+    ("policy-v1.schema.json", {"on_failure": {"invalid_signature": "fallback"}}),
+    ("registry-v1.schema.json", {"schema_version": 1, "publishers": [{"id": "a", "name": "A"}]}),
+], ids=["escaping path", "security fallback", "no material"])
+def test_the_schemas_refuse_what_the_loaders_refuse(case: tuple[str, Any]) -> None:
+    import jsonschema
+
+    name, doc = case
+    with pytest.raises(jsonschema.ValidationError):
+        _validator(name).validate(doc)

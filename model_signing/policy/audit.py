@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model_signing._internal.types import PathLike
-from model_signing.errors import InputError, PolicyFileError
+from model_signing.errors import InputError, PolicyFileError, PublisherError
 
 if TYPE_CHECKING:
     from model_signing.policy.registry import PublisherCheck
@@ -120,7 +120,7 @@ def record_for(
         method=check.method,
         signer_identity=check.signer.as_dict() if check.signer is not None else None,
         publisher=check.publisher.id if check.publisher else None,
-        result=result or result_word(code),
+        result=result or ("unknown-signer" if isinstance(check.error, PublisherError) else result_word(code)),
         exit_code=code,
         differences=len(verified.differences) if verified else 0,
         policy_action=policy_action,

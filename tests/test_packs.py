@@ -801,7 +801,7 @@ def test_sign_all_signs_skips_and_updates_the_lock(pack: Pack, tmp_path: Path, r
     lock_path.write_text(json.dumps(doc))
     before = (root / "a.sig").read_bytes()
     (root / "b" / "w.bin").write_bytes(b"changed")
-    code, out, err = run("sign-all", "--lock", lock_path, "--registry", pack.registry, *key)
+    code, out, err = run("sign-all", *key, "--lock", lock_path, f"--registry={pack.registry}")  # options anywhere
     assert code == 0, err
     actions = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:4]}
     assert actions == {"a": "skipped", "b": "signed", "c.onnx": "skipped"}
@@ -827,7 +827,8 @@ def test_sign_all_keyless_one_identity_for_the_pack(pack: Pack, tmp_path: Path, 
     root = tmp_path / "p"
     for name in ("x", "y"):
         _write_model(root / name, {"w.bin": name.encode() * 100})
-    code, _, err = run("sign-all", "--lock", root / "model-lock.json", "sigstore", root, "--trust-config",
+    # Without a method name: keyless, as for `sign`.
+    code, _, err = run("sign-all", root, "--lock", root / "model-lock.json", "--trust-config",
                        pack.inst.trust_config_path, "--identity-token", pack.inst.mint_token(EMAIL))
     assert code == 0, err
     code, out, err = run("verify-all", root / "model-lock.json", "--registry", pack.registry)

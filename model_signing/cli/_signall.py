@@ -1,8 +1,10 @@
-"""CLI: ``sign-all [--lock FILE] [--force] [--registry FILE] METHOD DIR [method options]``.
+"""CLI: ``sign-all [METHOD] DIR [method options] [--lock FILE] [--force] [--registry FILE]``.
 
 The group's subcommands are ``sign``'s own (one per method, with the same options): under ``sign-all``
 their shared runner (:func:`model_signing.cli._sign.run_sign`) finds a :class:`SignAll` in the click
 context and signs every model of DIR instead of one model (:func:`model_signing.policy.batch.sign_all`).
+The group's own options may be given anywhere (:class:`SignAllGroup` moves them in front), and without a
+method name the default one (keyless) is used, as with ``sign``.
 """
 
 from __future__ import annotations
@@ -12,22 +14,54 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 
 from model_signing.cli import _audit, _report, _sign
 from model_signing.cli import _options as opt
+from model_signing.methods import DEFAULT as DEFAULT_METHOD
 
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
     from model_signing.signing import Signer
 
+#: The group's options: those taking a value, and the flags.
+_VALUED = ("--lock", "--registry", "--exclude", "--verify-trust-config")
+_FLAGS = ("--force",)
+
+
+class SignAllGroup(opt.HelpGroup):
+    """``sign-all``: its options are taken from anywhere before ``--``; without a method name, the default one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Move the group's options in front and insert the default method where none is named."""
+        cut = args.index("--") if "--" in args else len(args)
+        front: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < cut:
+            name = args[i].split("=", 1)[0]
+            if name in _FLAGS or (name in _VALUED and "=" in args[i]):
+                front.append(args[i])
+            elif name in _VALUED:
+                front += args[i:i + 2]
+                i += 1
+            else:
+                rest.append(args[i])
+            i += 1
+        rest += args[cut:]
+        if (rest and rest[0] not in self.commands and rest[0] not in ctx.help_option_names
+                and DEFAULT_METHOD in self.commands):
+            rest = [DEFAULT_METHOD, *rest]
+        return super().parse_args(ctx, front + rest)
+
+
 sign_all_app = typer.Typer(
     rich_markup_mode=None,
     name="sign-all",
-    # No default method: the group's own options come first, so the method is always named.
-    cls=opt.HelpGroup,
+    cls=SignAllGroup,
     help="Sign every model of a directory (each subdirectory and top-level file; NAME.sig beside each), then "
-    "write or update its lock file. Group options go before the method: sign-all --lock L key DIR --private-key K.",
+    "write or update its lock file: sign-all [METHOD] DIR [method options] [--lock FILE] [--force].",
     no_args_is_help=True,
 )
 # The very list of `sign`'s commands: every method registered there (now or later) is a `sign-all` method too.
@@ -47,6 +81,7 @@ class SignAll:
     def run(self, path: str, make_signer: Callable[[], Signer], config: HashingConfig, *, signature: str | None,
             overwrite: bool, as_json: bool) -> None:
         """Sign every model of ``path`` with one signer (see :func:`model_signing.policy.batch.sign_all`)."""
+        from model_signing._internal.text import plural
         from model_signing.errors import InputError
         from model_signing.policy.batch import sign_all
 
@@ -61,7 +96,7 @@ class SignAll:
         rows += [(m.name, m.action, f"sha256:{m.root_digest}", m.reason) for m in done.models]
         lines = [_audit.table(rows)]
         if done.lock is not None:
-            lines.append(f"lock file {done.lock.path} written ({len(done.lock.models)} models)")
+            lines.append(f"lock file {done.lock.path} written ({plural(len(done.lock.models), 'model')})")
         _report.out("\n".join(lines))
 
 

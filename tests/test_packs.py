@@ -928,3 +928,19 @@ def test_the_schemas_refuse_what_the_loaders_refuse(case: tuple[str, Any]) -> No
     name, doc = case
     with pytest.raises(jsonschema.ValidationError):
         _validator(name).validate(doc)
+
+
+def test_an_earlier_timestamp_never_moves_a_keyless_signature_before_a_revocation(pack: Pack) -> None:
+    import dataclasses
+
+    from model_signing import inspecting
+    from model_signing.policy import registry as registry_module
+
+    claim = inspecting.inspect(pack.root / "llm.sig")
+    early = pack.signed_at - dt.timedelta(days=30)
+    # The log's (SET-covered) time wins over any RFC 3161 timestamp the bundle carries ...
+    with_early = dataclasses.replace(claim, timestamps=(early,))
+    assert registry_module._trusted_time(with_early) == pack.signed_at
+    # ... and without a log time, the latest timestamp counts, never the earliest.
+    no_log = dataclasses.replace(claim, tlog_entries=(), timestamps=(early, pack.signed_at))
+    assert registry_module._trusted_time(no_log) == pack.signed_at

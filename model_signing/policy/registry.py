@@ -39,8 +39,8 @@ Every publisher needs at least one entry of material.  The registry never holds 
 entry names the key id and the environment variable the verifier reads the secret from.
 
 Times: ``revoked_at`` refuses every signature made at or after it when the bundle carries a trusted time
-(keyless: the transparency log's integrated time, RFC 3161 timestamps), and every signature once it has
-passed when it does not (key, certificate, secret bundles carry no trusted time).  ``trusted_since``
+(keyless: the transparency log's integrated time, else the latest RFC 3161 timestamp), and every signature
+once it has passed when it does not (key, certificate, secret bundles carry no trusted time).  ``trusted_since``
 likewise refuses signatures made before it (or, without a trusted time, everything before that time).
 """
 
@@ -488,11 +488,18 @@ def _verify(
 
 
 def _trusted_time(claim: Inspection) -> dt.datetime | None:
-    """The earliest trusted time of a keyless bundle that verified (its log entries and timestamps were
-    checked by the verification, so their times are no longer mere claims)."""
-    times = [dt.datetime.fromisoformat(e["integrated_time"]) for e in claim.tlog_entries if e.get("integrated_time")]
-    times += list(claim.timestamps)
-    return min(times) if times else None
+    """When a keyless bundle that verified was signed, as the time a revocation is judged by.
+
+    The transparency log's integrated time is covered by the entry's SET, which the verification
+    checked, so it is used whenever the bundle has one.  RFC 3161 timestamps are not all necessarily
+    checked when a SET is present (sigstore needs one verified time source), so they count only
+    without an integrated time (Rekor v2 bundles), and then the latest of them: an earlier, forged
+    time must never move a signature to before a revocation.
+    """
+    logged = [dt.datetime.fromisoformat(e["integrated_time"]) for e in claim.tlog_entries if e.get("integrated_time")]
+    if logged:
+        return max(logged)
+    return max(claim.timestamps) if claim.timestamps else None
 
 
 def _trust_period(

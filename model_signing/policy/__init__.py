@@ -5,6 +5,7 @@
 * :class:`Lock` (:mod:`.lock`): a pack's models, root digests and policy; ``Lock.load(path).verify(...)``
   returns each model's outcome and what to load.
 * :mod:`.audit`: one JSON line per verification.
+* :mod:`.batch`: ``sign_all``, every model of a directory with one signer, then its lock.
 
 Everything here returns results as data; nothing prints.
 """

@@ -944,3 +944,31 @@ def test_an_earlier_timestamp_never_moves_a_keyless_signature_before_a_revocatio
     # ... and without a log time, the latest timestamp counts, never the earliest.
     no_log = dataclasses.replace(claim, tlog_entries=(), timestamps=(early, pack.signed_at))
     assert registry_module._trusted_time(no_log) == pack.signed_at
+
+
+@pytest.mark.parametrize("case", [
+    ("missing_model", "warn", 0, None), ("missing_model", "fallback", 0, "asr-small"),
+    ("lock_mismatch", "warn", 0, "asr"), ("lock_mismatch", "fallback", 0, "asr-small"),
+    ("lock_mismatch", "fail", 3, None),
+], ids=lambda c: f"{c[0]}-{c[1]}")
+def test_every_action_of_missing_and_lock_mismatch(pack: Pack, tmp_path: Path, run: Run,
+                                                   case: tuple[str, str, int, str | None]) -> None:
+    kind, action, code, loaded = case
+    root = copy_pack(pack, tmp_path)
+    lock_path = lock_pack(root, policy={"on_failure": {kind: action}})
+    if kind == "missing_model":
+        shutil.rmtree(root / "asr")
+    else:
+        (root / "asr" / "config.json").write_bytes(b"{}")
+        ms.sign(root / "asr", ms.KeySigner(pack.keys / "speech.pem"), signature_path=root / "asr.sig",
+                overwrite=True, hashing=FAST)
+    got, doc, err = _verify_all(run, lock_path)
+    assert got == code, err
+    asr = _by_name(doc)["asr"]
+    assert asr["failure"] == kind and asr["action"] == ("fallback" if action == "fallback" else action)
+    if loaded is None:
+        assert "asr" not in doc["to_load"]
+    else:
+        assert doc["to_load"]["asr"] == str(root / loaded)
+    if code == 0:
+        assert doc["to_load"]["llm"] == str(root / "llm")

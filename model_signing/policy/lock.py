@@ -44,9 +44,9 @@ kind                   actions              when
 
 ``halt`` fails the whole pack whatever ``require`` says: a security failure can never be turned into a
 pass or a fallback.  ``fallback`` uses the model whose role is ``{"fallback_for": NAME}``, if it
-verified; ``warn`` accepts the model and says so.  Roles: ``primary`` (the default) models are what
-``require: all|any`` counts; ``shadow`` models are verified and reported, and only their halts count;
-fallbacks stand by.
+verified; ``warn`` accepts the model and says so (a missing model is then left out of ``to_load``).
+Roles: ``primary`` (the default) models are what ``require: all|any`` counts; ``shadow`` models are
+verified and reported, and only their halts count; fallbacks stand by.
 """
 
 from __future__ import annotations
@@ -491,7 +491,7 @@ def _decide(
         satisfied[m.name] = ok
         if action == "halt":
             halted.append(o)
-        if ok:
+        if ok and not (kind == "missing_model" and replaced_by is None):  # warn: go on without it
             to_load[m.name] = by_name[replaced_by][0].path if replaced_by else m.path
     for m, check, kind, message, seconds in by_name.values():
         if m.role != "fallback":

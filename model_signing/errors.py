@@ -137,6 +137,14 @@ class WrongMethodError(VerificationError):
         )
 
 
+class PolicyFileError(InputError):
+    """A registry, lock or policy file is malformed: the message names the file, the field and the fix."""
+
+
+class PublisherError(VerificationError):
+    """The signature is valid, but its signer is no trusted publisher (unknown, not allowed, or revoked)."""
+
+
 class UnsafeModelError(ModelSigningError):
     """A scan found content at or above the threshold (code that would run on load, or a tampered archive).
 

@@ -280,6 +280,8 @@ class VerifyResult(Result):
     signed_model: str = ""
     #: The verified RFC 3161 timestamps of the signature (empty when it carries none).
     timestamps: tuple[TrustedTimestamp, ...] = ()
+    #: The root digest of what was found on disk (hex; equals ``root_digest`` when the model matched).
+    actual_root_digest: str | None = None
 
     @property
     def exit_code(self) -> int:

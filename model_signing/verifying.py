@@ -156,6 +156,7 @@ def verify(
         model_name=_walk.model_name_of(model),
         signed_model=statement.subject_name or "",
         timestamps=verified.timestamps,
+        actual_root_digest=actual.root_digest().hex(),
     )
     if differences:
         # The subject name is informational (a renamed model still verifies), but on a mismatch a name

@@ -67,6 +67,8 @@ COMMANDS = [
     ("verify",), ("verify", "key"), ("verify", "certificate"), ("verify", "sigstore"),
     ("sigstore-local",), ("sigstore-local", "serve"), ("sigstore-local", "token"),
     ("hub",), ("hub", "upload"), ("hub", "verify"),
+    ("verify", "registry"), ("registry",), ("registry", "add"), ("registry", "list"), ("lock",), ("lock", "create"),
+    ("verify-all",), ("audit",), ("audit", "show"), ("sign-all",), ("sign-all", "key"),
 ]
 
 
@@ -87,7 +89,8 @@ def test_dash_h_is_help_everywhere(command: tuple[str, ...]) -> None:
     assert short.stdout == ok(run(*command, "--help")).stdout
 
 
-@pytest.mark.parametrize("command", [(), ("sign",), ("verify",), ("sigstore-local",), ("hub",)],
+@pytest.mark.parametrize("command", [(), ("sign",), ("verify",), ("sigstore-local",), ("hub",), ("registry",),
+                                     ("lock",), ("audit",), ("sign-all",)],
                          ids=lambda c: " ".join(c) or "modelseal")
 def test_bare_groups_print_their_help_and_exit_0(command: tuple[str, ...]) -> None:
     proc = ok(run(*command))

@@ -9,7 +9,20 @@ import click
 import typer
 
 from model_signing import methods
-from model_signing.cli import _digest, _hub, _inspect, _keygen, _local, _scan, _sign, _verify
+from model_signing.cli import (
+    _audit,
+    _digest,
+    _hub,
+    _inspect,
+    _keygen,
+    _local,
+    _lock,
+    _registry,
+    _scan,
+    _sign,
+    _signall,
+    _verify,
+)
 from model_signing.cli._options import RootGroup
 
 app = typer.Typer(
@@ -64,7 +77,7 @@ def _root(
     """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
 
 
-for _module in (_digest, _sign, _verify, _inspect, _local, _scan, _keygen, _hub):
+for _module in (_digest, _sign, _verify, _inspect, _local, _scan, _keygen, _hub, _registry, _lock, _audit, _signall):
     _module.register(app)
 # One CLI module per signing method, named like the method; importing it adds `sign <m>` and `verify <m>`.
 for _name in methods.names():

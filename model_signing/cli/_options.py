@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import click
 import typer
@@ -154,6 +154,9 @@ class DefaultGroup(HelpGroup):
     """
 
     default_command = DEFAULT_METHOD
+    #: Options that, given without a subcommand name, select another subcommand than the default one
+    #: (``verify MODEL --registry FILE`` means ``verify registry MODEL --registry FILE``).
+    routes: ClassVar[dict[str, str]] = {"--registry": "registry"}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Insert the default subcommand name in front of arguments that do not start with one."""
@@ -163,7 +166,10 @@ class DefaultGroup(HelpGroup):
             and args[0] not in self.commands
             and args[0] not in ctx.help_option_names
         ):
-            args = [self.default_command, *args]
+            options = args[: args.index("--")] if "--" in args else args
+            routed = [c for o, c in self.routes.items() if c in self.commands
+                      and any(a == o or a.startswith(o + "=") for a in options)]
+            args = [routed[0] if routed else self.default_command, *args]
         return super().parse_args(ctx, args)
 
 
@@ -352,6 +358,14 @@ class VerifySettings:
     max_workers: int | None
     quiet: bool
     as_json: bool
+    #: ``--audit-log``: the JSON-lines audit log to append this verification to.
+    audit_log: str | None = None
+
+
+AuditLog = Annotated[
+    str | None,
+    typer.Option("--audit-log", metavar="FILE", help="Append a JSON-lines record of the verification to FILE."),
+]
 
 
 def verify_options(
@@ -362,6 +376,7 @@ def verify_options(
     max_workers: MaxWorkers = None,
     quiet: Quiet = False,
     as_json: Json = False,
+    audit_log: AuditLog = None,
     # Accepted for model-signing's scripts and ignored: verification always re-hashes with the settings
     # the signature records (symlinks followed only if signed so; git files never signed).
     allow_symlinks: Annotated[bool, typer.Option("--allow-symlinks", hidden=True)] = False,
@@ -369,7 +384,8 @@ def verify_options(
 ) -> VerifySettings:
     """The :class:`VerifySettings` the common ``verify`` options describe."""
     return VerifySettings(
-        signature, ignore_unsigned_files, tuple(ignore_paths or ()), capped_workers(max_workers), quiet, as_json
+        signature, ignore_unsigned_files, tuple(ignore_paths or ()), capped_workers(max_workers), quiet, as_json,
+        audit_log,
     )
 
 

@@ -255,17 +255,29 @@ def _error_document(message: str, code: int, exc: BaseException | None) -> None:
         print_json(result)
 
 
+def cli_message(exc: ModelSigningError, message: str | None = None) -> str:
+    """A library error's message (or ``message``) as the CLI words it: its options, its commands, one line."""
+    if isinstance(exc, WrongMethodError):  # the library says "a key verifier"; here that is a command
+        message = (f"{exc.source} is a {exc.signed_with} signature, not a {exc.expected} one; verify it with "
+                   f"'verify {exc.signed_with}'")
+    else:
+        message = _terms.to_cli(str(exc) if message is None else message)
+    return " ".join(message.split())
+
+
+def cli_message_text(message: str) -> str:
+    """A library message (API terms between backticks) in the CLI's terms, on one line."""
+    return " ".join(_terms.to_cli(message).split())
+
+
 def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
     """Report an error -- the document on stdout with ``--json``, one line on stderr -- and exit ``code``.
 
     A library error's API terms (`ignore_paths`, `allow_symlinks=True`) become the CLI's options here,
     for both, so every command names its flags without catching the library's errors itself.
     """
-    if isinstance(exc, WrongMethodError):  # the library says "a key verifier"; here that is a command
-        message = (f"{exc.source} is a {exc.signed_with} signature, not a {exc.expected} one; verify it with "
-                   f"'verify {exc.signed_with}'")
-    elif isinstance(exc, ModelSigningError):
-        message = _terms.to_cli(message)
+    if isinstance(exc, ModelSigningError):
+        message = cli_message(exc, message)
     message = " ".join(message.split())  # one line, always: collapse newlines a library put in its message
     if isinstance(exc, ModelMismatchError) and exc.result is not None:
         _warn_unmatched(exc.result.unmatched_ignore_paths)

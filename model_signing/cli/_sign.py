@@ -12,7 +12,7 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import typer
 
@@ -62,6 +62,10 @@ def run_sign(
     from model_signing.errors import InputError, SignatureExistsError
     from model_signing.signing import TO_CALLER, check_destination, sign
 
+    batch = _batch()
+    if batch is not None:  # `sign-all METHOD DIR ...`: the same method options, for every model of DIR
+        batch.run(path, make_signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+        return
     if signature == "":
         raise InputError("--signature is empty; give a file name, or - to write the signature to stdout")
     to_stdout = signature == STDOUT
@@ -79,6 +83,23 @@ def run_sign(
     if to_stdout:
         _write_stdout(result.bundle_json)
     _report.signed(result, as_json, to_stderr=to_stdout)
+
+
+def _batch() -> Batch | None:
+    """The ``sign-all`` settings when this ``sign`` method runs under ``sign-all`` (its context's object)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx.obj if ctx is not None and isinstance(ctx.obj, Batch) else None
+
+
+@runtime_checkable
+class Batch(Protocol):
+    """What ``sign-all`` puts in the context: it runs a method's signer over a whole directory."""
+
+    def run(self, path: str, make_signer: Callable[[], Signer], config: HashingConfig, *, signature: str | None,
+            overwrite: bool, as_json: bool) -> None:
+        """Sign every model of the directory ``path``."""
 
 
 def _exists_advice(exc: SignatureExistsError) -> SignatureExistsError:

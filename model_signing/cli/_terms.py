@@ -63,6 +63,9 @@ TERMS: dict[str, str] = {
     "local_dir": "--local-dir",
     "allow_patterns": "--allow-patterns",
     "rekor_version": "--rekor-version",
+    # Registry / Lock (registry, lock create, verify-all)
+    "registry": "--registry",
+    "replace=True": "--replace",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

@@ -51,6 +51,8 @@ TERMS: dict[str, str] = {
     "trusted_root": "--trusted-root",
     "staging=True": "--staging",
     "offline=True": "--offline",
+    # verify(quarantine=...) / load(quarantine=...)
+    "quarantine": "--quarantine",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

@@ -56,6 +56,7 @@ def sign_certificate(
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a private key and its certificate; the bundle carries the chain (leaf first)."""
@@ -76,7 +77,8 @@ def sign_certificate(
             _report.warn(warning)
         return made
 
-    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+                   scan=scanning)
 
 
 @_verify.verify_app.command("certificate", cls=opt.PeerSpellings)

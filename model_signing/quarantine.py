@@ -51,7 +51,8 @@ def check_destination(model: str, directory: str) -> str:
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create quarantine directory {directory}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot create quarantine directory {directory} ({exc.strerror or exc}); give another "
+                         "`quarantine` directory") from None
     real = os.path.realpath(directory)
     if not os.path.isdir(real):
         raise InputError(f"quarantine path {directory} is not a directory; give a directory for `quarantine`")

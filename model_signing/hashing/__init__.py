@@ -26,6 +26,7 @@ from model_signing.manifest import (
 )
 
 if TYPE_CHECKING:
+    from model_signing.hashing._plan import Task as Task
     from model_signing.hashing._pool import Tap as Tap
     from model_signing.hashing._taps import ScanTap, Taps
     from model_signing.hashing.walk import FileEntry, WalkResult

@@ -65,7 +65,7 @@ def test_each_loader_loads_the_verified_file(tmp_path: Path, keys: tuple[Path, P
     ox = tmp_path / "m.onnx"
     ox.write_bytes(_onnx_model().SerializeToString())
     raw = tmp_path / "blob.bin"
-    raw.write_bytes(os.urandom(3000))
+    raw.write_bytes(b"\xff" + os.urandom(3000))
     verifier = ms.KeyVerifier(keys[1])
 
     got = ms.load(st, verifier, signature_path=_sign(st, keys)).value
@@ -127,7 +127,7 @@ def test_a_file_swapped_after_hashing_is_an_error_not_its_content(tmp_path: Path
 def test_a_file_rewritten_in_place_after_hashing_is_an_error(tmp_path: Path, keys: tuple[Path, Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "blob.bin"
-    data = os.urandom(5000)
+    data = b"\xff" + os.urandom(5000)  # a first byte no format starts with: nothing for the scan to flag
     path.write_bytes(data)
     sig = _sign(path, keys)
 
@@ -142,7 +142,7 @@ def test_a_file_rewritten_in_place_after_hashing_is_an_error(tmp_path: Path, key
 
 def test_verified_bytes_are_the_hashed_bytes(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     path = tmp_path / "blob.bin"
-    data = os.urandom(3 * 1024 * 1024 + 17)  # several read buffers
+    data = b"\xff" + os.urandom(3 * 1024 * 1024 + 16)  # several read buffers; no format starts with 0xff
     path.write_bytes(data)
     sig = _sign(path, keys, method="shards", shard_size=1_000_000)
     loaded = ms.load(path, ms.KeyVerifier(keys[1]), signature_path=sig, loader="bytes")

@@ -233,7 +233,7 @@ def test_crc_of_analysed_members_is_still_checked_in_the_pass(tmp_path: Path) ->
                                                    crc=0xDEADBEEF)])
     bad_data = samples.zip_bytes([
         samples.Member("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2)),
-        samples.Member("archive/data/0", os.urandom(5000), crc=0xDEADBEEF),
+        samples.Member("archive/data/0", b"\xff\xfe" * 2500, crc=0xDEADBEEF),  # data: no format
     ])
     (tmp_path / "p.pt").write_bytes(bad_pickle)
     (tmp_path / "d.pt").write_bytes(bad_data)
@@ -259,3 +259,38 @@ def test_keras_config_with_escaped_keys_is_still_parsed(tmp_path: Path) -> None:
     assert report is not None
     assert [(f.file, f.kind) for f in report.findings if f.severity >= scanning.Severity.MEDIUM] == [
         ("config.json", "keras-lambda")]
+
+
+def test_blake3_read_ahead_path_feeds_the_scanner(tmp_path: Path, canary: Path) -> None:
+    """One stream hashed by several blake3 threads reads ahead into two buffers: the scanner still sees it all."""
+    import blake3
+
+    payload = _canary_payload(canary, 2)
+    data = samples.zip_bytes([samples.Member("archive/data/0", b"\xff" * 5_000_000),
+                              samples.Member("archive/data.pkl", payload)])  # the pickle after 5 MB of data
+    path = tmp_path / "ckpt.bin"
+    path.write_bytes(data)
+    result = ms.hashing.digest_model(path, ms.HashingConfig(hash_type="blake3", max_workers=2),
+                                     scan=scanning.make_config())
+    assert result.manifest.resources[0].digest.hex() == blake3.blake3(data).hexdigest()
+    assert result.scan is not None
+    assert [f.file for f in result.scan.findings if f.severity == scanning.Severity.CRITICAL] == [
+        "ckpt.bin!archive/data.pkl"]
+
+
+def test_cli_sign_scan_json_and_single_file_quarantine(tmp_path: Path, ec_keypair: Keypair, run: Run) -> None:
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(_safetensors())
+    priv, pub = ec_keypair()
+    code, out, err = run("sign", "key", path, "--private-key", priv, "--scan", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["scan"] == {"files_scanned": 1, "findings": [], "unsafe": False}
+    path.write_bytes(b"\x80\x02c" + b"os\nsystem\n(S'true'\ntR.")  # replaced by a pickle: mismatch and unsafe
+    qdir = tmp_path / "q"
+    code, out, err = run("verify", "key", path, "--public-key", pub, "--scan", "--quarantine", qdir, "--json")
+    assert code == 3, err  # the mismatch outranks the unsafe content
+    doc = json.loads(out)
+    assert doc["scan"]["unsafe"] is True and doc["quarantine"]["completed"] is True
+    moved = Path(doc["quarantine"]["quarantined_to"])
+    assert moved.name == "weights.safetensors" and moved.parent.parent == qdir and not path.exists()

@@ -9,8 +9,15 @@ a ``.pth`` zip checkpoint, ONNX exports, code, images, a ``.git`` directory that
 
 Each repeat runs, alternating, ``hashing.digest_model(PATH, config)`` and the same with
 ``scan=scan.make_config()``, each in a fresh ``python -I`` (imports count, as a user sees them:
-the scanner's own import is part of the overhead).  Times are wall-clock from spawn to exit; the table
-gives min and median per case and the overhead of the scan (min over min, median over median).
+the scanner's own import is part of the overhead).  Times are wall-clock from spawn to exit, and CPU
+seconds of the run and its workers; the table gives min and median per case and the overhead of the
+scan (min over min, median over median).
+
+A second table measures the work alone, in this process with one worker (``max_workers=1``), as CPU
+seconds (``time.process_time``), alternating the two: on a shared machine this is the steadiest figure
+(neighbours change wall-clock time, much less the CPU a computation needs).  The scanner's import, which
+the first table includes, is measured on its own (CPU of ``import model_signing.scan`` in a fresh
+interpreter that has imported the hashing modules).
 """
 
 from __future__ import annotations
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed, cpu, verdict = _run(path, method, True)
                 scanned.append((elapsed, cpu))
             rows.append((f"{name}-x{factor:g}", method, size, plain, scanned, verdict))
+    inprocess = _in_process(layouts, args)
     # CPU time (user + system of the run and its workers) is reported beside wall-clock: on a shared machine
     # it is the steadier measure of the work the scan adds.
     header = ("case", "serialization", "bytes", "hash min/median s", "hash+scan min/median s",
@@ -113,7 +121,53 @@ def main(argv: list[str] | None = None) -> int:
             (pmin, pmed), (smin, smed) = stats[col, "plain"], stats[col, "scan"]
             cells += [f"{pmin:.3f} / {pmed:.3f}", f"{smin:.3f} / {smed:.3f}", f"{pct(pmin, smin)} / {pct(pmed, smed)}"]
         print(" | ".join([*cells, verdict]))
+    print()
+    print("in process, one worker, CPU seconds (the work alone):")
+    header2 = ("case", "serialization", "hash CPU min/median s", "hash+scan CPU min/median s", "overhead min/median")
+    print(" | ".join(header2))
+    print(" | ".join("---" for _ in header2))
+    for case, method, plain_cpu, scan_cpu in inprocess:
+        pmin, pmed = min(plain_cpu), statistics.median(plain_cpu)
+        smin, smed = min(scan_cpu), statistics.median(scan_cpu)
+        print(f"{case} | {method} | {pmin:.3f} / {pmed:.3f} | {smin:.3f} / {smed:.3f} | "
+              f"{pct(pmin, smin)} / {pct(pmed, smed)}")
+    print()
+    print(f"import model_signing.scan (after the hashing modules), CPU ms min/median: {_import_cost()}")
     return 0
+
+
+def _in_process(layouts: list[tuple[str, float]], args: argparse.Namespace) -> list[tuple[str, str, list[float],
+                                                                                           list[float]]]:
+    from benchmarks.harness import families
+    from model_signing.hashing import HashingConfig, digest_model
+    from model_signing.scan import make_config
+
+    out = []
+    for name, factor in layouts:
+        path = families.generate(families.LAYOUTS[name], args.data_dir, factor)
+        for method in args.methods:
+            config = HashingConfig(method=method, max_workers=1, progress=False)
+            plain: list[float] = []
+            scanned: list[float] = []
+            for _ in range(args.repeats):
+                t0 = time.process_time()
+                digest_model(path, config)
+                plain.append(time.process_time() - t0)
+                t0 = time.process_time()
+                digest_model(path, config, scan=make_config())
+                scanned.append(time.process_time() - t0)
+            out.append((f"{name}-x{factor:g}", method, plain, scanned))
+    return out
+
+
+def _import_cost(repeats: int = 9) -> str:
+    code = (f"import time, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+            "import model_signing.hashing, model_signing.hashing._pool, model_signing.hashing.walk, "
+            "model_signing.hashing._progress, model_signing.results\n"
+            "t = time.process_time(); import model_signing.scan; print(time.process_time() - t)")
+    costs = [float(subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                                  check=True).stdout) * 1000 for _ in range(repeats)]
+    return f"{min(costs):.1f} / {statistics.median(costs):.1f}"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ is certain; a text-protocol opcode is a guess that must survive the walk to coun
 
 from __future__ import annotations
 
-import ast
 import json
 import struct
 import warnings
@@ -217,6 +216,8 @@ def _npy(r: Reader, scope: Scope) -> Pull:
         return
     text = yield from r.read(hlen)
     try:
+        import ast  # only for .npy headers: the scan in the hashing pass should not pay for it up front
+
         with warnings.catch_warnings():  # a crafted header's bad escapes must not print warnings
             warnings.simplefilter("ignore")
             header = ast.literal_eval(text.decode("latin-1"))

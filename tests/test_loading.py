@@ -180,3 +180,17 @@ def test_bad_arguments_and_missing_extras(tmp_path: Path, keys: tuple[Path, Path
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the extra were not installed
     with pytest.raises(InputError, match=r"pip install 'modelseal\[onnx\]'"):
         ms.load(path, verifier, signature_path=sig)
+
+
+def test_an_explicit_loader_over_a_directory_takes_its_format_only(make_model: Callable[..., Path],
+                                                                   keys: tuple[Path, Path]) -> None:
+    buf = io.BytesIO()
+    torch.save({"a": torch.ones(1)}, buf)
+    model = make_model({"config.json": b"{}", "ckpt.pt": buf.getvalue(), "w.safetensors": st_save(
+        {"x": np.ones(2, dtype=np.float32)})})
+    sig = _sign(model, keys)
+    loaded = ms.load(model, ms.KeyVerifier(keys[1]), signature_path=sig, loader="torch")
+    assert loaded.loaders == {"ckpt.pt": "torch"}
+    everything = ms.load(model, ms.KeyVerifier(keys[1]), signature_path=sig, loader="bytes")
+    assert set(everything.value) == {"config.json", "ckpt.pt", "w.safetensors"}
+    assert everything.value["config.json"] == b"{}"

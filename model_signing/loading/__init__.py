@@ -32,7 +32,7 @@ naming the extra that installs it):
   ``LoadedModel.skipped``).
 
 A single-file model gives the loaded object; a directory gives ``{name: object}`` for every file the loader
-handles (``files=`` names them instead).  ``policy=`` (a lock file policy choosing a fallback model) is a seam
+handles, judged by content as ``auto`` does (``bytes``: every file; ``files=`` names them instead).  ``policy=`` (a lock file policy choosing a fallback model) is a seam
 for the policy layer: only ``None`` is accepted until it exists.
 """
 
@@ -135,8 +135,12 @@ class _Retain:
             nonlocal pos
             buf = self.buffers.get(name)
             if buf is None:
-                chosen = self.loader if self.loader != "auto" else _sniff(bytes(view[:16]))
-                if chosen is None and self.wanted is None and self.loader == "auto":
+                sniffed = _sniff(bytes(view[:16]))
+                chosen = self.loader if self.loader != "auto" else sniffed
+                # Over a whole directory, a loader takes the files that look like its format (bytes: all).
+                if self.wanted is None and self.loader != "bytes" and sniffed != chosen:
+                    return
+                if chosen is None and self.wanted is None:
                     return
                 self.chosen[name] = chosen or "bytes"
                 buf = self.buffers[name] = bytearray(task.size)

@@ -32,8 +32,9 @@ naming the extra that installs it):
   ``LoadedModel.skipped``).
 
 A single-file model gives the loaded object; a directory gives ``{name: object}`` for every file the loader
-handles, judged by content as ``auto`` does (``bytes``: every file; ``files=`` names them instead).  ``policy=`` (a lock file policy choosing a fallback model) is a seam
-for the policy layer: only ``None`` is accepted until it exists.
+handles, judged by content as ``auto`` does (``bytes``: every file; ``files=`` names them instead).
+``policy=`` (a lock file policy choosing a fallback model) is a seam for the policy layer: only ``None`` is
+accepted until it exists.
 """
 
 from __future__ import annotations

@@ -294,3 +294,12 @@ def test_cli_sign_scan_json_and_single_file_quarantine(tmp_path: Path, ec_keypai
     assert doc["scan"]["unsafe"] is True and doc["quarantine"]["completed"] is True
     moved = Path(doc["quarantine"]["quarantined_to"])
     assert moved.name == "weights.safetensors" and moved.parent.parent == qdir and not path.exists()
+
+
+@pytest.mark.parametrize("method", ["files", "shards"])
+def test_empty_files_count_as_scanned_in_both_serializations(tmp_path: Path, method: str) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "state.pkl").write_bytes(pickle.dumps([1, 2], protocol=2))
+    config = ms.HashingConfig(method=method, shard_size=4, max_workers=2)  # type: ignore[arg-type]
+    report = ms.hashing.digest_model(tmp_path, config, scan=scanning.make_config()).scan
+    assert report is not None and report.files_scanned == 2 == scanning.scan_path(tmp_path).files_scanned

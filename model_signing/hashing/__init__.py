@@ -260,7 +260,7 @@ def scan_tap(files: Sequence[FileEntry], config: ScanConfig) -> ScanTap:
     """A tap for :func:`hash_files` that scans every file in the hashing pass; ``.report()`` afterwards."""
     from model_signing.hashing._taps import ScanTap
 
-    return ScanTap(config, {f.path: f.name for f in files})
+    return ScanTap(config, {f.path: f.name for f in files}, [f.name for f in files if f.size == 0])
 
 
 def combine_taps(*taps: Tap) -> Taps:

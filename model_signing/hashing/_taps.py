@@ -14,7 +14,7 @@ never a wrong verdict).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from model_signing.hashing._plan import Task
@@ -32,7 +32,7 @@ class ScanTap:
     :meth:`merge`; :meth:`report` is the scan of the whole model, in manifest order.
     """
 
-    def __init__(self, config: ScanConfig, names: Mapping[str, str]) -> None:
+    def __init__(self, config: ScanConfig, names: Mapping[str, str], empty: Sequence[str] = ()) -> None:
         import dataclasses
 
         # Imported here, in the parent, so that forked workers inherit the scanner instead of each importing it.
@@ -47,6 +47,9 @@ class ScanTap:
         self._open: dict[str, FileScanner] = {}
         self._done: list[tuple[str, list[Finding]]] = []  # finished here, not yet collected
         self._merged: list[tuple[str, list[Finding]]] = []
+        #: Empty files: shards serialization hashes no range of them, and there is nothing in them to scan,
+        #: but they count as scanned, as in ``files`` serialization and ``scan_path``.
+        self._empty = tuple(empty)
 
     def feed_for(self, task: Task) -> Callable[[memoryview], object]:
         scanner = self._open.get(task.path)
@@ -78,7 +81,8 @@ class ScanTap:
 
         if self._open:  # pragma: no cover - a planning bug, never user input
             raise RuntimeError(f"internal error: {', '.join(sorted(self._open))} were not scanned to the end")
-        files = sorted(self._merged, key=lambda f: f[0])
+        seen = {name for name, _ in self._merged}
+        files = sorted([*self._merged, *((n, []) for n in self._empty if n not in seen)], key=lambda f: f[0])
         return ScanReport(
             files_scanned=len(files),
             findings=tuple(x for _, found in files for x in found),

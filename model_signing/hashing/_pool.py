@@ -76,7 +76,7 @@ class _Hasher(Protocol):
 class Tap(Protocol):
     """Something that sees the bytes of every task as they are hashed, from the same buffer (issue 14).
 
-    The scanner uses it to run in the hashing pass (``_scanpass.ScanTap``), verified loading to keep the
+    The scanner uses it to run in the hashing pass (``_taps.ScanTap``), verified loading to keep the
     hashed bytes.  ``feed_for`` is called before a task is read and returns the callable that receives each
     chunk (or ``None`` to see nothing); ``task_done`` after its last chunk.  In a worker process,
     ``collect`` takes what was gathered since the last call (picklable: it rides back with the digests),

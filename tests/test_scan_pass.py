@@ -303,3 +303,19 @@ def test_empty_files_count_as_scanned_in_both_serializations(tmp_path: Path, met
     config = ms.HashingConfig(method=method, shard_size=4, max_workers=2)  # type: ignore[arg-type]
     report = ms.hashing.digest_model(tmp_path, config, scan=scanning.make_config()).scan
     assert report is not None and report.files_scanned == 2 == scanning.scan_path(tmp_path).files_scanned
+
+
+def test_scan_tap_refuses_shards_out_of_order(tmp_path: Path) -> None:
+    """A plan that split a file's shards over workers would give a wrong verdict: the tap refuses it instead."""
+    from model_signing.hashing import _plan, scan_tap, walk
+
+    (tmp_path / "a.bin").write_bytes(b"x" * 30)
+    files = walk.walk(tmp_path).files
+    plan = _plan.make_plan(files, "shards", 10)  # not whole_files: three independent items
+    shards = sorted((t for item in plan.items for t in item), key=lambda t: t.start)
+    tap = scan_tap(files, scanning.make_config())
+    with pytest.raises(RuntimeError, match="before byte 0"):
+        tap.feed_for(shards[1])
+    tap.feed_for(shards[0])
+    with pytest.raises(RuntimeError, match="out of order"):
+        tap.feed_for(shards[2])

@@ -29,6 +29,9 @@ class ModelSigningError(Exception):
     """Base class of every error raised by model_signing."""
 
     exit_code: ClassVar[int] = 1
+    #: When verification quarantined the model after this error (``quarantine=``): the incident record
+    #: (``destination``, ``completed``, ``error`` and what ``incident.json`` holds); else ``None``.
+    incident: dict[str, Any] | None = None
 
 
 class InputError(ModelSigningError):
@@ -149,14 +152,27 @@ class UnsafeModelError(ModelSigningError):
     """A scan found content at or above the threshold (code that would run on load, or a tampered archive).
 
     ``findings`` are the findings at or above the threshold (:class:`model_signing.scan.Finding`);
-    ``threshold`` the severity label they were judged against.
+    ``threshold`` the severity label they were judged against.  ``report`` is the whole scan
+    (:class:`model_signing.scan.ScanReport`), when there was one; ``result`` the verification's
+    :class:`~model_signing.results.VerifyResult` when the scan ran while verifying (the signature and the
+    content were fine: only the content is unsafe).
     """
 
     exit_code: ClassVar[int] = 4
 
-    def __init__(self, findings: Sequence[Any], threshold: str, *, message: str | None = None) -> None:
+    def __init__(
+        self,
+        findings: Sequence[Any],
+        threshold: str,
+        *,
+        message: str | None = None,
+        report: Any = None,
+        result: VerifyResult | None = None,
+    ) -> None:
         self.findings = tuple(findings)
         self.threshold = threshold
+        self.report = report
+        self.result = result
         if message is None:
             worst = max(self.findings, key=lambda f: f.severity, default=None)
             first = f"; the worst: {worst}" if worst is not None else ""

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "model_signing.signing": 6,
     "model_signing.verifying": 6,
     "model_signing.inspecting": 6,
+    "model_signing.quarantine": 6,  # moves a model that failed verification (verifying, loading)
     "model_signing.keyless": 6,  # the compatibility re-export of methods.sigstore
     "model_signing.policy": 7,
     "model_signing.loading": 8,

@@ -29,6 +29,7 @@ from model_signing.methods import DEFAULT as DEFAULT_METHOD
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
     from model_signing.keymaterial.algorithms import Algorithm
+    from model_signing.scan import ScanConfig
 
 
 class SerializationChoice(StrEnum):
@@ -348,6 +349,57 @@ ExtraIgnorePaths = Annotated[
 ]
 
 
+class FailOnChoice(StrEnum):
+    """``--fail-on`` of ``sign --scan`` / ``verify --scan``."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+ScanFlag = Annotated[
+    bool,
+    typer.Option("--scan", help="Also scan every file for content that runs code when loaded, in the same read "
+                                "pass as hashing; unsafe content exits 4."),
+]
+FailOn = Annotated[
+    FailOnChoice | None,
+    typer.Option("--fail-on", help="With --scan: the lowest severity that counts as unsafe (default: medium)."),
+]
+AllowGlobal = Annotated[
+    list[str] | None,
+    typer.Option("--allow-global", metavar="MODULE.NAME",
+                 help="With --scan: accept this pickle global (or MODULE.* for a whole module); repeatable."),
+]
+
+
+def scan_options(
+    *, scan: ScanFlag = False, fail_on: FailOn = None, allow_global: AllowGlobal = None
+) -> "ScanConfig | None":
+    """The scan the ``--scan`` options ask for (``None`` without ``--scan``)."""
+    from model_signing.errors import InputError
+
+    if not scan:
+        if fail_on is not None or allow_global:
+            raise InputError(f"{'--fail-on' if fail_on is not None else '--allow-global'} only applies with --scan")
+        return None
+    from model_signing.scan import make_config
+
+    try:
+        return make_config(allow_globals=allow_global or (), threshold=(fail_on or FailOnChoice.medium).value)
+    except InputError as exc:
+        raise InputError(f"--allow-global: {exc}") from None
+
+
+Quarantine = Annotated[
+    str | None,
+    typer.Option("--quarantine", metavar="DIR",
+                 help="On a failed verification or unsafe content, move the model into DIR/<name>-<UTC time>/ "
+                      "with an incident.json (off by default)."),
+]
+
+
 @dataclass(frozen=True)
 class VerifySettings:
     """What the options common to every ``verify`` method ask for."""
@@ -360,6 +412,8 @@ class VerifySettings:
     as_json: bool
     #: ``--audit-log``: the JSON-lines audit log to append this verification to.
     audit_log: str | None = None
+    scan: "ScanConfig | None" = None
+    quarantine: str | None = None
 
 
 AuditLog = Annotated[
@@ -381,11 +435,15 @@ def verify_options(
     # the signature records (symlinks followed only if signed so; git files never signed).
     allow_symlinks: Annotated[bool, typer.Option("--allow-symlinks", hidden=True)] = False,
     ignore_git_paths: GitPaths = True,
+    scan: ScanFlag = False,
+    fail_on: FailOn = None,
+    allow_global: AllowGlobal = None,
+    quarantine: Quarantine = None,
 ) -> VerifySettings:
     """The :class:`VerifySettings` the common ``verify`` options describe."""
     return VerifySettings(
         signature, ignore_unsigned_files, tuple(ignore_paths or ()), capped_workers(max_workers), quiet, as_json,
-        audit_log,
+        audit_log, scan_options(scan=scan, fail_on=fail_on, allow_global=allow_global), quarantine,
     )
 
 
@@ -398,6 +456,7 @@ class _OptionGroup:
 
 
 HashingOptions = Annotated["HashingConfig", _OptionGroup(hashing_config)]
+ScanOptions = Annotated["ScanConfig | None", _OptionGroup(scan_options)]
 VerifyOptions = Annotated[VerifySettings, _OptionGroup(verify_options)]
 
 

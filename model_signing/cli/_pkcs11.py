@@ -48,6 +48,7 @@ def sign_pkcs11_key(
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a private key on a PKCS #11 token (= sign key --private-key URI; model-signing's spelling)."""
@@ -61,7 +62,8 @@ def sign_pkcs11_key(
         opt.warn_if_peer_cannot_verify(made.algorithm)
         return made
 
-    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+                   scan=scanning)
 
 
 @_sign.sign_app.command("pkcs11-certificate", cls=opt.PeerSpellings)
@@ -77,6 +79,7 @@ def sign_pkcs11_certificate(
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a token's key and its certificate (= sign certificate --private-key URI; model-signing's
@@ -98,4 +101,5 @@ def sign_pkcs11_certificate(
             _report.warn(warning)
         return made
 
-    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+                   scan=scanning)

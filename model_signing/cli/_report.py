@@ -17,14 +17,21 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from model_signing._internal.text import plural
 from model_signing.cli import _terms
-from model_signing.errors import Difference, InputError, ModelMismatchError, ModelSigningError, WrongMethodError
+from model_signing.errors import (
+    Difference,
+    InputError,
+    ModelMismatchError,
+    ModelSigningError,
+    UnsafeModelError,
+    WrongMethodError,
+)
 
 if TYPE_CHECKING:
-    from model_signing.results import DigestResult, Result, SignResult, VerifyResult
+    from model_signing.results import DigestResult, Result, ScanOutcome, SignResult, VerifyResult
 
 #: The commands whose ``--json`` prints a result document.
 JSON_COMMANDS = ("digest", "sign", "verify")
@@ -172,6 +179,8 @@ def signed(result: SignResult, as_json: bool, *, to_stderr: bool = False) -> Non
         f"sha256:{result.root_digest}\nsignature written to {where} ({result.signer})"
     )
     text += "".join(f"\ntimestamped at {stamp}" for stamp in _timestamps_of(result.bundle_json))
+    if result.scan is not None:
+        text += "\n" + "\n".join(scan_lines(result.scan))
     if to_stderr:
         print(text, file=sys.stderr)
     else:
@@ -219,7 +228,44 @@ def verified(result: VerifyResult, as_json: bool) -> None:
     if unsigned:
         lines.append("unsigned files accepted (--ignore-unsigned-files):")
         lines.extend(f"  {printable(name)}" for name in unsigned)
+    if result.scan is not None:
+        lines.extend(scan_lines(result.scan))
     out("\n".join(lines))
+
+
+def finding_line(f: Any) -> str:
+    """One scan finding as one report line (``scan`` prints the same)."""
+    where = "" if f.offset is None else f" @{f.offset}"
+    return f"{f.severity.label:<8} {printable(f.file)}{where}: {f.kind}: {printable(f.detail)}"
+
+
+def scan_lines(report: ScanOutcome) -> list[str]:
+    """The scan made in the hashing pass: a summary line, then each finding (all below the threshold here)."""
+    findings = sorted(report.findings, key=lambda f: (-f.severity, f.file, f.offset or 0))
+    above = sum(1 for f in findings if f.severity >= report.threshold)
+    head = (f"scanned in the same pass: {plural(report.files_scanned, 'file')}, "
+            f"{plural(len(findings), 'finding')} ({above} at or above {report.threshold.label})")
+    return [head, *("  " + finding_line(f) for f in findings)]
+
+
+def incident_lines(incident: dict[str, Any]) -> list[str]:
+    """What the quarantine did, for stderr."""
+    model = printable(str(incident.get("model_path")))
+    if incident.get("completed"):
+        return [f"quarantined: {model} was moved to {printable(str(incident['quarantined_to']))} "
+                f"(incident record: {INCIDENT_NAME} beside it)"]
+    where = incident.get("incident_dir")
+    lines = [f"quarantine failed: {printable(str(incident.get('error')))}; the model was left at {model}"]
+    if incident.get("copy_verified"):
+        lines = [f"quarantine incomplete: {printable(str(incident.get('error')))} (a checked copy is in "
+                 f"{printable(str(where))})"]
+    elif where:
+        lines.append(f"  (incident record in {printable(str(where))})")
+    return lines
+
+
+#: The quarantine's incident file (``model_signing.quarantine.INCIDENT_FILE``, not imported at start-up).
+INCIDENT_NAME = "incident.json"
 
 
 def difference_line(d: Difference) -> str:
@@ -290,4 +336,10 @@ def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
         if exc.result is not None and exc.result.unsigned_files:
             print(f"  ({len(exc.result.unsigned_files)} unsigned files accepted by --ignore-unsigned-files: "
                   f"{', '.join(printable(n) for n in exc.result.unsigned_files)})", file=sys.stderr)
+    if isinstance(exc, UnsafeModelError) and exc.report is not None:  # `scan` printed them on stdout already
+        for f in sorted(exc.findings, key=lambda f: (-f.severity, f.file, f.offset or 0)):
+            print("  " + finding_line(f), file=sys.stderr)
+    if isinstance(exc, ModelSigningError) and exc.incident is not None:
+        for line in incident_lines(exc.incident):
+            print(line, file=sys.stderr)
     sys.exit(code)

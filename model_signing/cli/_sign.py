@@ -22,6 +22,7 @@ from model_signing.cli import _report
 if TYPE_CHECKING:
     from model_signing.errors import SignatureExistsError
     from model_signing.hashing import HashingConfig
+    from model_signing.scan import ScanConfig
     from model_signing.signing import Signer
 
 sign_app = typer.Typer(
@@ -53,8 +54,11 @@ def run_sign(
     signature: str | None,
     overwrite: bool,
     as_json: bool,
+    scan: ScanConfig | None = None,
 ) -> None:
     """Check the destination, then build the signer, sign, and write the report (and the bundle, for ``-``).
+
+    ``scan`` (``--scan``): unsafe content refuses to sign (exit 4), before any signature or log entry.
 
     The signer is only built once the destination is known to be usable: building it can mean an
     interactive sign-in (keyless) or decrypting a key, which a certain failure must not follow.
@@ -77,7 +81,7 @@ def run_sign(
     target = TO_CALLER if to_stdout else signature
     try:
         check_destination(path, target, overwrite=overwrite)
-        result = sign(path, make_signer(), hashing=config, signature_path=target, overwrite=overwrite)
+        result = sign(path, make_signer(), hashing=config, signature_path=target, overwrite=overwrite, scan=scan)
     except SignatureExistsError as exc:
         raise _exists_advice(exc) from None
     if to_stdout:

@@ -66,6 +66,8 @@ TERMS: dict[str, str] = {
     # Registry / Lock (registry, lock create, verify-all)
     "registry": "--registry",
     "replace=True": "--replace",
+    # verify(quarantine=...) / load(quarantine=...)
+    "quarantine": "--quarantine",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

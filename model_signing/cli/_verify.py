@@ -52,6 +52,8 @@ def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> No
             ignore_paths=options.ignore_paths,
             max_workers=options.max_workers,
             progress=False if options.quiet else None,
+            scan=options.scan,
+            quarantine=options.quarantine,
         )
     except ModelSigningError as exc:
         if options.audit_log is not None:

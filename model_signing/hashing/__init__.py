@@ -26,8 +26,12 @@ from model_signing.manifest import (
 )
 
 if TYPE_CHECKING:
+    from model_signing.hashing._plan import Task as Task
+    from model_signing.hashing._pool import Tap as Tap
+    from model_signing.hashing._taps import ScanTap, Taps
     from model_signing.hashing.walk import FileEntry, WalkResult
     from model_signing.results import DigestResult
+    from model_signing.scan import ScanConfig
 
 
 @dataclass(frozen=True)
@@ -169,16 +173,22 @@ def digest_model(
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
+    scan: ScanConfig | None = None,
 ) -> DigestResult:
     """:func:`hash_model`, as a :class:`~model_signing.results.DigestResult` (manifest + unmatched ignore paths).
 
     ``unmatched_ignore_paths`` lists the ``config.ignore_paths`` (canonical form) that matched no file:
     ignore paths are literal paths, not glob patterns, so a typo or a ``*`` excludes nothing.
+
+    ``scan``: also scan every file for unsafe content, in the same read pass (no byte is read twice);
+    the report is the result's ``scan``.  Unsafe content is not an error here: the caller decides.
     """
     from model_signing.results import DigestResult
 
-    manifest, walked = _hash(path, config, signature_path=signature_path, scratch_path=scratch_path, poll=poll)
-    return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths)
+    manifest, walked, tap = _hash(path, config, signature_path=signature_path, scratch_path=scratch_path,
+                                  poll=poll, scan=scan)
+    return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths,
+                        scan=tap.report() if tap is not None else None)
 
 
 def _hash(
@@ -188,8 +198,9 @@ def _hash(
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
-) -> tuple[Manifest, WalkResult]:
-    """Walk and hash; the manifest and the walk (for what it learnt about the ignore paths)."""
+    scan: ScanConfig | None = None,
+) -> tuple[Manifest, WalkResult, ScanTap | None]:
+    """Walk and hash; the manifest, the walk (for what it learnt about the ignore paths), the scan's tap."""
     from model_signing.hashing import walk as _walk
 
     config.validate()
@@ -200,7 +211,8 @@ def _hash(
         signature_path=signature_path,
         scratch_path=scratch_path,
     )
-    resources = hash_files(walked.files, config, poll=poll)
+    tap = scan_tap(walked.files, scan) if scan is not None else None
+    resources = hash_files(walked.files, config, poll=poll, tap=tap)
     if not resources:
         raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
@@ -213,24 +225,46 @@ def _hash(
         shard_size=config.shard_size if config.method == "shards" else None,
         ignore_paths=walked.ignore_paths,
     )
-    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources), walked
+    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources), walked, tap
 
 
 def hash_files(
-    files: Sequence[FileEntry], config: HashingConfig, *, poll: Callable[[], None] | None = None
+    files: Sequence[FileEntry],
+    config: HashingConfig,
+    *,
+    poll: Callable[[], None] | None = None,
+    tap: Tap | None = None,
 ) -> tuple[Resource, ...]:
-    """Hash already enumerated files into resources, in manifest order (none for an empty plan)."""
+    """Hash already enumerated files into resources, in manifest order (none for an empty plan).
+
+    ``tap`` sees every byte as it is hashed (:func:`scan_tap`; see ``hashing._pool.Tap``); each file is
+    then read by one worker from its first byte to its last, shards included.
+    """
     from model_signing.hashing import _plan, _progress
     from model_signing.hashing import _pool as _workers
 
-    plan = _plan.make_plan(files, config.method, config.shard_size)
+    plan = _plan.make_plan(files, config.method, config.shard_size, whole_files=tap is not None)
     if not plan.names:
         return ()
     workers = min(config.max_workers or default_workers(), max_workers_cap())
     with _progress.Progress(plan.total_bytes, config.progress) as bar:
         digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
-                                       poll=poll)
+                                       poll=poll, tap=tap)
     return tuple(
         Resource(name=name, algorithm=config.hash_type, digest=digest)
         for name, digest in zip(plan.names, digests, strict=True)
     )
+
+
+def scan_tap(files: Sequence[FileEntry], config: ScanConfig) -> ScanTap:
+    """A tap for :func:`hash_files` that scans every file in the hashing pass; ``.report()`` afterwards."""
+    from model_signing.hashing._taps import ScanTap
+
+    return ScanTap(config, {f.path: f.name for f in files}, [f.name for f in files if f.size == 0])
+
+
+def combine_taps(*taps: Tap) -> Taps:
+    """Several taps for one :func:`hash_files` call."""
+    from model_signing.hashing._taps import Taps
+
+    return Taps(*taps)

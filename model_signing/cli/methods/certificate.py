@@ -66,6 +66,7 @@ def sign_certificate(
     trust_config: ts.SigningTrustConfig = None,
     timeout: ts.Timeout = 60.0,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a private key and its certificate; the bundle carries the chain (leaf first).
@@ -94,7 +95,8 @@ def sign_certificate(
             _report.warn(warning)
         return made
 
-    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+                   scan=scanning)
 
 
 @_verify.verify_app.command("certificate", cls=opt.PeerSpellings)

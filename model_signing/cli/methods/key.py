@@ -31,6 +31,7 @@ def sign_key(
     trust_config: ts.SigningTrustConfig = None,
     timeout: ts.Timeout = 60.0,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign with a private key: ECDSA P-256, P-384, P-521 or Ed25519 (PEM, optionally encrypted).
@@ -52,7 +53,8 @@ def sign_key(
         opt.warn_if_peer_cannot_verify(made.algorithm)
         return made
 
-    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    _sign.run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+                   scan=scanning)
 
 
 @_verify.verify_app.command("key", cls=opt.PeerSpellings)

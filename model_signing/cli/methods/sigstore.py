@@ -101,6 +101,7 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     overwrite: opt.Overwrite = False,
     *,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign keyless with Sigstore (the default): OIDC identity -> Fulcio certificate -> Rekor entry."""
@@ -122,7 +123,8 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
         return SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source, timeout=seconds,
                               rekor_version=rekor_version)
 
-    run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+             scan=scanning)
 
 
 @verify_app.command("sigstore", cls=opt.PeerSpellings)

@@ -4,6 +4,8 @@ Pipeline: walk (:mod:`.walk`) -> plan work items (``_plan``) -> hash in worker p
 local executor) -> manifest.  This module only wires the stages together, and exposes what the walk
 learns about each file (:func:`file_identities`) for the callers that must know a file is unchanged
 (verified loading, a digest cache, distributed hashing).
+
+:func:`hash_file_sets` hashes several models' files through one worker pool per hash type (``verify-all``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from model_signing.errors import EmptyModelError, InputError
+from model_signing.errors import EmptyModelError, InputError, ModelSigningError
 from model_signing.manifest import (
     DEFAULT_SHARD_SIZE,
     HASH_TYPES,
@@ -254,6 +256,80 @@ def hash_files(
         Resource(name=name, algorithm=config.hash_type, digest=digest)
         for name, digest in zip(plan.names, digests, strict=True)
     )
+
+
+def hash_file_sets(
+    jobs: Sequence[tuple[Sequence[FileEntry], HashingConfig]],
+    *,
+    max_workers: int | None = None,
+) -> list[tuple[Resource, ...] | ModelSigningError]:
+    """:func:`hash_files` for several models at once, through ONE worker pool per hash type.
+
+    ``jobs`` are ``(files, config)`` pairs, one per model (each config's method and shard size apply to
+    its own files; its ``max_workers`` and ``progress`` are not used: the pool has ``max_workers``
+    processes, default the CPU count, capped at :func:`max_workers_cap`, and shows no progress bar).
+    The models' work items are merged, largest first across models, and each model's resource positions
+    are offset past the previous models' so the digests can be split back per model.  A pool forks once
+    per hash type, not once per model, so a pack of many small models does not pay a fork per model and
+    never runs more hashing processes than ``max_workers``.
+
+    Returns, per job in order, its resources (manifest order) or the error that stopped its hashing
+    (:class:`~model_signing.errors.FileChangedError`, :class:`~model_signing.errors.ModelPathError`):
+    one model's unreadable file fails that model only, and the rest of its items are skipped.  Other
+    exceptions (internal errors) stop everything and propagate.
+    """
+    import bisect
+
+    from model_signing.hashing import _plan
+    from model_signing.hashing import _pool as _workers
+
+    workers = min(max_workers or default_workers(), max_workers_cap())
+    plans = []
+    for files, config in jobs:
+        config.validate()
+        plans.append(_plan.make_plan(files, config.method, config.shard_size))
+    out: list[tuple[Resource, ...] | ModelSigningError] = [() for _ in jobs]
+    groups: dict[HashType, list[int]] = {}
+    for i, (_, config) in enumerate(jobs):
+        if plans[i].names:  # an empty plan has no resource, as in hash_files
+            groups.setdefault(config.hash_type, []).append(i)
+    for hash_type, members in groups.items():
+        starts: list[int] = []  # first resource position of each member, ascending
+        items: list[tuple[Task, ...]] = []
+        offset = 0
+        for i in members:
+            starts.append(offset)
+            items += [tuple(t._replace(pos=t.pos + offset) for t in item) for item in plans[i].items]
+            offset += len(plans[i].names)
+        # Largest first across models (stable: ties keep each model's own order).
+        items.sort(key=lambda item: -sum(t.end - t.start for t in item))
+        failed: dict[int, ModelSigningError] = {}
+
+        def owner(item: Sequence[Task], starts: list[int] = starts) -> int:
+            return bisect.bisect_right(starts, item[0].pos) - 1
+
+        def on_error(item: Sequence[Task], exc: Exception, failed: dict[int, ModelSigningError] = failed) -> None:
+            if not isinstance(exc, ModelSigningError):
+                raise exc
+            failed.setdefault(owner(item), exc)  # the first failure is the model's
+
+        def skip(item: Sequence[Task], failed: dict[int, ModelSigningError] = failed) -> bool:
+            return owner(item) in failed
+
+        digests = _workers.hash_items_isolated(items, offset, hash_type, workers, on_error=on_error, skip=skip)
+        for k, i in enumerate(members):
+            if k in failed:
+                out[i] = failed[k]
+                continue
+            names = plans[i].names
+            own = digests[starts[k] : starts[k] + len(names)]
+            resources = []
+            for name, digest in zip(names, own, strict=True):
+                if digest is None:  # pragma: no cover - a planning bug, never user input
+                    raise RuntimeError("internal error: some resources were not hashed")
+                resources.append(Resource(name=name, algorithm=hash_type, digest=digest))
+            out[i] = tuple(resources)
+    return out
 
 
 def scan_tap(files: Sequence[FileEntry], config: ScanConfig) -> ScanTap:

@@ -18,11 +18,15 @@ on ``KeyboardInterrupt`` or any error, kills and reaps them before re-raising.  
 explicit stop message and are reaped.  Workers also exit when their task pipe reaches EOF and ask the
 kernel to kill them if the parent dies (``PR_SET_PDEATHSIG``), so none outlive it.  Workers are forked
 (not spawned) so that starting them costs ~2 ms, not an interpreter start-up and imports each.
+
+Several models can share one pool (``verify-all``): :func:`hash_items_isolated` hashes the items of many
+models in one run and hands an item's failure to the caller instead of stopping every model's hashing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -30,6 +34,7 @@ import pickle
 import select
 import signal
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -66,6 +71,12 @@ def usable_cpus() -> int:
 #: before its bytes are read, in whichever process hashes it (workers inherit it through ``fork``).
 #: Tests use it to change a file at a deterministic moment; production code never sets it.
 _after_open_hook: Callable[[str], None] | None = None
+
+#: Private test seam: how many hashing runs (one per pool, or one in-process loop) each hash type has had
+#: in this process.  A counter, not a log, so a long-running service does not grow it.  Tests read it to
+#: check that ``verify-all`` hashes a pack in one run per hash type.
+runs: dict[str, int] = {}
+_runs_lock = threading.Lock()
 
 
 class _Hasher(Protocol):
@@ -301,7 +312,8 @@ class _Worker:
     pid: int
     task_w: int
     result_r: int
-    outstanding: int = 0
+    #: Items sent and not answered yet, oldest first (a worker answers in order).
+    inflight: deque[Sequence[Task]] = dataclasses.field(default_factory=deque)
 
 
 def _spawn(hash_type: HashType, threads: int, inherited: list[int], tap: Tap | None = None) -> _Worker:
@@ -379,7 +391,45 @@ def hash_items(
     never get forked) and returns the callback that receives byte counts as they are hashed.
     ``poll`` is called with every progress step (and at least once a second); what it raises stops hashing.
     ``tap`` sees every byte hashed (see :class:`Tap`); workers inherit it through ``fork``.
+    The first item that fails stops the hashing and its error is raised.
     """
+    return _complete(_run(items, n_resources, hash_type, max_workers, on_start, poll=poll, tap=tap))
+
+
+def hash_items_isolated(
+    items: Sequence[Sequence[Task]],
+    n_resources: int,
+    hash_type: HashType,
+    max_workers: int,
+    *,
+    on_error: Callable[[Sequence[Task], Exception], None],
+    skip: Callable[[Sequence[Task]], bool] | None = None,
+) -> list[bytes | None]:
+    """:func:`hash_items` for items of several models in one pool, where one model's failure is its own.
+
+    An item that fails is handed to ``on_error`` with its exception and hashing goes on with the others
+    (``on_error`` may re-raise to stop everything, e.g. for an internal error); its resources stay
+    ``None``.  An item for which ``skip`` is true when its turn comes (its model already failed) is not
+    hashed either.  No tap: a tap belongs to one model's hashing pass.
+    """
+    return _run(items, n_resources, hash_type, max_workers, None, on_error=on_error, skip=skip)
+
+
+def _run(
+    items: Sequence[Sequence[Task]],
+    n_resources: int,
+    hash_type: HashType,
+    max_workers: int,
+    on_start: Callable[[], Callable[[int], None]] | None,
+    *,
+    poll: Callable[[], None] | None = None,
+    tap: Tap | None = None,
+    on_error: Callable[[Sequence[Task], Exception], None] | None = None,
+    skip: Callable[[Sequence[Task]], bool] | None = None,
+) -> list[bytes | None]:
+    """The body of :func:`hash_items` and :func:`hash_items_isolated` (unhashed resources stay ``None``)."""
+    with _runs_lock:
+        runs[hash_type] = runs.get(hash_type, 0) + 1
     on_start = _with_poll(on_start, poll)
     digests: list[bytes | None] = [None] * n_resources
     cpus = usable_cpus()
@@ -392,16 +442,38 @@ def hash_items(
         threads = blake3_threads if hash_type == "blake3" else 1
         buf = new_buffer()
         for item in items:
-            for index, digest in hash_item(item, hash_type, buf, threads, progress, tap=tap):
+            if skip is not None and skip(item):
+                continue
+            try:
+                hashed = hash_item(item, hash_type, buf, threads, progress, tap=tap)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(item, exc)
+                continue
+            for index, digest in hashed:
                 digests[index] = digest
             if tap is not None:
                 tap.merge(tap.collect())
-        return _complete(digests)
+        return digests
 
     # Fewer items than allowed workers: blake3 spreads the spare cores over its own threads.
     threads = max(1, blake3_threads // n_workers) if hash_type == "blake3" else 1
     workers: list[_Worker] = []
     ok = False
+    pending = deque(items)
+    remaining = len(items)
+
+    def send_next(w: _Worker) -> None:
+        nonlocal remaining
+        while pending and skip is not None and skip(pending[0]):
+            pending.popleft()  # its model already failed: not worth reading
+            remaining -= 1
+        if pending:
+            item = pending.popleft()
+            _send(w.task_w, item)
+            w.inflight.append(item)
+
     # Block SIGINT while forking so no worker can be interrupted before it ignores SIGINT; a Ctrl-C
     # arriving meanwhile reaches the parent when the mask is restored, inside this try block.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -411,15 +483,11 @@ def hash_items(
             workers.append(_spawn(hash_type, threads, inherited, tap))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         progress = on_start() if on_start is not None else None
-        pending = deque(items)
         by_fd = {w.result_r: w for w in workers}
         # Two items in flight per worker hide the round trip between small batches.
         for _ in range(2):
             for w in workers:
-                if pending:
-                    _send(w.task_w, pending.popleft())
-                    w.outstanding += 1
-        remaining = len(items)
+                send_next(w)
         poller = select.poll()
         for w in workers:
             poller.register(w.result_r, select.POLLIN)
@@ -439,25 +507,26 @@ def hash_items(
                     if progress is not None:
                         progress(payload)
                     continue
-                if kind == "e":
-                    raise payload
-                if progress is not None and done:
-                    progress(done)
-                if tap is not None:
-                    payload, collected = payload
-                    tap.merge(collected)
-                for index, digest in payload:
-                    digests[index] = digest
+                item = w.inflight.popleft()
                 remaining -= 1
-                w.outstanding -= 1
-                if pending:
-                    _send(w.task_w, pending.popleft())
-                    w.outstanding += 1
+                if kind == "e":
+                    if on_error is None:
+                        raise payload
+                    on_error(item, payload)
+                else:
+                    if progress is not None and done:
+                        progress(done)
+                    if tap is not None:
+                        payload, collected = payload
+                        tap.merge(collected)
+                    for index, digest in payload:
+                        digests[index] = digest
+                send_next(w)
         ok = True
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         _stop(workers, kill=not ok)
-    return _complete(digests)
+    return digests
 
 
 def _with_poll(

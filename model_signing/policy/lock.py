@@ -73,7 +73,7 @@ from model_signing.errors import (
 from model_signing.policy.fields import Fields, dumps, read_document
 
 if TYPE_CHECKING:
-    from model_signing.policy.registry import PublisherCheck, Registry
+    from model_signing.policy.registry import PreparedCheck, PublisherCheck, Registry
 
 __all__ = ["Lock", "LockedModel", "ModelOutcome", "PackResult", "Policy", "create_lock", "models_in"]
 
@@ -326,15 +326,21 @@ class Lock:
         trust_config: PathLike | None = None,
         offline: bool = False,
         secrets: Mapping[str, bytes] | None = None,
+        max_workers: int | None = None,
     ) -> PackResult:
         """Verify every model of the pack and apply the policy (``policy`` replaces the lock's own).
 
-        Models are verified ``max_parallel`` at a time (default: the CPU count), sharing the hashing
-        workers: each gets its share of the CPUs, so the pack never runs more hashing processes than one
-        model alone would.  ``audit`` is an audit log to append one record per model to.
+        In three phases: (1) up to ``max_parallel`` models at a time (default: the CPU count) are prepared
+        in threads: signature checked with the candidate publishers' material, statement parsed, tree
+        walked (:meth:`Registry.prepare_check`); (2) every prepared model's files are hashed through ONE
+        worker pool of ``max_workers`` processes (default: the CPU count) per hash type, largest work items
+        first across models (:func:`model_signing.hashing.hash_file_sets`), not one pool per model; (3)
+        each model is compared and judged against the lock.  A model that fails in any phase (missing,
+        bad signature, unreadable file, mismatch) fails alone: the others go on.  ``audit`` is an audit
+        log to append one record per model to.  Each model's ``seconds`` include the shared hashing pass.
         """
-        from model_signing.hashing import default_workers
-        from model_signing.policy.registry import Registry
+        from model_signing.hashing import default_workers, hash_file_sets
+        from model_signing.policy.registry import PreparedCheck, Registry
 
         policy = policy or self.policy
         self._check_policy(Fields("policy"), policy, "policy")
@@ -351,17 +357,37 @@ class Lock:
                                           f"registry {reg.path}; add it there or remove it here")
         assert isinstance(reg, Registry)
         parallel = max(1, min(max_parallel or default_workers(), len(self.models)))
-        workers = max(1, default_workers() // parallel)
 
-        def one(m: LockedModel) -> tuple[PublisherCheck | None, str | None, str | None, float]:
+        def prepare(m: LockedModel) -> tuple[PublisherCheck | PreparedCheck | None, str | None, str | None, float]:
             start = time.monotonic()
-            check, kind, message = self._check_model(
-                reg, m=m, policy=policy, workers=workers, trust_config=trust_config, offline=offline, secrets=secrets
+            step, kind, message = self._prepare_model(
+                reg, m=m, policy=policy, trust_config=trust_config, offline=offline, secrets=secrets
             )
-            return check, kind, message, time.monotonic() - start
+            return step, kind, message, time.monotonic() - start
 
+        # Phase 1, in threads: each model's signature check (sigstore waits on the network) and walk.
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="verify-all") as pool:
-            checked = list(pool.map(one, self.models))
+            steps = list(pool.map(prepare, self.models))
+        # Phase 2: every prepared model's files in one pool per hash type (a failure stays its model's).
+        ready = [i for i, (step, *_rest) in enumerate(steps) if isinstance(step, PreparedCheck)]
+        start = time.monotonic()
+        hashed = hash_file_sets(
+            [(p.verification.files, p.verification.config) for p in (_prepared(steps[i][0]) for i in ready)],
+            max_workers=max_workers,
+        )
+        shared = time.monotonic() - start
+        # Phase 3: compare and judge each model against the lock.
+        checked: list[tuple[PublisherCheck | None, str | None, str | None, float]] = []
+        by_index = dict(zip(ready, hashed, strict=True))
+        for i, (m, (step, kind, message, seconds)) in enumerate(zip(self.models, steps, strict=True)):
+            if i not in by_index:
+                assert not isinstance(step, PreparedCheck)
+                checked.append((step, kind, message, seconds))
+                continue
+            start = time.monotonic()
+            check = _prepared(step).finish(by_index[i])
+            # A model's time includes the pack's shared hashing pass, which it waited for.
+            checked.append((check, *_judge(m, check), seconds + shared + time.monotonic() - start))
         result = _decide(self, policy, checked)
         if audit is not None:
             self._audit(audit, result)
@@ -379,17 +405,19 @@ class Lock:
                                   "`registry`")
         return Registry.load(self.registry)
 
-    def _check_model(
+    def _prepare_model(
         self,
         reg: Registry,
         *,
         m: LockedModel,
         policy: Policy,
-        workers: int,
         trust_config: PathLike | None,
         offline: bool,
         secrets: Mapping[str, bytes] | None,
-    ) -> tuple[PublisherCheck | None, str | None, str | None]:
+    ) -> tuple[PublisherCheck | PreparedCheck | None, str | None, str | None]:
+        """The model's check up to its hashing, or its failure (kind, message) when it fails before."""
+        from model_signing.policy.registry import PublisherCheck
+
         if not os.path.lexists(m.path):
             return None, "missing_model", f"model {m.path} does not exist"
         allowed = _allowed(m.publishers, policy.allowed_publishers)
@@ -398,23 +426,12 @@ class Lock:
                                             "allowed_publishers have none in common")
         if not os.path.lexists(m.signature):
             return None, "invalid_signature", f"signature {m.signature} does not exist; the model is unsigned"
-        check = reg.check(m.path, m.signature, allowed=allowed, trust_config=trust_config, offline=offline,
-                          secrets=secrets, max_workers=workers)
-        err = check.error
-        if err is not None:
-            return check, _kind(err), str(err)
-        assert check.result is not None
-        signed_root = check.result.root_digest
-        if signed_root != m.root_digest:
-            return check, "lock_mismatch", (
-                f"{m.name} is signed with root digest {signed_root}, not the locked {m.root_digest}: re-signed "
-                f"(by {check.publisher.id if check.publisher else 'an allowed publisher'}) but not re-locked; "
-                "re-create the lock if the new version is meant")
-        signed_ser = check.result.manifest.serialization.to_dict()
-        if dict(m.serialization) != signed_ser:
-            return check, "lock_mismatch", (f"{m.name} is signed with other serialization settings than the lock "
-                                            "records; re-create the lock if they are meant")
-        return check, None, None
+        step = reg.prepare_check(m.path, m.signature, allowed=allowed, trust_config=trust_config, offline=offline,
+                                 secrets=secrets)
+        if isinstance(step, PublisherCheck):
+            kind, message = _judge(m, step)
+            return step, kind, message
+        return step, None, None
 
     def _audit(self, path: PathLike, result: PackResult) -> None:
         from model_signing.policy import audit
@@ -433,6 +450,32 @@ class Lock:
                     policy_action=o.action, error=o.message, command="verify-all", lock_file=self.path,
                 )
             audit.append(path, rec)
+
+
+def _prepared(step: PublisherCheck | PreparedCheck | None) -> PreparedCheck:
+    from model_signing.policy.registry import PreparedCheck
+
+    assert isinstance(step, PreparedCheck)
+    return step
+
+
+def _judge(m: LockedModel, check: PublisherCheck) -> tuple[str | None, str | None]:
+    """The failure kind and message of a finished check against what the lock records (``None`` if it passes)."""
+    err = check.error
+    if err is not None:
+        return _kind(err), str(err)
+    assert check.result is not None
+    signed_root = check.result.root_digest
+    if signed_root != m.root_digest:
+        return "lock_mismatch", (
+            f"{m.name} is signed with root digest {signed_root}, not the locked {m.root_digest}: re-signed "
+            f"(by {check.publisher.id if check.publisher else 'an allowed publisher'}) but not re-locked; "
+            "re-create the lock if the new version is meant")
+    signed_ser = check.result.manifest.serialization.to_dict()
+    if dict(m.serialization) != signed_ser:
+        return "lock_mismatch", (f"{m.name} is signed with other serialization settings than the lock "
+                                 "records; re-create the lock if they are meant")
+    return None, None
 
 
 def _result_word(o: ModelOutcome) -> str:

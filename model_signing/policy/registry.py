@@ -69,12 +69,15 @@ from model_signing.policy.fields import Fields, dumps, format_time, read_documen
 
 if TYPE_CHECKING:
     from model_signing.inspecting import Inspection
+    from model_signing.manifest import Resource
     from model_signing.methods.base import Verifier
     from model_signing.results import SignerIdentity, VerifyResult
+    from model_signing.verifying import PreparedVerification
 
 __all__ = [
     "CertificateMaterial",
     "KeyMaterial",
+    "PreparedCheck",
     "Publisher",
     "PublisherCheck",
     "Registry",
@@ -385,9 +388,44 @@ class Registry:
         ``publisher`` restricts the candidates to that publisher; ``allowed`` to those ids (a lock file's
         policy).  ``trust_config`` is the Sigstore instance for keyless publishers without their own;
         ``secrets`` maps a secret key id to the secret (else each entry's ``secret_env`` is read).
+
+        This is :meth:`prepare_check` followed by the model's own hashing and :meth:`PreparedCheck.finish`.
+        """
+        step = self.prepare_check(model_path, signature_path, publisher=publisher, allowed=allowed,
+                                  trust_config=trust_config, offline=offline, secrets=secrets,
+                                  max_workers=max_workers, now=now)
+        if isinstance(step, PublisherCheck):
+            return step
+        try:
+            hashed: tuple[Resource, ...] | ModelSigningError = step.verification.hash()
+        except ModelSigningError as exc:
+            hashed = exc
+        return step.finish(hashed)
+
+    def prepare_check(
+        self,
+        model_path: PathLike,
+        signature_path: PathLike | None = None,
+        *,
+        publisher: str | None = None,
+        allowed: Sequence[str] | None = None,
+        trust_config: PathLike | None = None,
+        offline: bool = False,
+        secrets: Mapping[str, bytes] | None = None,
+        max_workers: int | None = None,
+        now: dt.datetime | None = None,
+    ) -> PublisherCheck | PreparedCheck:
+        """:meth:`check` up to the hashing: the finished check when it is decided without reading the model
+        (no candidate publisher, a signature no candidate's material verifies, a malformed statement, an
+        unreadable tree), else a :class:`PreparedCheck` whose signature has verified with a candidate's
+        material and whose files await hashing (``verify-all`` hashes a whole pack's in one pool).
+
+        The candidates are tried in order; each one's signature check completes before the next is tried
+        (see :func:`model_signing.verifying.prepare_verification`), so no file is hashed more than once.
         """
         from model_signing import inspecting
         from model_signing.signing import default_signature_path
+        from model_signing.verifying import prepare_verification
 
         model = os.fspath(model_path)
         sig = os.fspath(signature_path) if signature_path is not None else default_signature_path(model)
@@ -410,7 +448,8 @@ class Registry:
         for pub, material in candidates:
             try:
                 verifier = self._verifier(pub, material, trust_config, offline, secrets)
-                result, error = _verify(model, sig, verifier, max_workers)
+                prepared = prepare_verification(model, verifier, signature_path=sig, max_workers=max_workers,
+                                                progress=False)
             except VerificationError as exc:
                 # Another candidate may hold the right material (two keys of one publisher): try it.
                 if first_error is None:
@@ -418,17 +457,12 @@ class Registry:
                 continue
             except ModelSigningError as exc:
                 return dataclasses.replace(base, publisher=pub, error=exc)
-            assert result is not None
             if isinstance(material, CertificateMaterial) and material.subject is not None and (
-                result.signer_identity is None or result.signer_identity.certificate_subject != material.subject
+                prepared.signer_identity.certificate_subject != material.subject
             ):
                 continue
             signed_at = _trusted_time(claim) if claim.method == "sigstore" else None
-            refusal, notes = _trust_period(pub, signed_at, now or dt.datetime.now(dt.UTC))
-            return dataclasses.replace(
-                base, signer=result.signer_identity or claim.signer, publisher=pub, result=result,
-                signed_at=signed_at, error=refusal or error, notes=notes,
-            )
+            return PreparedCheck(base, pub, prepared, signed_at, now)
         return dataclasses.replace(base, error=first_error or PublisherError(
             f"{sig}: the signature verifies with none of the candidate publishers' material"))
 
@@ -475,16 +509,37 @@ class Registry:
         return SigstoreVerifier(policy, trust_config=material.trust_config or trust_config, offline=offline)
 
 
-def _verify(
-    model: str, sig: str, verifier: Verifier, max_workers: int | None
-) -> tuple[VerifyResult | None, ModelSigningError | None]:
-    """The verification's result, and its mismatch (the signature verified, the content did not)."""
-    from model_signing.verifying import verify
+@dataclass(frozen=True)
+class PreparedCheck:
+    """A :meth:`Registry.prepare_check` whose signature verified with ``publisher``'s material; the model's
+    files (``verification.files``) await hashing, then :meth:`finish` gives the :class:`PublisherCheck`."""
 
-    try:
-        return verify(model, verifier, signature_path=sig, max_workers=max_workers, progress=False), None
-    except ModelMismatchError as exc:
-        return exc.result, exc
+    base: PublisherCheck
+    publisher: Publisher
+    verification: PreparedVerification
+    #: The signature's trusted time (keyless bundles).
+    signed_at: dt.datetime | None
+    #: The time the trust period is judged at (``None``: when :meth:`finish` runs).
+    now: dt.datetime | None = None
+
+    def finish(self, hashed: Sequence[Resource] | ModelSigningError) -> PublisherCheck:
+        """The check, from the resources hashed from ``verification.files`` or the error that hashing met."""
+        base, pub = self.base, self.publisher
+        if isinstance(hashed, ModelSigningError):
+            return dataclasses.replace(base, publisher=pub, error=hashed)
+        error: ModelSigningError | None = None
+        try:
+            result = self.verification.finish(hashed)
+        except ModelMismatchError as exc:  # the signature verified, the content did not
+            assert exc.result is not None
+            result, error = exc.result, exc
+        except ModelSigningError as exc:
+            return dataclasses.replace(base, publisher=pub, error=exc)
+        refusal, notes = _trust_period(pub, self.signed_at, self.now or dt.datetime.now(dt.UTC))
+        return dataclasses.replace(
+            base, signer=result.signer_identity or base.signer, publisher=pub, result=result,
+            signed_at=self.signed_at, error=refusal or error, notes=notes,
+        )
 
 
 def _trusted_time(claim: Inspection) -> dt.datetime | None:

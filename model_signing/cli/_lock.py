@@ -115,8 +115,10 @@ def verify_all(
     audit_log: opt.AuditLog = None,
     max_parallel: Annotated[
         int | None, typer.Option("--max-parallel", min=1, metavar="N",
-                                 help="Models verified at once (default: CPU count); they share the hashing workers.")
+                                 help="Signatures checked at once (default: CPU count); every model is then "
+                                      "hashed through one shared pool of --max-workers processes.")
     ] = None,
+    max_workers: opt.MaxWorkers = None,
     registry: Annotated[
         str | None, typer.Option("--registry", metavar="FILE", help="The registry (default: the lock's).")
     ] = None,
@@ -133,6 +135,7 @@ def verify_all(
         result = lock.verify(
             policy=Policy.load(policy) if policy is not None else None, registry=registry, audit=audit_log,
             max_parallel=max_parallel, trust_config=trust_config, offline=offline,
+            max_workers=opt.capped_workers(max_workers),
         )
     except ModelSigningError as exc:
         if as_json:  # a script reading --json gets a document in every case; main() still prints the error

@@ -26,6 +26,8 @@ from model_signing.manifest import (
 )
 
 if TYPE_CHECKING:
+    from model_signing.hashing.cache import DigestCache, PriorSignature
+    from model_signing.hashing.executor import Executor
     from model_signing.hashing.walk import FileEntry, WalkResult
     from model_signing.results import DigestResult
 
@@ -45,6 +47,14 @@ class HashingConfig:
     max_workers: int | None = None
     #: Progress bar on stderr: ``None`` = only when stderr is a terminal.
     progress: bool | None = None
+    #: Reuse (and store) digests of unchanged files (:mod:`model_signing.hashing.cache`); ``None``: no cache.
+    #: Verification never uses one (:meth:`from_serialization` cannot set it).
+    digest_cache: DigestCache | None = None
+    #: What hashes the work items (:mod:`model_signing.hashing.executor`); ``None``: the local pool.
+    executor: Executor | None = None
+    #: An earlier signature whose digests :func:`model_signing.sign` may reuse (with ``digest_cache``)
+    #: for files unchanged since; read by the signing pipeline, which parses it (hashing reads no bundle).
+    reuse_from: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` for settings that cannot be used."""
@@ -169,15 +179,21 @@ def digest_model(
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
+    prior: PriorSignature | None = None,
 ) -> DigestResult:
     """:func:`hash_model`, as a :class:`~model_signing.results.DigestResult` (manifest + unmatched ignore paths).
 
     ``unmatched_ignore_paths`` lists the ``config.ignore_paths`` (canonical form) that matched no file:
     ignore paths are literal paths, not glob patterns, so a typo or a ``*`` excludes nothing.
+
+    ``prior`` (with ``config.digest_cache``): an earlier signature whose digests are reused for the files
+    the cache recorded it signing and whose identity has not changed since.
     """
     from model_signing.results import DigestResult
 
-    manifest, walked = _hash(path, config, signature_path=signature_path, scratch_path=scratch_path, poll=poll)
+    manifest, walked = _hash(
+        path, config, signature_path=signature_path, scratch_path=scratch_path, poll=poll, prior=prior
+    )
     return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths)
 
 
@@ -188,11 +204,16 @@ def _hash(
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
+    prior: PriorSignature | None = None,
 ) -> tuple[Manifest, WalkResult]:
     """Walk and hash; the manifest and the walk (for what it learnt about the ignore paths)."""
+    import time
+
     from model_signing.hashing import walk as _walk
 
     config.validate()
+    # Taken before the first stat: a file changed after this instant is never stored in a digest cache.
+    walk_start_ns = time.time_ns()
     walked = _walk.walk(
         path,
         allow_symlinks=config.allow_symlinks,
@@ -200,7 +221,7 @@ def _hash(
         signature_path=signature_path,
         scratch_path=scratch_path,
     )
-    resources = hash_files(walked.files, config, poll=poll)
+    resources = hash_files(walked.files, config, poll=poll, prior=prior, walk_start_ns=walk_start_ns)
     if not resources:
         raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
@@ -217,20 +238,55 @@ def _hash(
 
 
 def hash_files(
-    files: Sequence[FileEntry], config: HashingConfig, *, poll: Callable[[], None] | None = None
+    files: Sequence[FileEntry],
+    config: HashingConfig,
+    *,
+    poll: Callable[[], None] | None = None,
+    prior: PriorSignature | None = None,
+    walk_start_ns: int | None = None,
 ) -> tuple[Resource, ...]:
-    """Hash already enumerated files into resources, in manifest order (none for an empty plan)."""
+    """Hash already enumerated files into resources, in manifest order (none for an empty plan).
+
+    With ``config.digest_cache``, digests of files whose identity fully matches a cached entry (or, with
+    ``prior``, the identity recorded for that earlier signature) are reused and only the rest is hashed;
+    ``walk_start_ns`` (when the walk began) decides which newly hashed files are settled enough to store.
+    """
     from model_signing.hashing import _plan, _progress
-    from model_signing.hashing import _pool as _workers
+    from model_signing.hashing.executor import LocalExecutor
 
     plan = _plan.make_plan(files, config.method, config.shard_size)
     if not plan.names:
         return ()
-    workers = min(config.max_workers or default_workers(), max_workers_cap())
-    with _progress.Progress(plan.total_bytes, config.progress) as bar:
-        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
-                                       poll=poll)
+    executor = config.executor if config.executor is not None else LocalExecutor(config.max_workers)
+    cache = config.digest_cache
+    known: dict[int, bytes] = {}
+    if cache is not None:
+        from model_signing.hashing import _reuse
+        from model_signing.hashing.cache import Settings
+
+        settings = Settings.of(config.method, config.hash_type, config.shard_size)
+        known = _reuse.known_digests(cache, plan, files, settings, prior)
+    items = plan.items
+    if known:
+        items = _reuse.remaining_items(items, known)
+    # Positions renumbered 0..k-1 for the executor: it hashes exactly what is left.
+    todo = [t for item in items for t in item]
+    index = {t.pos: i for i, t in enumerate(todo)}
+    work = tuple(tuple(t._replace(pos=index[t.pos]) for t in item) for item in items)
+    digests: list[bytes | None] = [known.get(i) for i in range(len(plan.names))]
+    if work:
+        with _progress.Progress(sum(t.end - t.start for t in todo), config.progress) as bar:
+            hashed = executor.run(work, len(todo), config.hash_type, on_start=bar.start, poll=poll)
+        for t, digest in zip(todo, hashed, strict=True):
+            digests[t.pos] = digest
+    elif poll is not None:
+        poll()  # nothing to hash: a failure already known still stops the run
+    if cache is not None:
+        _reuse.store(cache, files, settings, hashed=todo, digests=digests, walk_start_ns=walk_start_ns)
+    complete = [d for d in digests if d is not None]
+    if len(complete) != len(digests):  # pragma: no cover - a planning bug, never user input
+        raise RuntimeError("internal error: some resources were not hashed")
     return tuple(
         Resource(name=name, algorithm=config.hash_type, digest=digest)
-        for name, digest in zip(plan.names, digests, strict=True)
+        for name, digest in zip(plan.names, complete, strict=True)
     )

@@ -17,9 +17,10 @@ run.  Failures:
 * an expected failure on a worker (missing, different or changed file, unreadable) comes back as a value
   and becomes the same error class as locally, naming the worker;
 * any other exception on a worker is retried once (``retries=1``), then an error;
-* a worker lost mid-run: the scheduler reschedules its tasks on the other workers (its
-  ``distributed.scheduler.allowed-failures`` bounds how often, then ``KilledWorker``, an error here); a
-  cluster left with no worker for ``no_worker_timeout`` seconds is an error;
+* a worker lost mid-run: the scheduler reschedules its tasks on the other workers; a task lost on more
+  than ``retries`` (1) workers is an error (the scheduler's loss count per task is read while waiting; its
+  own ``distributed.scheduler.allowed-failures`` then ``KilledWorker`` remains the backstop); a cluster left
+  with no worker for ``no_worker_timeout`` seconds is an error;
 * Ctrl-C (or any error, or ``poll`` raising) cancels every task of the run before the exception leaves.
 """
 
@@ -87,8 +88,8 @@ class DaskExecutor:
 
     ``connect_timeout``: seconds to reach the scheduler; ``no_worker_timeout``: how long the cluster may
     have no worker (at the start or after losing them all) before the run fails; ``retries``: how often a
-    task that raised on a worker is tried again.  The workers need ``modelseal`` (this version) and must
-    see the model at the same absolute path as this machine.
+    task that raised on a worker, or whose worker was lost, is tried again.  The workers need ``modelseal``
+    (this version) and must see the model at the same absolute path as this machine.
     """
 
     def __init__(
@@ -209,6 +210,7 @@ class DaskExecutor:
             pending = set(not_done)
             if not done:
                 workerless_since = self._check_workers(client, workerless_since, len(pending))
+                self._check_losses(client, pending, work, index)
                 continue
             workerless_since = None
             for fut in done:
@@ -225,6 +227,34 @@ class DaskExecutor:
         if len(out) != n_resources:  # pragma: no cover - a planning bug, never user input
             raise RuntimeError("internal error: some resources were not hashed on the cluster")
         return out
+
+    def _check_losses(
+        self, client: Client, pending: set[Future[tuple[Any, ...]]], work: Sequence[Sequence[Task]],
+        index: dict[str, int],
+    ) -> None:
+        """Fail once a task has been on more lost workers than ``retries`` allows.
+
+        The scheduler reschedules a lost worker's tasks by itself (up to its ``allowed-failures``); it
+        counts the losses per task (``suspicious``), which is read here so that this run allows ``retries``.
+        """
+        keys = [f.key for f in pending]
+
+        def losses(dask_scheduler: Any, keys: list[str]) -> dict[str, int]:
+            tasks = dask_scheduler.tasks
+            return {k: tasks[k].suspicious for k in keys if k in tasks and tasks[k].suspicious}
+
+        try:
+            lost: dict[str, int] = client.run_on_scheduler(losses, keys=keys)
+        except Exception:  # noqa: BLE001 - a scheduler that refuses run_on_scheduler: its own limit applies
+            return
+        for key, n in lost.items():
+            if n > self.retries:
+                paths = sorted({t.path for t in work[index[key]]})
+                raise ModelSigningError(
+                    f"Dask workers were lost {n} times while hashing {', '.join(paths[:3])}"
+                    f"{' ...' if len(paths) > 3 else ''} (retried {self.retries} time"
+                    f"{'' if self.retries == 1 else 's'}); check the workers' memory and logs, then hash again"
+                )
 
     def _check_workers(self, client: Client, since: float | None, left: int) -> float | None:
         if self._workers(client):

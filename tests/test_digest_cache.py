@@ -273,3 +273,23 @@ def test_two_processes_share_a_cache(
     for j, m in enumerate(models):
         for i in range(6):
             ms.verify(m, ms.KeyVerifier(pub), signature_path=tmp_path / f"s{j}.{i}", max_workers=1)
+
+
+def test_reused_entries_are_refreshed_and_stale_ones_pruned(make_model: Callable[..., Path], tmp_path: Path) -> None:
+    model = make_model({"a.bin": b"a" * 1000, "b.bin": b"b" * 1000})
+    time.sleep(SETTLE + 0.1)
+    db = tmp_path / "c.db"
+    cache = DigestCache(db, settle_seconds=SETTLE)
+    ms.hash_model(model, _cfg(cache))
+    long_ago = time.time_ns() - 400 * 86_400 * 10**9
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE digests SET stored_ns = ?", (long_ago,))
+    (model / "b.bin").unlink()  # its entry can never be used again
+    (model / "c.bin").write_bytes(b"c" * 10)
+    ms.hash_model(model, _cfg(cache))
+    assert cache.stats.hits == 1
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT ino, stored_ns FROM digests").fetchall()
+    # a.bin's entry was reused, so refreshed; b.bin's went stale and was pruned; c.bin is too recent to store.
+    assert [ino for ino, _ in rows] == [(model / "a.bin").stat().st_ino]
+    assert rows[0][1] > long_ago

@@ -230,7 +230,7 @@ class DaskExecutor:
 
     def _check_losses(
         self, client: Client, pending: set[Future[tuple[Any, ...]]], work: Sequence[Sequence[Task]],
-        index: dict[str, int],
+        index: dict[Any, int],
     ) -> None:
         """Fail once a task has been on more lost workers than ``retries`` allows.
 
@@ -239,12 +239,12 @@ class DaskExecutor:
         """
         keys = [f.key for f in pending]
 
-        def losses(dask_scheduler: Any, keys: list[str]) -> dict[str, int]:
+        def losses(dask_scheduler: Any, keys: list[Any]) -> dict[Any, int]:
             tasks = dask_scheduler.tasks
             return {k: tasks[k].suspicious for k in keys if k in tasks and tasks[k].suspicious}
 
         try:
-            lost: dict[str, int] = client.run_on_scheduler(losses, keys=keys)
+            lost: dict[Any, int] = client.run_on_scheduler(losses, keys=keys)
         except Exception:  # noqa: BLE001 - a scheduler that refuses run_on_scheduler: its own limit applies
             return
         for key, n in lost.items():

@@ -31,6 +31,7 @@ def known_digests(
     found = cache.lookup(settings, list(keys.values()))
     known = {pos: found[k] for pos, k in keys.items() if k in found}
     cache.stats.hits = len(known)
+    cache.used = [k for k in keys.values() if k in found]
     if prior is not None:
         recorded = cache.signature_files(prior) if prior.settings == settings else None
         cache.stats.prior_known = recorded is not None
@@ -98,7 +99,7 @@ def store(
         digest = digests[t.pos]
         if t.path in kept and digest is not None and cache.settled(key, start):
             entries.append((key, digest))
-    cache.store(settings, entries)
+    cache.store(settings, entries, used=cache.used)
     cache.remember_run(
         settings,
         [

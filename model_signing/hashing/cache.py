@@ -53,6 +53,8 @@ SETTLE_SECONDS = 2.0
 BUSY_TIMEOUT_MS = 30_000
 #: Signature records kept (the newest); digests are pruned per file (one identity per inode).
 MAX_SIGNATURES = 256
+#: Digests neither stored nor reused for this many days are pruned.
+MAX_AGE_DAYS = 60
 #: The file name of the default cache, in :func:`default_cache_dir`.
 CACHE_FILE = "digests.sqlite3"
 _SCHEMA = 1
@@ -175,6 +177,8 @@ class DigestCache:
         self._pid = 0
         self._pending: _Pending | None = None
         self._failed = False
+        #: The keys the current run reused (refreshed when it stores).
+        self.used: list[Key] = []
 
     def __repr__(self) -> str:
         return f"DigestCache({self.path!r})"
@@ -299,10 +303,15 @@ class DigestCache:
         """Whether a file with ``key`` was last changed long enough before the walk to be stored."""
         return key.ctime_ns < walk_start_ns - self.settle_ns
 
-    def store(self, settings: Settings, entries: Iterable[tuple[Key, bytes]]) -> None:
-        """Store digests (callers pass only settled files whose identity held while they were read)."""
+    def store(self, settings: Settings, entries: Iterable[tuple[Key, bytes]], used: Iterable[Key] = ()) -> None:
+        """Store digests (callers pass only settled files whose identity held while they were read).
+
+        ``used``: the keys this run reused, kept fresh; entries unused for :data:`MAX_AGE_DAYS` are pruned
+        (files deleted long ago would otherwise stay for ever).
+        """
         rows = list(entries)
-        if not rows:
+        hits = list(used)
+        if not rows and not hits:
             return
         conn = self._connect()
         if conn is None:
@@ -323,6 +332,13 @@ class DigestCache:
                     [(_s64(k.dev), _s64(k.ino), k.size, k.mtime_ns, k.ctime_ns, settings.method,
                       settings.hash_type, settings.shard_size, k.start, k.end, d, now) for k, d in rows],
                 )
+                conn.executemany(
+                    "UPDATE digests SET stored_ns=? WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=? "
+                    "AND method=? AND hash=? AND shard_size=? AND start_byte=? AND end_byte=?",
+                    [(now, _s64(k.dev), _s64(k.ino), k.size, k.mtime_ns, k.ctime_ns, settings.method,
+                      settings.hash_type, settings.shard_size, k.start, k.end) for k in hits],
+                )
+                conn.execute("DELETE FROM digests WHERE stored_ns < ?", (now - MAX_AGE_DAYS * 86_400 * 10**9,))
             self.stats.stored += len(rows)
         except sqlite3.Error as exc:
             self._fail(exc)

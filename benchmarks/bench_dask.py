@@ -11,8 +11,10 @@ over item count gives the per-item overhead of each executor:
 
     overhead per item = (t(small shards) - t(large shards)) / (items(small) - items(large))
 
-Reported: min and median seconds, GB/s (from the min), items, per-item overhead (ms, from the medians),
-and the Dask client's connect time.  On this 2-core machine the scheduler, both workers and the client
+Reported: min and median seconds, GB/s (from the min), items; the local per-item overhead (slope of the
+min times) and the Dask executor's extra cost per item over local (slope of the paired, same-repeat
+differences dask - local, which cancels noise common to both), plus its fixed extra (connect, start).
+On this 2-core machine the scheduler, both workers and the client
 share the two cores, so the figures are the cost of the machinery, not a cluster's speed-up.
 """
 
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-dask-"))
     address, procs = _cluster(tmp)
     rows: list[dict[str, object]] = []
+    paired: dict[int, dict[str, list[float]]] = {}
     try:
         for mib in (int(x) for x in args.shard_mib.split(",")):
             shard = mib * MiB
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         items = int(executor.last_run["items"])
                 if manifests["local"] != manifests["dask"]:
                     raise SystemExit(f"shard {mib} MiB: the Dask manifest differs from the local one")
+            paired[items] = times
             for name, ts in times.items():
                 rows.append({"executor": name, "shard_mib": mib, "items": items, "min_s": min(ts),
                              "median_s": statistics.median(ts), "gb_per_s": total / GB / min(ts),
@@ -127,20 +131,28 @@ def main(argv: list[str] | None = None) -> int:
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    # Per-item overhead.  Local: the slope of the min time over the item count.  Dask, relative to local:
+    # the paired (same repeat) difference dask - local, whose slope over the item count cancels the noise
+    # that hits both runs of a repeat alike.
+    by = {(str(r["executor"]), int(str(r["items"]))): r for r in rows}
+    counts = sorted({k for _, k in by})
+    many, few = counts[-1], counts[0]
     overhead: dict[str, float] = {}
-    for name in ("local", "dask"):
-        mine = sorted((r for r in rows if r["executor"] == name), key=lambda r: -int(str(r["items"])))
-        many, few = mine[0], mine[-1]
-        d_items = int(str(many["items"])) - int(str(few["items"]))
-        if d_items > 0:
-            overhead[name] = (float(str(many["median_s"])) - float(str(few["median_s"]))) / d_items * 1000
+    if many > few:
+        lo_many, lo_few = by[("local", many)], by[("local", few)]
+        overhead["local_slope_of_min"] = (float(str(lo_many["min_s"])) - float(str(lo_few["min_s"]))) / (
+            many - few) * 1000
+        extra = {k: statistics.median(d - loc for d, loc in zip(paired[k]["dask"], paired[k]["local"], strict=True))
+                 for k in (many, few)}
+        overhead["dask_extra_over_local"] = (extra[many] - extra[few]) / (many - few) * 1000
+        overhead["dask_fixed_extra_s"] = extra[few]
     print(f"{total / GB:.2f} GB in 8 files; shards; 2 local workers vs 2 Dask workers (1 thread each)")
     print(f"{'executor':8} {'shard MiB':>9} {'items':>6} {'min s':>7} {'median s':>8} {'GB/s':>6}")
     for r in rows:
         print(f"{r['executor']:8} {r['shard_mib']:>9} {r['items']:>6} {r['min_s']:>7.3f} {r['median_s']:>8.3f} "
               f"{r['gb_per_s']:>6.2f}")
-    for name, ms_per in overhead.items():
-        print(f"per-item overhead ({name}): {ms_per:.2f} ms")
+    for name, value in overhead.items():
+        print(f"{name}: {value:.3f} {'s' if name.endswith('_s') else 'ms per item'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"bytes": total, "rows": rows, "overhead_ms_per_item": overhead},
                                               indent=2) + "\n")

@@ -240,3 +240,14 @@ def test_ctrl_c_cancels_the_cluster_tasks(tmp_path: Path) -> None:
                 time.sleep(0.2)
     finally:
         c.stop()
+
+
+def test_relative_model_path_is_sent_absolute(
+    cluster: Cluster, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _model(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)  # the workers run in / : they must get absolute paths
+    code, out, err = run("digest", "m", "--executor", "dask", "--scheduler", cluster.address, "--no-digest-cache",
+                         "-q")
+    assert code == 0, err
+    assert out.strip() == ms.hash_model(model, _cfg()).root_digest().hex()

@@ -70,6 +70,14 @@ class HashingConfig:
             raise InputError(f"max workers must be a positive integer, not {self.max_workers!r}")
         if isinstance(self.ignore_paths, str):
             raise InputError("`ignore_paths` must be a list of paths, not a single string")
+        if self.digest_cache is not None or self.executor is not None:
+            from model_signing.hashing.cache import DigestCache
+            from model_signing.hashing.executor import Executor
+
+            if self.digest_cache is not None and not isinstance(self.digest_cache, DigestCache):
+                raise InputError(f"`digest_cache` must be a DigestCache, not {type(self.digest_cache).__name__}")
+            if self.executor is not None and not isinstance(self.executor, Executor):
+                raise InputError(f"`executor` must have a run() method (an Executor), not {self.executor!r}")
 
     @classmethod
     def from_serialization(cls, serialization: Serialization, **overrides: object) -> HashingConfig:

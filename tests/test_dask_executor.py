@@ -251,3 +251,26 @@ def test_relative_model_path_is_sent_absolute(
                          "-q")
     assert code == 0, err
     assert out.strip() == ms.hash_model(model, _cfg()).root_digest().hex()
+
+
+def test_digest_cache_in_front_of_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    from model_signing.hashing.cache import DigestCache
+
+    model = _model(tmp_path / "m")
+    time.sleep(0.4)
+    cache = DigestCache(tmp_path / "c.db", settle_seconds=0.3)
+    executor = DaskExecutor(cluster.address)
+    cfg = ms.HashingConfig(executor=executor, digest_cache=cache, method="shards", shard_size=4_200_000)
+    first = ms.hash_model(model, cfg)
+    assert cache.stats.stored == len(first.resources) == 4 * 3 + 30  # digests from the workers, stored here
+    assert first == ms.hash_model(model, _cfg(method="shards", shard_size=4_200_000))
+    (model / "w0.bin").write_bytes(os.urandom(9_000_000))  # same size, new bytes
+    executor.last_run = {}
+    second = ms.hash_model(model, cfg)
+    # Only w0.bin's 3 shards went to the cluster (2 big items + its tail in a batch of its own).
+    assert (cache.stats.hits, cache.stats.misses) == (len(first.resources) - 3, 3)
+    assert executor.last_run["items"] == 3
+    data = (model / "w0.bin").read_bytes()
+    assert {r.name: r.digest for r in second.resources if r.name.startswith("w0.bin:")} == {
+        f"w0.bin:{s}:{min(s + 4_200_000, len(data))}": hashlib.sha256(data[s:s + 4_200_000]).digest()
+        for s in range(0, len(data), 4_200_000)}

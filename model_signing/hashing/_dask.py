@@ -200,6 +200,7 @@ class DaskExecutor:
         index = {f.key: i for i, f in enumerate(futures)}
         pending = set(futures)
         workerless_since: float | None = None
+        last_check = time.monotonic()
         while pending:
             if poll is not None:
                 poll()
@@ -208,11 +209,10 @@ class DaskExecutor:
             except TimeoutError:
                 done, not_done = set(), pending
             pending = set(not_done)
-            if not done:
-                workerless_since = self._check_workers(client, workerless_since, len(pending))
+            if time.monotonic() - last_check >= 1.0:  # once a second, busy or not
+                last_check = time.monotonic()
+                workerless_since = None if done else self._check_workers(client, workerless_since, len(pending))
                 self._check_losses(client, pending, work, index)
-                continue
-            workerless_since = None
             for fut in done:
                 item = work[index[fut.key]]
                 result = self._result(fut, item)

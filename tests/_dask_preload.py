@@ -2,7 +2,8 @@
 
 ``MODELSEAL_TEST_WORKER`` (in the worker's environment) says what the worker does each time it has opened
 and checked a file, before reading it: ``slow`` (sleep 0.2 s), ``die`` (sleep 0.3 s, then SIGKILL itself:
-a worker lost mid-run) or ``grow:NAME`` (append a byte to files named NAME: a file changed while hashed).
+a worker lost mid-run), ``die-on:NAME`` (the same, only for files named NAME) or ``grow:NAME`` (append a
+byte to files named NAME: a file changed while hashed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def _hook(path: str) -> None:
     mode = os.environ.get("MODELSEAL_TEST_WORKER", "")
     if mode == "slow":
         time.sleep(0.2)
-    elif mode == "die":
+    elif mode == "die" or (mode.startswith("die-on:") and os.path.basename(path) == mode[7:]):
         time.sleep(0.3)
         os.kill(os.getpid(), signal.SIGKILL)
     elif mode.startswith("grow:") and os.path.basename(path) == mode[5:]:

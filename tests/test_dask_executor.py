@@ -274,3 +274,17 @@ def test_digest_cache_in_front_of_the_cluster(cluster: Cluster, tmp_path: Path) 
     assert {r.name: r.digest for r in second.resources if r.name.startswith("w0.bin:")} == {
         f"w0.bin:{s}:{min(s + 4_200_000, len(data))}": hashlib.sha256(data[s:s + 4_200_000]).digest()
         for s in range(0, len(data), 4_200_000)}
+
+
+def test_item_lost_on_two_workers_is_an_error(tmp_path: Path) -> None:
+    # Every worker dies on poison.bin: its item is lost, retried once on another worker, lost again: an error,
+    # although a worker is still there to try a third time.
+    c = _start(tmp_path, ["die-on:poison.bin"] * 3)
+    try:
+        model = _model(tmp_path / "m")
+        (model / "poison.bin").write_bytes(os.urandom(5_000_000))
+        with pytest.raises(ModelSigningError, match=r"workers were lost [23] times while hashing .*poison\.bin "
+                                                     r"\(retried 1 time\)"):
+            ms.hash_model(model, _cfg(DaskExecutor(c.address, no_worker_timeout=30)))
+    finally:
+        c.stop()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig, hash_model
     from model_signing.inspecting import inspect
     from model_signing.keymaterial.generate import GeneratedKey, generate_key
+    from model_signing.loading import LoadedModel, load
     from model_signing.manifest import Manifest, Resource, Serialization
     from model_signing.methods.secret import SecretSigner, SecretVerifier
     from model_signing.methods.sigstore import IdentityPolicy, SigstoreSigner, SigstoreVerifier, TokenSource
@@ -43,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "SecretSigner": "methods.secret",
     "SecretVerifier": "methods.secret",
     "inspect": "inspecting",
+    "LoadedModel": "loading",
+    "load": "loading",
     "DigestResult": "results",
     "SignerIdentity": "results",
     "CertificateSigner": "signing",
@@ -66,6 +69,7 @@ __all__ = [
     "IdentityPolicy",
     "KeySigner",
     "KeyVerifier",
+    "LoadedModel",
     "Manifest",
     "ModelSigningError",
     "Resource",
@@ -83,6 +87,7 @@ __all__ = [
     "generate_key",
     "hash_model",
     "inspect",
+    "load",
     "sign",
     "verify",
 ]

@@ -29,6 +29,9 @@ class ModelSigningError(Exception):
     """Base class of every error raised by model_signing."""
 
     exit_code: ClassVar[int] = 1
+    #: When verification quarantined the model after this error (``quarantine=``): the incident record
+    #: (``destination``, ``completed``, ``error`` and what ``incident.json`` holds); else ``None``.
+    incident: dict[str, Any] | None = None
 
 
 class InputError(ModelSigningError):
@@ -137,18 +140,39 @@ class WrongMethodError(VerificationError):
         )
 
 
+class PolicyFileError(InputError):
+    """A registry, lock or policy file is malformed: the message names the file, the field and the fix."""
+
+
+class PublisherError(VerificationError):
+    """The signature is valid, but its signer is no trusted publisher (unknown, not allowed, or revoked)."""
+
+
 class UnsafeModelError(ModelSigningError):
     """A scan found content at or above the threshold (code that would run on load, or a tampered archive).
 
     ``findings`` are the findings at or above the threshold (:class:`model_signing.scan.Finding`);
-    ``threshold`` the severity label they were judged against.
+    ``threshold`` the severity label they were judged against.  ``report`` is the whole scan
+    (:class:`model_signing.scan.ScanReport`), when there was one; ``result`` the verification's
+    :class:`~model_signing.results.VerifyResult` when the scan ran while verifying (the signature and the
+    content were fine: only the content is unsafe).
     """
 
     exit_code: ClassVar[int] = 4
 
-    def __init__(self, findings: Sequence[Any], threshold: str, *, message: str | None = None) -> None:
+    def __init__(
+        self,
+        findings: Sequence[Any],
+        threshold: str,
+        *,
+        message: str | None = None,
+        report: Any = None,
+        result: VerifyResult | None = None,
+    ) -> None:
         self.findings = tuple(findings)
         self.threshold = threshold
+        self.report = report
+        self.result = result
         if message is None:
             worst = max(self.findings, key=lambda f: f.severity, default=None)
             first = f"; the worst: {worst}" if worst is not None else ""
@@ -232,3 +256,50 @@ def mismatch_summary(count: int, signed_model: str = "", model_name: str = "") -
         # Usually the wrong signature (a sibling model's model.sig), which the differences alone hide.
         summary = f"the signature is for model {signed_model!r}, not {model_name!r}; {summary}"
     return summary
+
+
+class MissingExtraError(InputError):
+    """An optional feature's dependencies are not installed (``extra`` names the ``modelseal[...]`` extra)."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature, self.extra, self.module = feature, extra, module
+        super().__init__(
+            f"{feature} needs the {module!r} package, which is not installed; install it with "
+            f"pip install 'modelseal[{extra}]'"
+        )
+
+
+class HubError(ModelSigningError):
+    """A Hugging Face hub repository cannot be used as asked (not found, no signature, refused request).
+
+    Exit code 1, like bad input.  Signature failures stay :class:`VerificationError` (2) and content
+    mismatches :class:`ModelMismatchError` (3), whether they were found remotely or after a download.
+    """
+
+
+class HubNetworkError(HubError):
+    """The hub could not be reached or did not answer (connection refused, timeout): transient, maybe."""
+
+
+class RemoteVerificationUnsupportedError(HubError):
+    """The signature's serialization cannot be checked from the hub's recorded digests (download instead)."""
+
+
+class HubMismatchError(ModelMismatchError):
+    """A hub repository's content does not match its valid signature (exit 3), found remotely or after a download.
+
+    ``hub_result`` is the :class:`model_signing.integrations.hub.HubVerifyResult` (repository, pinned commit,
+    what was checked how) behind ``result``.
+    """
+
+    def __init__(
+        self,
+        differences: Sequence[Difference],
+        *,
+        signed_model: str = "",
+        model_name: str = "",
+        result: VerifyResult | None = None,
+        hub_result: Any = None,
+    ) -> None:
+        super().__init__(differences, signed_model=signed_model, model_name=model_name, result=result)
+        self.hub_result = hub_result

@@ -13,9 +13,10 @@ shard lengths in their names) and is ``None`` for file manifests.
 (:class:`~model_signing.results.SignerIdentity` ``as_dict``), ``certificate`` (``subject``, ``issuer``,
 ``serial``, ``not_before``, ``not_after``, ``oidc_issuer``, ``extensions``: Fulcio OID -> value),
 ``chain`` (subjects), ``tlog_entries`` (``log_index``, ``integrated_time``, ``kind``, ``version``),
-``timestamps`` (RFC 3161 ``gen_time``), ``predicate_type``, ``model_name``, ``root_digest``,
-``serialization``, ``resource_count``, ``file_count``, ``total_size``, ``resources`` (``--files``:
-``{name, algorithm, digest}``).
+``timestamps`` (RFC 3161 ``gen_time``), ``rfc3161_timestamps`` (each ``time``, ``tsa``: the subject of
+the TSA certificate embedded in the token, ``tsa_serial``, ``serial``: the token's), ``predicate_type``,
+``model_name``, ``root_digest``, ``serialization``, ``resource_count``, ``file_count``, ``total_size``,
+``resources`` (``--files``: ``{name, algorithm, digest}``).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class Inspection:
     tlog_entries: tuple[dict[str, Any], ...]
     timestamps: tuple[dt.datetime, ...]
     statement: _statement.SignedStatement
+    #: Each RFC 3161 timestamp: ``time``, ``tsa`` (who signed it, unverified), ``tsa_serial``, ``serial``.
+    rfc3161_timestamps: tuple[dict[str, Any], ...] = ()
 
     @property
     def file_count(self) -> int:
@@ -133,6 +136,7 @@ class Inspection:
             "chain": list(self.chain),
             "tlog_entries": [dict(e) for e in self.tlog_entries],
             "timestamps": [t.isoformat() for t in self.timestamps],
+            "rfc3161_timestamps": [{**t, "time": t["time"].isoformat()} for t in self.rfc3161_timestamps],
             "predicate_type": self.statement.predicate_type,
             "model_name": self.statement.subject_name,
             "root_digest": root.hex() if root is not None else None,
@@ -171,6 +175,7 @@ def _inspect(bundle: SignatureBundle) -> Inspection:
         chain = tuple(c.subject.rfc4514_string() for c in certs)
         signer = _cert_signer(bundle.method, cert)
     info = _certificate_info(cert) if cert is not None else None
+    stamps = _timestamps(material, bundle.source)
     if info is not None and bundle.method == "sigstore":
         import dataclasses
 
@@ -183,8 +188,9 @@ def _inspect(bundle: SignatureBundle) -> Inspection:
         certificate=info,
         chain=chain,
         tlog_entries=tuple(_tlog(e) for e in material.get("tlogEntries") or () if isinstance(e, dict)),
-        timestamps=_timestamps(material, bundle.source),
+        timestamps=tuple(t["time"] for t in stamps),
         statement=statement,
+        rfc3161_timestamps=stamps,
     )
 
 
@@ -256,18 +262,17 @@ def _tlog(entry: dict[str, Any]) -> dict[str, Any]:
             "version": kv.get("version")}
 
 
-def _timestamps(material: dict[str, Any], source: str) -> tuple[dt.datetime, ...]:
+def _timestamps(material: dict[str, Any], source: str) -> tuple[dict[str, Any], ...]:
     data = material.get("timestampVerificationData")
     tokens = data.get("rfc3161Timestamps") if isinstance(data, dict) else None
     if not tokens:
         return ()
-    import rfc3161_client
+    from model_signing.methods.timestamps import describe_token
 
     out = []
     for i, token in enumerate(tokens):
         try:
-            response = rfc3161_client.decode_timestamp_response(base64.b64decode(token["signedTimestamp"]))
-            out.append(response.tst_info.gen_time)
+            out.append(describe_token(base64.b64decode(token["signedTimestamp"])))
         except (ValueError, TypeError, KeyError):
             raise SignatureFormatError(f"{source}: RFC 3161 timestamp {i} is not a DER timestamp response") from None
     return tuple(out)

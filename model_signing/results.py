@@ -26,6 +26,9 @@ key                        meaning
 ``unsigned_files``         ``verify``: unsigned files accepted by ``ignore_unsigned_files``
 ``unmatched_ignore_paths`` user ignore paths that matched no file (a typo? globs are not expanded)
 ``legacy_encoding``        ``verify``: the signature uses model-signing v0.2's DSSE encoding
+``timestamps``             ``verify``: the verified RFC 3161 timestamps (:class:`TrustedTimestamp`)
+``scan``                   with a scan in the hashing pass: ``{files_scanned, findings, unsafe}``
+``quarantine``             ``verify`` with a quarantine: where the model went (see ``incident.json``)
 =========================  =====================================================================
 
 Keys that do not apply are ``null`` (or empty lists), never absent.
@@ -33,15 +36,38 @@ Keys that do not apply are ``null`` (or empty lists), never absent.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from model_signing.errors import Difference, ModelMismatchError, ModelSigningError, mismatch_summary
+from model_signing.errors import (
+    Difference,
+    ModelMismatchError,
+    ModelSigningError,
+    UnsafeModelError,
+    mismatch_summary,
+)
 
 if TYPE_CHECKING:
     from model_signing.manifest import Manifest
 
-__all__ = ["DigestResult", "ErrorResult", "Result", "SignResult", "SignerIdentity", "VerifyResult"]
+__all__ = [
+    "DigestResult", "ErrorResult", "Result", "ScanOutcome", "SignResult", "SignerIdentity", "TrustedTimestamp",
+    "VerifyResult",
+]
+
+
+class ScanOutcome(Protocol):
+    """What a result needs of a scan report (:class:`model_signing.scan.ScanReport`, a layer above)."""
+
+    @property
+    def files_scanned(self) -> int: ...
+    @property
+    def findings(self) -> tuple[Any, ...]: ...
+    @property
+    def threshold(self) -> Any: ...
+    def unsafe(self, threshold: Any = None) -> bool: ...
+    def to_json(self, threshold: Any = None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -103,6 +129,28 @@ class SignerIdentity:
         }
 
 
+@dataclass(frozen=True)
+class TrustedTimestamp:
+    """A verified RFC 3161 timestamp: when the signature existed, by the word of a trusted timestamp authority."""
+
+    #: The token's ``genTime`` (UTC): the signature existed at this time.
+    time: dt.datetime
+    #: The subject (RFC 4514) and serial (hex) of the TSA certificate that signed the token.
+    tsa: str
+    tsa_serial: str
+    #: The token's own serial number (hex), unique per TSA.
+    serial: str
+
+    @property
+    def description(self) -> str:
+        """``2026-01-02 03:04:05 UTC (RFC 3161 timestamp by CN=..., serial ...)``."""
+        return f"{self.time:%Y-%m-%d %H:%M:%S} UTC (RFC 3161 timestamp by {self.tsa}, serial {self.tsa_serial})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object: ``time`` (ISO 8601), ``tsa``, ``tsa_serial``, ``serial``."""
+        return {"time": self.time.isoformat(), "tsa": self.tsa, "tsa_serial": self.tsa_serial, "serial": self.serial}
+
+
 def _document(command: str) -> dict[str, Any]:
     """The schema with every key at its "does not apply" value."""
     return {
@@ -126,6 +174,9 @@ def _document(command: str) -> dict[str, Any]:
         "unsigned_files": [],
         "unmatched_ignore_paths": [],
         "legacy_encoding": False,
+        "timestamps": [],
+        "scan": None,
+        "quarantine": None,
     }
 
 
@@ -174,6 +225,8 @@ class DigestResult(Result):
     manifest: Manifest
     #: User ignore paths (canonical form) that matched no file of the model.
     unmatched_ignore_paths: tuple[str, ...] = ()
+    #: The scan made in the hashing pass (``scan=``), else ``None``.
+    scan: ScanOutcome | None = None
 
     @property
     def root_digest(self) -> str:
@@ -186,6 +239,7 @@ class DigestResult(Result):
             **_manifest_fields(self.manifest),
             "root_digest": self.root_digest,
             "unmatched_ignore_paths": list(self.unmatched_ignore_paths),
+            "scan": self.scan.to_json() if self.scan is not None else None,
         }
 
 
@@ -209,6 +263,8 @@ class SignResult(Result):
     unmatched_ignore_paths: tuple[str, ...] = ()
     #: The bundle as written (with ``signature_path="-"``: for the caller to write); not part of the JSON.
     bundle_json: str = field(default="", repr=False)
+    #: The scan made while hashing (``scan=``): nothing at or above its threshold, or there is no signature.
+    scan: ScanOutcome | None = None
 
     def _fields(self) -> dict[str, Any]:
         return {
@@ -220,6 +276,7 @@ class SignResult(Result):
             **_manifest_fields(self.manifest),
             "root_digest": self.root_digest,
             "unmatched_ignore_paths": list(self.unmatched_ignore_paths),
+            "scan": self.scan.to_json() if self.scan is not None else None,
         }
 
 
@@ -253,23 +310,39 @@ class VerifyResult(Result):
     #: The verified model's name (its path's basename) and the statement's subject name.
     model_name: str = ""
     signed_model: str = ""
+    #: The verified RFC 3161 timestamps of the signature (empty when it carries none).
+    timestamps: tuple[TrustedTimestamp, ...] = ()
+    #: The root digest of what was found on disk (hex; equals ``root_digest`` when the model matched).
+    actual_root_digest: str | None = None
+    #: The scan made in the hashing pass (``scan=``), else ``None``.
+    scan: ScanOutcome | None = None
+    #: The quarantine record when the model was quarantined after this verification (``quarantine=``).
+    quarantine: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when the model matched, else :attr:`ModelMismatchError.exit_code` (3)."""
-        return ModelMismatchError.exit_code if self.differences else 0
+        """0 when the model matched and is safe; 3 (:class:`ModelMismatchError`) when it did not match, else
+        4 (:class:`UnsafeModelError`) when the scan found content at or above its threshold."""
+        if self.differences:
+            return ModelMismatchError.exit_code
+        return UnsafeModelError.exit_code if self.scan is not None and self.scan.unsafe() else 0
 
     @property
     def verified(self) -> bool:
-        """Whether the model matched its (valid) signature."""
+        """Whether the model matched its (valid) signature (it may still be unsafe: see :attr:`exit_code`)."""
         return not self.differences
+
+    def _error(self) -> str | None:
+        if self.differences:
+            return mismatch_summary(len(self.differences), self.signed_model, self.model_name)
+        if self.scan is not None and self.scan.unsafe():
+            return str(unsafe_error(self.scan))
+        return None
 
     def _fields(self) -> dict[str, Any]:
         return {
             "verified": self.verified,
-            "error": (
-                None if self.verified else mismatch_summary(len(self.differences), self.signed_model, self.model_name)
-            ),
+            "error": self._error(),
             "model_path": self.model_path,
             "signature_path": self.signature_path,
             "method": self.method,
@@ -282,6 +355,9 @@ class VerifyResult(Result):
             "unsigned_files": list(self.unsigned_files),
             "unmatched_ignore_paths": list(self.unmatched_ignore_paths),
             "legacy_encoding": self.legacy_encoding,
+            "timestamps": [t.as_dict() for t in self.timestamps],
+            "scan": self.scan.to_json() if self.scan is not None else None,
+            "quarantine": self.quarantine,
         }
 
 
@@ -296,6 +372,8 @@ class ErrorResult(Result):
     error_exit_code: int = 1
     model_path: str | None = None
     signature_path: str | None = None
+    scan: ScanOutcome | None = None
+    quarantine: dict[str, Any] | None = None
 
     @classmethod
     def from_error(
@@ -311,10 +389,11 @@ class ErrorResult(Result):
 
         ``message`` replaces the error's own (the CLI passes it with its option names in place of API terms).
         """
-        if isinstance(exc, ModelMismatchError) and exc.result is not None:
+        if isinstance(exc, (ModelMismatchError, UnsafeModelError)) and exc.result is not None:
             return exc.result
+        scan = exc.report if isinstance(exc, UnsafeModelError) else None
         return cls(command, " ".join((str(exc) if message is None else message).split()), exc.exit_code, model_path,
-                   signature_path)
+                   signature_path, scan=scan, quarantine=exc.incident)
 
     @property
     def exit_code(self) -> int:
@@ -328,4 +407,13 @@ class ErrorResult(Result):
             "verified": False if self.operation == "verify" else None,
             "model_path": self.model_path,
             "signature_path": self.signature_path,
+            "scan": self.scan.to_json() if self.scan is not None else None,
+            "quarantine": self.quarantine,
         }
+
+
+def unsafe_error(report: ScanOutcome, result: VerifyResult | None = None) -> UnsafeModelError:
+    """The :class:`UnsafeModelError` for a scan report with content at or above its threshold."""
+    limit = report.threshold
+    return UnsafeModelError([f for f in report.findings if f.severity >= limit], limit.label, report=report,
+                            result=result)

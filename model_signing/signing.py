@@ -37,7 +37,7 @@ from model_signing.methods.certificate import CertificateSigner
 from model_signing.methods.key import KeySigner
 from model_signing.oms import bundle as _bundle
 from model_signing.oms import statement as _statement
-from model_signing.results import SignerIdentity, SignResult
+from model_signing.results import SignerIdentity, SignResult, unsafe_error
 
 __all__ = [
     "DEFAULT_SIGNATURE_NAME",
@@ -55,6 +55,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from model_signing.hashing.cache import PriorSignature
+    from model_signing.scan import ScanConfig
 
 #: The default signature file name, written beside the model (never inside the hashed tree).
 DEFAULT_SIGNATURE_NAME = "model.sig"
@@ -106,6 +107,7 @@ def sign(
     signature_path: PathLike | None = None,
     overwrite: bool = False,
     reuse_from: PathLike | None = None,
+    scan: ScanConfig | None = None,
 ) -> SignResult:
     """Sign the model at ``model_path`` with ``signer`` and write the bundle to ``signature_path``.
 
@@ -127,6 +129,11 @@ def sign(
     identity is unchanged since; the earlier signature is not verified, but its statement must be the one
     the cache recorded (byte for byte), so an edited copy offers nothing.  What was reused, and why an
     earlier signature offered nothing, is in ``hashing.digest_cache.stats``.
+
+    ``scan`` (:func:`model_signing.scan.make_config`): scan every file in the hashing pass (no byte is
+    read twice); content at or above its threshold raises :class:`~model_signing.errors.UnsafeModelError`
+    before the signer is called (no signature, no transparency-log entry, nothing written).  With a scan,
+    no cached digest is reused: a file that is not read would not be scanned.
     """
     model = os.fspath(model_path)
     config = hashing if hashing is not None else HashingConfig()
@@ -142,7 +149,11 @@ def sign(
         # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
         poll = signer.raise_if_failed if isinstance(signer, FailsFast) else None
         excluded, scratch = (sig_path, reservation.tmp) if reservation is not None else (None, None)
-        hashed = digest_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll, prior=prior)
+        hashed = digest_model(
+            model, config, signature_path=excluded, scratch_path=scratch, poll=poll, prior=prior, scan=scan
+        )
+        if hashed.scan is not None and hashed.scan.unsafe():
+            raise unsafe_error(hashed.scan)  # before anything irreversible: no signature is made
         manifest = _statement.canonical_manifest(hashed.manifest)
         payload = _statement.statement_payload(manifest)
         _check_bundle_size(payload, len(manifest.resources))  # before the signer's irreversible work (Rekor)
@@ -184,6 +195,7 @@ def sign(
         signer_identity=identity,
         unmatched_ignore_paths=hashed.unmatched_ignore_paths,
         bundle_json=text,
+        scan=hashed.scan,
     )
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from model_signing import methods
 from model_signing._internal.types import PathLike
@@ -43,9 +43,11 @@ from model_signing.errors import (
     InputError,
     ModelMismatchError,
     ModelSigningError,
+    UnsafeModelError,
     VerificationError,
+    WrongMethodError,
 )
-from model_signing.hashing import HashingConfig, hash_files
+from model_signing.hashing import HashingConfig, combine_taps, hash_files, scan_tap
 from model_signing.hashing import walk as _walk
 from model_signing.manifest import Manifest, Resource
 from model_signing.manifest import compare as _compare
@@ -55,9 +57,16 @@ from model_signing.methods.key import KeyVerifier
 from model_signing.oms import names as _paths
 from model_signing.oms import statement as _statement
 from model_signing.oms.bundle import SignatureBundle
-from model_signing.results import SignerIdentity, VerifyResult
+from model_signing.results import SignerIdentity, VerifyResult, unsafe_error
+
+if TYPE_CHECKING:
+    from model_signing.hashing import Tap
+    from model_signing.hashing.walk import FileEntry
+    from model_signing.scan import ScanConfig, ScanReport
 
 T = TypeVar("T")
+#: Builds a tap on the hashing pass from the files about to be hashed (verified loading keeps their bytes).
+TapFactory = Callable[[Sequence["FileEntry"]], "Tap"]
 
 __all__ = [
     "CertificateVerifier",
@@ -80,6 +89,9 @@ def verify(
     ignore_paths: Sequence[PathLike] = (),
     max_workers: int | None = None,
     progress: bool | None = None,
+    scan: ScanConfig | None = None,
+    quarantine: PathLike | None = None,
+    _tap: TapFactory | None = None,
 ) -> VerifyResult:
     """Verify the model at ``model_path`` against the bundle at ``signature_path`` (see module docs).
 
@@ -87,12 +99,52 @@ def verify(
     is reported as an ``excluded`` difference: signed, but not checked);
     ``ignore_unsigned_files`` skips files the signature does not mention (every signed file is still
     checked, and a signed file with unsigned shards still fails).
-    """
 
+    ``scan`` (:func:`model_signing.scan.make_config`): scan every hashed file in the same read pass.
+    Content at or above its threshold raises :class:`~model_signing.errors.UnsafeModelError` (exit 4,
+    carrying the :class:`VerifyResult`) once the model has verified: a bad signature (2) and a mismatch
+    (3) outrank it.  The result's ``scan`` holds the report either way.
+
+    ``quarantine`` (a directory): after a failed verification (2, 3) or unsafe content (4), move the model
+    into ``quarantine/<name>-<UTC time>/`` with an ``incident.json`` (see :mod:`model_signing.quarantine`);
+    the error then carries the record as ``incident``.  A verifier of the wrong method
+    (:class:`~model_signing.errors.WrongMethodError`) and bad input never quarantine.
+    """
     model = os.fspath(model_path)
     sig_path = os.fspath(signature_path)
     if not os.path.lexists(model):
         raise InputError(f"model {model} does not exist; give the path of the signed model directory or file")
+    if quarantine is None:
+        return _verify(model, verifier, sig_path, ignore_unsigned_files=ignore_unsigned_files,
+                       ignore_paths=ignore_paths, max_workers=max_workers, progress=progress, scan=scan,
+                       tap_factory=_tap)
+    from model_signing import quarantine as _quarantine
+
+    destination = _quarantine.check_destination(model, os.fspath(quarantine))  # bad input fails before any work
+    try:
+        return _verify(model, verifier, sig_path, ignore_unsigned_files=ignore_unsigned_files,
+                       ignore_paths=ignore_paths, max_workers=max_workers, progress=progress, scan=scan,
+                       tap_factory=_tap)
+    except WrongMethodError:
+        raise  # the wrong verifier was used: says nothing about the model
+    except (VerificationError, ModelMismatchError, UnsafeModelError) as exc:
+        _quarantine.quarantine_after_failure(model, sig_path, destination, exc)
+        raise
+
+
+def _verify(
+    model: str,
+    verifier: Verifier,
+    sig_path: str,
+    *,
+    ignore_unsigned_files: bool,
+    ignore_paths: Sequence[PathLike],
+    max_workers: int | None,
+    progress: bool | None,
+    scan: ScanConfig | None,
+    tap_factory: TapFactory | None,
+) -> VerifyResult:
+    """:func:`verify` without the quarantine."""
 
     bundle = methods.read_bundle(sig_path)
     require_method(bundle, verifier.method)  # also for third-party verifiers that forget to check
@@ -127,7 +179,11 @@ def verify(
             # Unsigned files (and links) are never opened; the report names them.
             unsigned = tuple(sorted({f.name for f in files if f.name not in covered} | set(links) - covered))
             files = tuple(f for f in files if f.name in covered)
-        resources = hash_files(files, config, poll=verdict.raise_if_failed)
+        scanning = scan_tap(files, scan) if scan is not None else None
+        taps = [t for t in (scanning, tap_factory(files) if tap_factory is not None else None) if t is not None]
+        tap = None if not taps else taps[0] if len(taps) == 1 else combine_taps(*taps)
+        resources = hash_files(files, config, poll=verdict.raise_if_failed, tap=tap)
+        report: ScanReport | None = scanning.report() if scanning is not None else None
         actual = dataclasses.replace(signed, resources=resources)
     except Exception:
         verdict.wait()  # a signature that does not verify outranks whatever was met before the verdict
@@ -155,6 +211,9 @@ def verify(
         unmatched_ignore_paths=unmatched,
         model_name=_walk.model_name_of(model),
         signed_model=statement.subject_name or "",
+        timestamps=verified.timestamps,
+        actual_root_digest=actual.root_digest().hex(),
+        scan=report,
     )
     if differences:
         # The subject name is informational (a renamed model still verifies), but on a mismatch a name
@@ -162,6 +221,8 @@ def verify(
         raise ModelMismatchError(
             differences, signed_model=statement.subject_name, model_name=result.model_name, result=result
         )
+    if report is not None and report.unsafe():
+        raise unsafe_error(report, result)  # authentic, but loading it would run code
     return result
 
 

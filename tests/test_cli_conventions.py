@@ -66,6 +66,9 @@ COMMANDS = [
     (), ("digest",), ("sign",), ("sign", "key"), ("sign", "certificate"), ("sign", "sigstore"),
     ("verify",), ("verify", "key"), ("verify", "certificate"), ("verify", "sigstore"),
     ("sigstore-local",), ("sigstore-local", "serve"), ("sigstore-local", "token"),
+    ("hub",), ("hub", "upload"), ("hub", "verify"),
+    ("verify", "registry"), ("registry",), ("registry", "add"), ("registry", "list"), ("lock",), ("lock", "create"),
+    ("verify-all",), ("audit",), ("audit", "show"), ("sign-all",), ("sign-all", "key"),
 ]
 
 
@@ -86,7 +89,8 @@ def test_dash_h_is_help_everywhere(command: tuple[str, ...]) -> None:
     assert short.stdout == ok(run(*command, "--help")).stdout
 
 
-@pytest.mark.parametrize("command", [(), ("sign",), ("verify",), ("sigstore-local",)],
+@pytest.mark.parametrize("command", [(), ("sign",), ("verify",), ("sigstore-local",), ("hub",), ("registry",),
+                                     ("lock",), ("audit",), ("sign-all",)],
                          ids=lambda c: " ".join(c) or "modelseal")
 def test_bare_groups_print_their_help_and_exit_0(command: tuple[str, ...]) -> None:
     proc = ok(run(*command))
@@ -249,6 +253,10 @@ PATH_OPTIONS = {
     ("verify", "sigstore"): ["path", "--path", "--trust-config", "--trusted-root", "--signature", "--ignore-paths"],
     ("sigstore-local", "serve"): ["--trust-config-out", "--state-dir"],
     ("sigstore-local", "token"): ["--state-dir"],
+    ("hub", "upload"): ["--private-key", "--signing-certificate", "--certificate-chain", "--trust-config",
+                        "--ignore-paths"],
+    ("hub", "verify"): ["--local-dir", "--public-key", "--certificate-chain", "--trust-config", "--trusted-root",
+                        "--ignore-paths"],
 }
 
 
@@ -288,7 +296,9 @@ def test_help_says_path_for_paths(command: tuple[str, ...]) -> None:
 def test_help_marks_required_options() -> None:
     assert "[required]" in help_rows("sign", "key")["--private-key"]
     certificate = help_rows("sign", "certificate")
-    assert "[required]" in certificate["--private-key"] and "[required]" in certificate["--signing-certificate"]
+    assert "[required]" in certificate["--private-key"]
+    # Required unless a pkcs11: key's token holds the certificate: the help says when, in words.
+    assert "Required, except with a pkcs11: --private-key" in certificate["--signing-certificate"]
     assert "[required]" in help_rows("verify", "key")["--public-key"]
     assert "[required]" in help_rows("verify", "certificate")["--certificate-chain"]
     keyless_rows = help_rows("verify", "sigstore")

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_KEYS = {
     "ok", "exit_code", "command", "error", "verified", "model_path", "model_name", "signature_path", "method",
     "signer", "signer_identity", "root_digest", "predicate_type", "serialization", "resources", "resource_count",
-    "differences", "unsigned_files", "unmatched_ignore_paths", "legacy_encoding",
+    "differences", "unsigned_files", "unmatched_ignore_paths", "legacy_encoding", "timestamps", "scan", "quarantine",
 }
 IDENTITY_KEYS = {
     "method", "identity", "issuer", "key_id", "key_algorithm", "certificate_subject", "certificate_issuer",

@@ -38,10 +38,12 @@ LAYERS: dict[str, int] = {
     "model_signing.signing": 6,
     "model_signing.verifying": 6,
     "model_signing.inspecting": 6,
+    "model_signing.quarantine": 6,  # moves a model that failed verification (verifying, loading)
     "model_signing.keyless": 6,  # the compatibility re-export of methods.sigstore
     "model_signing.policy": 7,
     "model_signing.loading": 8,
     "model_signing.integrations": 8,
+    "model_signing.hub": 8,  # the public name of integrations.hub (a re-export)
     "model_signing.cli": 9,
     "model_signing.__main__": 9,
     # The facade: lazily re-exports the public API of every layer.

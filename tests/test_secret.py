@@ -148,3 +148,19 @@ def test_not_the_default_method() -> None:
 
     assert methods.DEFAULT != "secret"
     assert methods.names().index("secret") < methods.names().index("key")
+
+
+def test_the_peer_cannot_take_an_hmac_bundle_for_a_key_signature(small_model: Path, tmp_path: Path) -> None:
+    """model-signing 1.1.1 has no HMAC method; given an EC public key, its `verify key` must refuse our bundle."""
+    import subprocess
+
+    from benchmarks.peer import ensure_peer_venv, peer_cli
+
+    sig = _signed(small_model, tmp_path)
+    pub = _pki.write_public_key(_pki.ec_key(), tmp_path / "key.pub")
+    proc = subprocess.run([*peer_cli(ensure_peer_venv()), "verify", "key", "--public_key", str(pub), "--signature",
+                           str(sig), str(small_model)], capture_output=True, text=True, check=False, timeout=300,
+                          cwd=tmp_path)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    # and ours verifies the same bundle with the secret
+    assert ms.verify(small_model, ms.SecretVerifier(SECRET), signature_path=sig, max_workers=1).method == "secret"

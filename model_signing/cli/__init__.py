@@ -28,6 +28,8 @@ def _uses_sigstore(args: list[str]) -> bool:
     """
     if len(args) < 2 or args[0] not in ("sign", "verify") or any(a in ("--help", "-h") for a in args):
         return False
+    if args[0] == "verify" and (args[1] == "registry" or any(a.split("=")[0] == "--registry" for a in args)):
+        return False  # the registry picks the method per signature: the helper starts if a keyless one needs it
     from model_signing import methods
 
     spec = methods.REGISTRY.get(args[1]) or methods.REGISTRY[methods.DEFAULT]

@@ -9,7 +9,20 @@ import click
 import typer
 
 from model_signing import methods
-from model_signing.cli import _digest, _inspect, _keygen, _local, _scan, _sign, _verify
+from model_signing.cli import (
+    _audit,
+    _digest,
+    _hub,
+    _inspect,
+    _keygen,
+    _local,
+    _lock,
+    _registry,
+    _scan,
+    _sign,
+    _signall,
+    _verify,
+)
 from model_signing.cli._options import RootGroup
 
 app = typer.Typer(
@@ -64,8 +77,11 @@ def _root(
     """Sign and verify ML models with Sigstore (OpenSSF Model Signing v1.0)."""
 
 
-for _module in (_digest, _sign, _verify, _inspect, _local, _scan, _keygen):
+for _module in (_digest, _sign, _verify, _inspect, _local, _scan, _keygen, _hub, _registry, _lock, _audit, _signall):
     _module.register(app)
 # One CLI module per signing method, named like the method; importing it adds `sign <m>` and `verify <m>`.
 for _name in methods.names():
     importlib.import_module(f"model_signing.cli.methods.{_name}")
+# model-signing's `sign pkcs11-key` / `sign pkcs11-certificate`: aliases of `sign key` / `sign certificate` with a
+# pkcs11: key (PKCS #11 is a key source, not a signing method, so the registry does not name it).
+importlib.import_module("model_signing.cli._pkcs11")

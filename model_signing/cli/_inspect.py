@@ -38,9 +38,16 @@ def inspect(
             lines.append(f"oidc issuer:     {cert['oidc_issuer']}")
         lines += [f"  {k}: {v}" for k, v in cert["extensions"].items() if not k.startswith("issuer")]
     lines += [
-        f"tlog entry:      index {e['log_index']}, integrated {e['integrated_time']}" for e in doc["tlog_entries"]
+        f"tlog entry:      index {e['log_index']}, {e['kind']} {e['version']}, "
+        # A Rekor v2 entry has no integrated time: its time comes from the RFC 3161 timestamp.
+        + (f"integrated {e['integrated_time']}" if e["integrated_time"] else "no integrated time (Rekor v2)")
+        for e in doc["tlog_entries"]
     ]
-    lines += [f"timestamp:       {t} (RFC 3161)" for t in doc["timestamps"]]
+    lines += [
+        f"timestamp:       {t['time']} (RFC 3161, by {t['tsa'] or 'an unnamed TSA'}"
+        + (f", TSA certificate serial {t['tsa_serial']}" if t["tsa_serial"] else "") + f"; token serial {t['serial']})"
+        for t in doc["rfc3161_timestamps"]
+    ]
     ser = doc["serialization"]
     lines += [
         f"model:           {doc['model_name'] or '(none: v0.2 statement)'}",

@@ -60,6 +60,12 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --trust-config-out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not log each request served.")] = False,
+    rekor_version: Annotated[
+        int,
+        typer.Option("--rekor-version", min=1, max=2,
+                     help="Rekor API offered to signers: 1, or 2 to also serve a Rekor v2 log (tile-backed, "
+                          "0.0.2 entries, timestamps from the local TSA) and offer it first."),
+    ] = 1,
 ) -> None:
     """Serve the local instance until Ctrl-C (or SIGTERM); prints its URLs and writes its trust config."""
     from model_signing.errors import InputError
@@ -84,11 +90,15 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     stop = _stop_on_signals()
-    with LocalSigstore(state_dir, host=host, port=port, trust_config_out=trust_config_out, overwrite=overwrite) as inst:
+    with LocalSigstore(state_dir, host=host, port=port, trust_config_out=trust_config_out, overwrite=overwrite,
+                       rekor_version=rekor_version) as inst:
         shown_config = trust_config_out or inst.trust_config_path
         print(f"local Sigstore instance serving at {inst.base_url}")
         print(f"  OIDC issuer:   {inst.oidc_issuer}")
         print(f"  Fulcio, Rekor: {inst.base_url}")
+        if inst.rekor_v2_url is not None:
+            offered = "offered to signers" if inst.rekor_version == 2 else "kept for verification, not offered"
+            print(f"  Rekor v2:      {inst.rekor_v2_url} ({offered})")
         print(f"  TSA:           {inst.tsa_url}")
         print(f"  state dir:     {inst.state_dir}")
         print(f"  trust config:  {shown_config}")

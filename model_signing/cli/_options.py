@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import click
 import typer
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
     from model_signing.hashing.executor import Executor
     from model_signing.keymaterial.algorithms import Algorithm
+    from model_signing.scan import ScanConfig
 
 
 class SerializationChoice(StrEnum):
@@ -65,6 +66,7 @@ PEER_SPELLINGS: dict[str, str] = {
     "--client_secret": "--client-secret",
     "--oauth_force_oob": "--oauth-force-oob",
     "--log_fingerprints": "--log-fingerprints",
+    "--pkcs11_uri": "--pkcs11-uri",
 }
 #: model-signing flags that switch off one of this CLI's flags (whose "off" is the default): each cancels
 #: the flag if given before it, like the last of a click ``--x/--no-x`` pair wins.  ``--use_ambient_credentials``
@@ -74,9 +76,7 @@ PEER_NEGATIONS: dict[str, str] = {
     "--use_ambient_credentials": "--oidc-disable-ambient-providers",
 }
 #: model-signing options with no counterpart here: refused with a reason rather than "No such option".
-PEER_UNSUPPORTED: dict[str, str] = {
-    "--pkcs11_uri": "PKCS #11 keys are not supported; export the key to a PEM file and pass --private-key",
-}
+PEER_UNSUPPORTED: dict[str, str] = {}
 
 
 def peer_spellings(command: click.Command, args: list[str]) -> list[str]:
@@ -156,6 +156,9 @@ class DefaultGroup(HelpGroup):
     """
 
     default_command = DEFAULT_METHOD
+    #: Options that, given without a subcommand name, select another subcommand than the default one
+    #: (``verify MODEL --registry FILE`` means ``verify registry MODEL --registry FILE``).
+    routes: ClassVar[dict[str, str]] = {"--registry": "registry"}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Insert the default subcommand name in front of arguments that do not start with one."""
@@ -165,7 +168,10 @@ class DefaultGroup(HelpGroup):
             and args[0] not in self.commands
             and args[0] not in ctx.help_option_names
         ):
-            args = [self.default_command, *args]
+            options = args[: args.index("--")] if "--" in args else args
+            routed = [c for o, c in self.routes.items() if c in self.commands
+                      and any(a == o or a.startswith(o + "=") for a in options)]
+            args = [routed[0] if routed else self.default_command, *args]
         return super().parse_args(ctx, args)
 
 
@@ -294,14 +300,22 @@ SignatureIn = Annotated[
     ),
 ]
 PrivateKey = Annotated[
-    str, typer.Option("--private-key", metavar="PATH", help="Private key (PEM): EC P-256/P-384/P-521 or Ed25519.")
+    str,
+    typer.Option(
+        "--private-key",
+        metavar="PATH|URI",
+        help="Private key: a PEM file (EC P-256/P-384/P-521 or Ed25519), or a pkcs11: URI (RFC 7512) naming a "
+        "key in an HSM, e.g. 'pkcs11:token=T;object=K?module-path=/usr/lib/softhsm/libsofthsm2.so"
+        "&pin-source=file:/run/pin' (the key never leaves the token).",
+    ),
 ]
 PasswordEnv = Annotated[
     str | None,
     typer.Option(
         "--password-env",
         metavar="VARIABLE",
-        help="Name of the environment variable holding the private key's password (never pass it as an argument).",
+        help="Name of the environment variable holding the private key's password, or a token's PIN when its "
+        "pkcs11: URI gives none (never pass either as an argument).",
     ),
 ]
 
@@ -427,6 +441,57 @@ ExtraIgnorePaths = Annotated[
 ]
 
 
+class FailOnChoice(StrEnum):
+    """``--fail-on`` of ``sign --scan`` / ``verify --scan``."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+ScanFlag = Annotated[
+    bool,
+    typer.Option("--scan", help="Also scan every file for content that runs code when loaded, in the same read "
+                                "pass as hashing; unsafe content exits 4."),
+]
+FailOn = Annotated[
+    FailOnChoice | None,
+    typer.Option("--fail-on", help="With --scan: the lowest severity that counts as unsafe (default: medium)."),
+]
+AllowGlobal = Annotated[
+    list[str] | None,
+    typer.Option("--allow-global", metavar="MODULE.NAME",
+                 help="With --scan: accept this pickle global (or MODULE.* for a whole module); repeatable."),
+]
+
+
+def scan_options(
+    *, scan: ScanFlag = False, fail_on: FailOn = None, allow_global: AllowGlobal = None
+) -> "ScanConfig | None":
+    """The scan the ``--scan`` options ask for (``None`` without ``--scan``)."""
+    from model_signing.errors import InputError
+
+    if not scan:
+        if fail_on is not None or allow_global:
+            raise InputError(f"{'--fail-on' if fail_on is not None else '--allow-global'} only applies with --scan")
+        return None
+    from model_signing.scan import make_config
+
+    try:
+        return make_config(allow_globals=allow_global or (), threshold=(fail_on or FailOnChoice.medium).value)
+    except InputError as exc:
+        raise InputError(f"--allow-global: {exc}") from None
+
+
+Quarantine = Annotated[
+    str | None,
+    typer.Option("--quarantine", metavar="DIR",
+                 help="On a failed verification or unsafe content, move the model into DIR/<name>-<UTC time>/ "
+                      "with an incident.json (off by default)."),
+]
+
+
 @dataclass(frozen=True)
 class VerifySettings:
     """What the options common to every ``verify`` method ask for."""
@@ -437,6 +502,16 @@ class VerifySettings:
     max_workers: int | None
     quiet: bool
     as_json: bool
+    #: ``--audit-log``: the JSON-lines audit log to append this verification to.
+    audit_log: str | None = None
+    scan: "ScanConfig | None" = None
+    quarantine: str | None = None
+
+
+AuditLog = Annotated[
+    str | None,
+    typer.Option("--audit-log", metavar="FILE", help="Append a JSON-lines record of the verification to FILE."),
+]
 
 
 def verify_options(
@@ -447,14 +522,20 @@ def verify_options(
     max_workers: MaxWorkers = None,
     quiet: Quiet = False,
     as_json: Json = False,
+    audit_log: AuditLog = None,
     # Accepted for model-signing's scripts and ignored: verification always re-hashes with the settings
     # the signature records (symlinks followed only if signed so; git files never signed).
     allow_symlinks: Annotated[bool, typer.Option("--allow-symlinks", hidden=True)] = False,
     ignore_git_paths: GitPaths = True,
+    scan: ScanFlag = False,
+    fail_on: FailOn = None,
+    allow_global: AllowGlobal = None,
+    quarantine: Quarantine = None,
 ) -> VerifySettings:
     """The :class:`VerifySettings` the common ``verify`` options describe."""
     return VerifySettings(
-        signature, ignore_unsigned_files, tuple(ignore_paths or ()), capped_workers(max_workers), quiet, as_json
+        signature, ignore_unsigned_files, tuple(ignore_paths or ()), capped_workers(max_workers), quiet, as_json,
+        audit_log, scan_options(scan=scan, fail_on=fail_on, allow_global=allow_global), quarantine,
     )
 
 
@@ -467,6 +548,7 @@ class _OptionGroup:
 
 
 HashingOptions = Annotated["HashingConfig", _OptionGroup(hashing_config)]
+ScanOptions = Annotated["ScanConfig | None", _OptionGroup(scan_options)]
 VerifyOptions = Annotated[VerifySettings, _OptionGroup(verify_options)]
 
 

@@ -17,14 +17,21 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from model_signing._internal.text import plural
 from model_signing.cli import _terms
-from model_signing.errors import Difference, InputError, ModelMismatchError, ModelSigningError, WrongMethodError
+from model_signing.errors import (
+    Difference,
+    InputError,
+    ModelMismatchError,
+    ModelSigningError,
+    UnsafeModelError,
+    WrongMethodError,
+)
 
 if TYPE_CHECKING:
-    from model_signing.results import DigestResult, Result, SignResult, VerifyResult
+    from model_signing.results import DigestResult, Result, ScanOutcome, SignResult, VerifyResult
 
 #: The commands whose ``--json`` prints a result document.
 JSON_COMMANDS = ("digest", "sign", "verify")
@@ -171,10 +178,34 @@ def signed(result: SignResult, as_json: bool, *, to_stderr: bool = False) -> Non
         f"signed {result.model_path}: {plural(len(result.manifest.resources), 'resource')}, root digest "
         f"sha256:{result.root_digest}\nsignature written to {where} ({result.signer})"
     )
+    text += "".join(f"\ntimestamped at {stamp}" for stamp in _timestamps_of(result.bundle_json))
+    if result.scan is not None:
+        text += "\n" + "\n".join(scan_lines(result.scan))
     if to_stderr:
         print(text, file=sys.stderr)
     else:
         out(text)
+
+
+def _timestamps_of(bundle_json: str) -> list[str]:
+    """The RFC 3161 timestamps the signer put in the bundle, as the TSA stated them (checked against the
+    request, not against trust material, which only the verifier brings)."""
+    if "rfc3161Timestamps" not in bundle_json:
+        return []
+    import base64
+
+    from model_signing.methods.timestamps import describe_token
+
+    material = json.loads(bundle_json).get("verificationMaterial", {})
+    stamps = material.get("timestampVerificationData", {}).get("rfc3161Timestamps", [])
+    shown = []
+    for stamp in stamps:
+        try:
+            info = describe_token(base64.b64decode(stamp["signedTimestamp"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # the signer checked each answer; nothing to add to the report otherwise
+        shown.append(f"{info['time']:%Y-%m-%d %H:%M:%S} UTC (RFC 3161, by {info['tsa'] or 'an unnamed TSA'})")
+    return shown
 
 
 def verified(result: VerifyResult, as_json: bool) -> None:
@@ -192,10 +223,49 @@ def verified(result: VerifyResult, as_json: bool) -> None:
         f"{'matches' if len(result.manifest.resources) == 1 else 'match'}{extra}",
         f"signed by {result.signer}",
     ]
+    # A verified RFC 3161 timestamp: when the signature existed (certificates were checked at that time).
+    lines += [f"signed at {stamp.description}" for stamp in result.timestamps]
     if unsigned:
         lines.append("unsigned files accepted (--ignore-unsigned-files):")
         lines.extend(f"  {printable(name)}" for name in unsigned)
+    if result.scan is not None:
+        lines.extend(scan_lines(result.scan))
     out("\n".join(lines))
+
+
+def finding_line(f: Any) -> str:
+    """One scan finding as one report line (``scan`` prints the same)."""
+    where = "" if f.offset is None else f" @{f.offset}"
+    return f"{f.severity.label:<8} {printable(f.file)}{where}: {f.kind}: {printable(f.detail)}"
+
+
+def scan_lines(report: ScanOutcome) -> list[str]:
+    """The scan made in the hashing pass: a summary line, then each finding (all below the threshold here)."""
+    findings = sorted(report.findings, key=lambda f: (-f.severity, f.file, f.offset or 0))
+    above = sum(1 for f in findings if f.severity >= report.threshold)
+    head = (f"scanned in the same pass: {plural(report.files_scanned, 'file')}, "
+            f"{plural(len(findings), 'finding')} ({above} at or above {report.threshold.label})")
+    return [head, *("  " + finding_line(f) for f in findings)]
+
+
+def incident_lines(incident: dict[str, Any]) -> list[str]:
+    """What the quarantine did, for stderr."""
+    model = printable(str(incident.get("model_path")))
+    if incident.get("completed"):
+        return [f"quarantined: {model} was moved to {printable(str(incident['quarantined_to']))} "
+                f"(incident record: {INCIDENT_NAME} beside it)"]
+    where = incident.get("incident_dir")
+    lines = [f"quarantine failed: {printable(str(incident.get('error')))}; the model was left at {model}"]
+    if incident.get("copy_verified"):
+        lines = [f"quarantine incomplete: {printable(str(incident.get('error')))} (a checked copy is in "
+                 f"{printable(str(where))})"]
+    elif where:
+        lines.append(f"  (incident record in {printable(str(where))})")
+    return lines
+
+
+#: The quarantine's incident file (``model_signing.quarantine.INCIDENT_FILE``, not imported at start-up).
+INCIDENT_NAME = "incident.json"
 
 
 def difference_line(d: Difference) -> str:
@@ -231,17 +301,29 @@ def _error_document(message: str, code: int, exc: BaseException | None) -> None:
         print_json(result)
 
 
+def cli_message(exc: ModelSigningError, message: str | None = None) -> str:
+    """A library error's message (or ``message``) as the CLI words it: its options, its commands, one line."""
+    if isinstance(exc, WrongMethodError):  # the library says "a key verifier"; here that is a command
+        message = (f"{exc.source} is a {exc.signed_with} signature, not a {exc.expected} one; verify it with "
+                   f"'verify {exc.signed_with}'")
+    else:
+        message = _terms.to_cli(str(exc) if message is None else message)
+    return " ".join(message.split())
+
+
+def cli_message_text(message: str) -> str:
+    """A library message (API terms between backticks) in the CLI's terms, on one line."""
+    return " ".join(_terms.to_cli(message).split())
+
+
 def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
     """Report an error -- the document on stdout with ``--json``, one line on stderr -- and exit ``code``.
 
     A library error's API terms (`ignore_paths`, `allow_symlinks=True`) become the CLI's options here,
     for both, so every command names its flags without catching the library's errors itself.
     """
-    if isinstance(exc, WrongMethodError):  # the library says "a key verifier"; here that is a command
-        message = (f"{exc.source} is a {exc.signed_with} signature, not a {exc.expected} one; verify it with "
-                   f"'verify {exc.signed_with}'")
-    elif isinstance(exc, ModelSigningError):
-        message = _terms.to_cli(message)
+    if isinstance(exc, ModelSigningError):
+        message = cli_message(exc, message)
     message = " ".join(message.split())  # one line, always: collapse newlines a library put in its message
     if isinstance(exc, ModelMismatchError) and exc.result is not None:
         _warn_unmatched(exc.result.unmatched_ignore_paths)
@@ -254,4 +336,10 @@ def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
         if exc.result is not None and exc.result.unsigned_files:
             print(f"  ({len(exc.result.unsigned_files)} unsigned files accepted by --ignore-unsigned-files: "
                   f"{', '.join(printable(n) for n in exc.result.unsigned_files)})", file=sys.stderr)
+    if isinstance(exc, UnsafeModelError) and exc.report is not None:  # `scan` printed them on stdout already
+        for f in sorted(exc.findings, key=lambda f: (-f.severity, f.file, f.offset or 0)):
+            print("  " + finding_line(f), file=sys.stderr)
+    if isinstance(exc, ModelSigningError) and exc.incident is not None:
+        for line in incident_lines(exc.incident):
+            print(line, file=sys.stderr)
     sys.exit(code)

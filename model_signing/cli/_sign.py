@@ -12,7 +12,7 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import typer
 
@@ -22,6 +22,7 @@ from model_signing.cli import _report
 if TYPE_CHECKING:
     from model_signing.errors import SignatureExistsError
     from model_signing.hashing import HashingConfig
+    from model_signing.scan import ScanConfig
     from model_signing.signing import Signer
 
 sign_app = typer.Typer(
@@ -53,8 +54,11 @@ def run_sign(
     signature: str | None,
     overwrite: bool,
     as_json: bool,
+    scan: ScanConfig | None = None,
 ) -> None:
     """Check the destination, then build the signer, sign, and write the report (and the bundle, for ``-``).
+
+    ``scan`` (``--scan``): unsafe content refuses to sign (exit 4), before any signature or log entry.
 
     The signer is only built once the destination is known to be usable: building it can mean an
     interactive sign-in (keyless) or decrypting a key, which a certain failure must not follow.
@@ -62,6 +66,10 @@ def run_sign(
     from model_signing.errors import InputError, SignatureExistsError
     from model_signing.signing import TO_CALLER, check_destination, sign
 
+    batch = _batch()
+    if batch is not None:  # `sign-all METHOD DIR ...`: the same method options, for every model of DIR
+        batch.run(path, make_signer, config, signature=signature, overwrite=overwrite, as_json=as_json)
+        return
     if signature == "":
         raise InputError("--signature is empty; give a file name, or - to write the signature to stdout")
     to_stdout = signature == STDOUT
@@ -73,13 +81,30 @@ def run_sign(
     target = TO_CALLER if to_stdout else signature
     try:
         check_destination(path, target, overwrite=overwrite)
-        result = sign(path, make_signer(), hashing=config, signature_path=target, overwrite=overwrite)
+        result = sign(path, make_signer(), hashing=config, signature_path=target, overwrite=overwrite, scan=scan)
     except SignatureExistsError as exc:
         raise _exists_advice(exc) from None
     opt.warn_about_cache(config)
     if to_stdout:
         _write_stdout(result.bundle_json)
     _report.signed(result, as_json, to_stderr=to_stdout)
+
+
+def _batch() -> Batch | None:
+    """The ``sign-all`` settings when this ``sign`` method runs under ``sign-all`` (its context's object)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return ctx.obj if ctx is not None and isinstance(ctx.obj, Batch) else None
+
+
+@runtime_checkable
+class Batch(Protocol):
+    """What ``sign-all`` puts in the context: it runs a method's signer over a whole directory."""
+
+    def run(self, path: str, make_signer: Callable[[], Signer], config: HashingConfig, *, signature: str | None,
+            overwrite: bool, as_json: bool) -> None:
+        """Sign every model of the directory ``path``."""
 
 
 def _exists_advice(exc: SignatureExistsError) -> SignatureExistsError:

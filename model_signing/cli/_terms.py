@@ -40,7 +40,12 @@ TERMS: dict[str, str] = {
     # KeySigner / CertificateSigner / CertificateVerifier
     "password": "--password-env VARIABLE",
     "certificate_chain": "--certificate-chain",
+    "signing_certificate": "--signing-certificate",
     "strict=True": "--strict-x509",
+    # RFC 3161 timestamps (KeySigner / CertificateSigner / KeyVerifier / CertificateVerifier)
+    "timestamp_authorities": "--timestamp-authority",
+    "timestamp_certificate_chain": "--timestamp-certificate-chain",
+    "timeout": "--timeout",
     # TokenSource (sign sigstore)
     "identity_token": "--identity-token",
     "use_ambient_credentials=False": "--oidc-disable-ambient-providers",
@@ -54,6 +59,18 @@ TERMS: dict[str, str] = {
     "trusted_root": "--trusted-root",
     "staging=True": "--staging",
     "offline=True": "--offline",
+    # model_signing.hub (hub upload / hub verify)
+    "revision": "--revision",
+    "token": "--token",
+    "endpoint": "--endpoint",
+    "local_dir": "--local-dir",
+    "allow_patterns": "--allow-patterns",
+    "rekor_version": "--rekor-version",
+    # Registry / Lock (registry, lock create, verify-all)
+    "registry": "--registry",
+    "replace=True": "--replace",
+    # verify(quarantine=...) / load(quarantine=...)
+    "quarantine": "--quarantine",
 }
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

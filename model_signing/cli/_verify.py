@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from model_signing.cli import _audit, _report
 from model_signing.cli import _options as opt
-from model_signing.cli import _report
+from model_signing.errors import ModelSigningError
 
 if TYPE_CHECKING:
     from model_signing.verifying import Verifier
@@ -42,15 +43,24 @@ def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> No
 
     sig = options.signature if options.signature is not None else default_signature_path(path)
     # Errors (a mismatch included) propagate: main() prints them, and with --json their document.
-    result = verify(
-        path,
-        verifier,
-        signature_path=sig,
-        ignore_unsigned_files=options.ignore_unsigned_files,
-        ignore_paths=options.ignore_paths,
-        max_workers=options.max_workers,
-        progress=False if options.quiet else None,
-    )
+    try:
+        result = verify(
+            path,
+            verifier,
+            signature_path=sig,
+            ignore_unsigned_files=options.ignore_unsigned_files,
+            ignore_paths=options.ignore_paths,
+            max_workers=options.max_workers,
+            progress=False if options.quiet else None,
+            scan=options.scan,
+            quarantine=options.quarantine,
+        )
+    except ModelSigningError as exc:
+        if options.audit_log is not None:
+            _audit.record_verification(options.audit_log, path, sig, exc)
+        raise
+    if options.audit_log is not None:
+        _audit.record_verification(options.audit_log, path, sig, result)
     _report.verified(result, options.as_json)
 
 

@@ -26,10 +26,14 @@ from model_signing.manifest import (
 )
 
 if TYPE_CHECKING:
+    from model_signing.hashing._plan import Task as Task
+    from model_signing.hashing._pool import Tap as Tap
+    from model_signing.hashing._taps import ScanTap, Taps
     from model_signing.hashing.cache import DigestCache, PriorSignature
     from model_signing.hashing.executor import Executor
     from model_signing.hashing.walk import FileEntry, WalkResult
     from model_signing.results import DigestResult
+    from model_signing.scan import ScanConfig
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,7 @@ def digest_model(
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
     prior: PriorSignature | None = None,
+    scan: ScanConfig | None = None,
 ) -> DigestResult:
     """:func:`hash_model`, as a :class:`~model_signing.results.DigestResult` (manifest + unmatched ignore paths).
 
@@ -196,13 +201,15 @@ def digest_model(
 
     ``prior`` (with ``config.digest_cache``): an earlier signature whose digests are reused for the files
     the cache recorded it signing and whose identity has not changed since.
+    ``scan``: also scan every file for unsafe content, in the same read pass (no byte is read twice);
+    the report is the result's ``scan``.  Unsafe content is not an error here: the caller decides.
     """
     from model_signing.results import DigestResult
 
-    manifest, walked = _hash(
-        path, config, signature_path=signature_path, scratch_path=scratch_path, poll=poll, prior=prior
-    )
-    return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths)
+    manifest, walked, tap = _hash(path, config, signature_path=signature_path, scratch_path=scratch_path,
+                                  poll=poll, prior=prior, scan=scan)
+    return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths,
+                        scan=tap.report() if tap is not None else None)
 
 
 def _hash(
@@ -213,8 +220,9 @@ def _hash(
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
     prior: PriorSignature | None = None,
-) -> tuple[Manifest, WalkResult]:
-    """Walk and hash; the manifest and the walk (for what it learnt about the ignore paths)."""
+    scan: ScanConfig | None = None,
+) -> tuple[Manifest, WalkResult, ScanTap | None]:
+    """Walk and hash; the manifest, the walk (for what it learnt about the ignore paths), the scan's tap."""
     import time
 
     from model_signing.hashing import walk as _walk
@@ -229,7 +237,8 @@ def _hash(
         signature_path=signature_path,
         scratch_path=scratch_path,
     )
-    resources = hash_files(walked.files, config, poll=poll, prior=prior, walk_start_ns=walk_start_ns)
+    tap = scan_tap(walked.files, scan) if scan is not None else None
+    resources = hash_files(walked.files, config, poll=poll, prior=prior, walk_start_ns=walk_start_ns, tap=tap)
     if not resources:
         raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
@@ -242,7 +251,7 @@ def _hash(
         shard_size=config.shard_size if config.method == "shards" else None,
         ignore_paths=walked.ignore_paths,
     )
-    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources), walked
+    return Manifest(model_name=walked.model_name, serialization=serialization, resources=resources), walked, tap
 
 
 def hash_files(
@@ -252,20 +261,31 @@ def hash_files(
     poll: Callable[[], None] | None = None,
     prior: PriorSignature | None = None,
     walk_start_ns: int | None = None,
+    tap: Tap | None = None,
 ) -> tuple[Resource, ...]:
     """Hash already enumerated files into resources, in manifest order (none for an empty plan).
 
     With ``config.digest_cache``, digests of files whose identity fully matches a cached entry (or, with
     ``prior``, the identity recorded for that earlier signature) are reused and only the rest is hashed;
     ``walk_start_ns`` (when the walk began) decides which newly hashed files are settled enough to store.
+
+    ``tap`` sees every byte as it is hashed (:func:`scan_tap`; see ``hashing._pool.Tap``); each file is
+    then read by one worker from its first byte to its last, shards included.  A tap must see every
+    byte, so with one no cached digest is reused (the cache is still updated), and only the local pool
+    can run it (taps reach the workers through ``fork``).
     """
     from model_signing.hashing import _plan, _progress
     from model_signing.hashing.executor import LocalExecutor
 
-    plan = _plan.make_plan(files, config.method, config.shard_size)
+    plan = _plan.make_plan(files, config.method, config.shard_size, whole_files=tap is not None)
     if not plan.names:
         return ()
     executor = config.executor if config.executor is not None else LocalExecutor(config.max_workers)
+    if tap is not None and not isinstance(executor, LocalExecutor):
+        raise InputError(
+            "a scan (or verified loading) reads every byte in this machine's hashing pass; it cannot run "
+            "on a cluster `executor`: leave `executor` unset to scan"
+        )
     cache = config.digest_cache
     known: dict[int, bytes] = {}
     if cache is not None:
@@ -273,7 +293,8 @@ def hash_files(
         from model_signing.hashing.cache import Settings
 
         settings = Settings.of(config.method, config.hash_type, config.shard_size)
-        known = _reuse.known_digests(cache, plan, files, settings, prior)
+        if tap is None:  # a tap must see every byte: a reused digest would leave its file unread
+            known = _reuse.known_digests(cache, plan, files, settings, prior)
     items = plan.items
     if known:
         items = _reuse.remaining_items(items, known)
@@ -284,7 +305,14 @@ def hash_files(
     digests: list[bytes | None] = [known.get(i) for i in range(len(plan.names))]
     if work:
         with _progress.Progress(sum(t.end - t.start for t in todo), config.progress) as bar:
-            hashed = executor.run(work, len(todo), config.hash_type, on_start=bar.start, poll=poll)
+            if tap is not None:
+                from model_signing.hashing import _pool as _workers
+
+                workers = min(config.max_workers or default_workers(), max_workers_cap())
+                hashed = _workers.hash_items(work, len(todo), config.hash_type, workers, bar.start, poll=poll,
+                                             tap=tap)
+            else:
+                hashed = executor.run(work, len(todo), config.hash_type, on_start=bar.start, poll=poll)
         for t, digest in zip(todo, hashed, strict=True):
             digests[t.pos] = digest
     elif poll is not None:
@@ -298,3 +326,17 @@ def hash_files(
         Resource(name=name, algorithm=config.hash_type, digest=digest)
         for name, digest in zip(plan.names, complete, strict=True)
     )
+
+
+def scan_tap(files: Sequence[FileEntry], config: ScanConfig) -> ScanTap:
+    """A tap for :func:`hash_files` that scans every file in the hashing pass; ``.report()`` afterwards."""
+    from model_signing.hashing._taps import ScanTap
+
+    return ScanTap(config, {f.path: f.name for f in files}, [f.name for f in files if f.size == 0])
+
+
+def combine_taps(*taps: Tap) -> Taps:
+    """Several taps for one :func:`hash_files` call."""
+    from model_signing.hashing._taps import Taps
+
+    return Taps(*taps)

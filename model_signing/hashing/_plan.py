@@ -66,8 +66,15 @@ def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + shard_size, size)) for s in range(0, size, shard_size)]
 
 
-def make_plan(files: Sequence[FileEntry], method: SerializationMethod, shard_size: int) -> Plan:
-    """Resources in manifest order and work items, largest first."""
+def make_plan(
+    files: Sequence[FileEntry], method: SerializationMethod, shard_size: int, *, whole_files: bool = False
+) -> Plan:
+    """Resources in manifest order and work items, largest first.
+
+    ``whole_files``: every file's shards go into one work item, in offset order, so that one worker reads
+    the file from its first byte to its last (what a scanner in the hashing pass needs: a pickle or a zip
+    is only understood in order).  Each shard still gets its own digest.
+    """
     pending: list[tuple[str, FileEntry, int, int]] = []
     for f in files:
         if method == "files":
@@ -81,11 +88,15 @@ def make_plan(files: Sequence[FileEntry], method: SerializationMethod, shard_siz
 
     big: list[tuple[Task, ...]] = []
     small: list[Task] = []
-    total = 0
-    for i, (_, f, start, end) in enumerate(pending):
-        task = Task(i, f.path, f.follow, f.size, f.mtime_ns, f.dev, f.ino, start, end)
-        total += end - start
-        if end - start >= SMALL_RANGE:
+    tasks = [
+        Task(i, f.path, f.follow, f.size, f.mtime_ns, f.dev, f.ino, start, end)
+        for i, (_, f, start, end) in enumerate(pending)
+    ]
+    total = sum(t.end - t.start for t in tasks)
+    if whole_files and method == "shards":
+        return Plan(names, _whole_file_items(tasks), total)
+    for task in tasks:
+        if task.end - task.start >= SMALL_RANGE:
             big.append((task,))
         else:
             small.append(task)
@@ -105,3 +116,28 @@ def make_plan(files: Sequence[FileEntry], method: SerializationMethod, shard_siz
     items = big + batches
     items.sort(key=lambda item: (-sum(t.end - t.start for t in item), item[0].pos))
     return Plan(names, tuple(items), total)
+
+
+def _whole_file_items(tasks: Sequence[Task]) -> tuple[tuple[Task, ...], ...]:
+    """Work items that keep each file's shards together, in offset order (see ``make_plan``)."""
+    by_file: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_file.setdefault(t.path, []).append(t)
+    units = [tuple(sorted(ts, key=lambda t: t.start)) for ts in by_file.values()]
+    items: list[tuple[Task, ...]] = []
+    batch: list[Task] = []
+    batch_bytes = 0
+    for unit in units:
+        size = unit[0].size
+        if size >= SMALL_RANGE:
+            items.append(unit)
+            continue
+        batch.extend(unit)
+        batch_bytes += size
+        if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_COUNT:
+            items.append(tuple(batch))
+            batch, batch_bytes = [], 0
+    if batch:
+        items.append(tuple(batch))
+    items.sort(key=lambda item: (-sum(t.end - t.start for t in item), min(t.pos for t in item)))
+    return tuple(items)

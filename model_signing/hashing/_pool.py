@@ -33,7 +33,7 @@ import stat
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from model_signing._internal.framing import recv as _recv
 from model_signing._internal.framing import send as _send
@@ -71,6 +71,22 @@ _after_open_hook: Callable[[str], None] | None = None
 class _Hasher(Protocol):
     def update(self, data: memoryview, /) -> object: ...
     def digest(self) -> bytes: ...
+
+
+class Tap(Protocol):
+    """Something that sees the bytes of every task as they are hashed, from the same buffer (issue 14).
+
+    The scanner uses it to run in the hashing pass (``_taps.ScanTap``), verified loading to keep the
+    hashed bytes.  ``feed_for`` is called before a task is read and returns the callable that receives each
+    chunk (or ``None`` to see nothing); ``task_done`` after its last chunk.  In a worker process,
+    ``collect`` takes what was gathered since the last call (picklable: it rides back with the digests),
+    and the parent hands it to ``merge``; without a pool both run in the calling process.
+    """
+
+    def feed_for(self, task: Task) -> Callable[[memoryview], object] | None: ...
+    def task_done(self, task: Task) -> None: ...
+    def collect(self) -> Any: ...
+    def merge(self, collected: Any) -> None: ...
 
 
 def new_hasher(hash_type: HashType, threads: int = 1) -> _Hasher:
@@ -177,8 +193,13 @@ def hash_task(
     buf: memoryview,
     threads: int = 1,
     progress: Callable[[int], None] | None = None,
+    *,
+    feed: Callable[[memoryview], object] | None = None,
 ) -> bytes:
-    """Digest of bytes ``[task.start, task.end)`` of ``task.path``, checking the file did not change."""
+    """Digest of bytes ``[task.start, task.end)`` of ``task.path``, checking the file did not change.
+
+    ``feed`` (a :class:`Tap`'s) receives every chunk right after it is hashed, from the same buffer.
+    """
     # O_NONBLOCK: if the file was swapped for a FIFO since the walk, a blocking open would wait forever
     # for a writer; this way it opens at once and the identity check reports it.  (It does not affect
     # reads of regular files.)
@@ -202,6 +223,8 @@ def hash_task(
         try:
             for view in chunks:
                 h.update(view)
+                if feed is not None:
+                    feed(view)
                 if progress is not None:
                     progress(len(view))
         finally:
@@ -220,14 +243,22 @@ def hash_item(
     buf: memoryview,
     threads: int = 1,
     progress: Callable[[int], None] | None = None,
+    *,
+    tap: Tap | None = None,
 ) -> list[tuple[int, bytes]]:
     """Digests of every task of one work item, as ``(resource index, digest)``, read through ``buf``."""
-    return [(t.pos, hash_task(t, hash_type, buf, threads, progress)) for t in item]
+    if tap is None:
+        return [(t.pos, hash_task(t, hash_type, buf, threads, progress)) for t in item]
+    out = []
+    for t in item:
+        out.append((t.pos, hash_task(t, hash_type, buf, threads, progress, feed=tap.feed_for(t))))
+        tap.task_done(t)
+    return out
 
 
 # ----------------------------------------------------------------------------------- the pool
 
-def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int) -> None:
+def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int, tap: Tap | None = None) -> None:
     """Body of a worker process: hash items from ``task_r`` until it closes, answer on ``result_w``."""
     # Ctrl-C goes to the whole process group; only the parent reacts (by killing us).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -253,7 +284,9 @@ def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int) 
 
     while (item := _recv(task_r)) is not None:
         try:
-            msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, buf, threads, progress), unsent)
+            digests = hash_item(item, hash_type, buf, threads, progress, tap=tap)
+            # With a tap, what it gathered (scan findings) rides back with the digests.
+            msg: tuple[str, object, int] = ("r", digests if tap is None else (digests, tap.collect()), unsent)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
             msg = ("e", exc, 0)
         unsent = 0
@@ -271,7 +304,7 @@ class _Worker:
     outstanding: int = 0
 
 
-def _spawn(hash_type: HashType, threads: int, inherited: list[int]) -> _Worker:
+def _spawn(hash_type: HashType, threads: int, inherited: list[int], tap: Tap | None = None) -> _Worker:
     task_r, task_w = os.pipe()
     result_r, result_w = os.pipe()
     pid = os.fork()
@@ -282,7 +315,7 @@ def _spawn(hash_type: HashType, threads: int, inherited: list[int]) -> _Worker:
             os.close(result_r)
             for fd in inherited:  # other workers' pipe ends: close so EOF reaches them
                 os.close(fd)
-            _worker_main(task_r, result_w, hash_type, threads)
+            _worker_main(task_r, result_w, hash_type, threads, tap)
         except BaseException:  # noqa: BLE001 - a dying worker reports through its closed pipe
             code = 1
         finally:
@@ -337,6 +370,7 @@ def hash_items(
     on_start: Callable[[], Callable[[int], None]] | None = None,
     *,
     poll: Callable[[], None] | None = None,
+    tap: Tap | None = None,
 ) -> list[bytes]:
     """Digests of all resources, indexed by resource position.
 
@@ -344,6 +378,7 @@ def hash_items(
     ``on_start`` is called once the worker processes exist (so a progress bar, and its monitor thread,
     never get forked) and returns the callback that receives byte counts as they are hashed.
     ``poll`` is called with every progress step (and at least once a second); what it raises stops hashing.
+    ``tap`` sees every byte hashed (see :class:`Tap`); workers inherit it through ``fork``.
     """
     on_start = _with_poll(on_start, poll)
     digests: list[bytes | None] = [None] * n_resources
@@ -357,8 +392,10 @@ def hash_items(
         threads = blake3_threads if hash_type == "blake3" else 1
         buf = new_buffer()
         for item in items:
-            for index, digest in hash_item(item, hash_type, buf, threads, progress):
+            for index, digest in hash_item(item, hash_type, buf, threads, progress, tap=tap):
                 digests[index] = digest
+            if tap is not None:
+                tap.merge(tap.collect())
         return _complete(digests)
 
     # Fewer items than allowed workers: blake3 spreads the spare cores over its own threads.
@@ -371,7 +408,7 @@ def hash_items(
     try:
         for _ in range(n_workers):
             inherited = [fd for w in workers for fd in (w.task_w, w.result_r)]
-            workers.append(_spawn(hash_type, threads, inherited))
+            workers.append(_spawn(hash_type, threads, inherited, tap))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         progress = on_start() if on_start is not None else None
         pending = deque(items)
@@ -406,6 +443,9 @@ def hash_items(
                     raise payload
                 if progress is not None and done:
                     progress(done)
+                if tap is not None:
+                    payload, collected = payload
+                    tap.merge(collected)
                 for index, digest in payload:
                     digests[index] = digest
                 remaining -= 1

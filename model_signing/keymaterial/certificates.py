@@ -193,8 +193,12 @@ def verify_chain(
     at: dt.datetime,
     *,
     strict: bool = False,
+    timestamped: bool = False,
 ) -> list[x509.Certificate]:
     """Build and check a path from ``leaf`` to one of ``roots`` at time ``at``; return it (leaf first).
+
+    ``timestamped`` says that ``at`` is the time of the signature's verified RFC 3161 timestamp (not now),
+    for the messages.
 
     Uses cryptography's RFC 5280 / CA/B-style path validation (``PolicyBuilder``) with WebPKI CA rules
     (basicConstraints, keyCertSign, path length, signature algorithms, validity of every certificate).
@@ -219,10 +223,16 @@ def verify_chain(
 
     subject = leaf.subject.rfc4514_string()
     problem = validity_problem(leaf, at)
+    if problem and timestamped:
+        raise VerificationError(
+            f"the signing certificate {subject} was not valid when the signature was timestamped "
+            f"({at:%Y-%m-%d %H:%M:%S} UTC): {problem}"
+        )
     if problem:
         raise VerificationError(
-            f"the signing certificate {subject} is not valid now: {problem}; "
-            "key and certificate signatures carry no timestamp, so the certificate must be valid when verifying"
+            f"the signing certificate {subject} is not valid now: {problem}; the signature carries no "
+            "timestamp, so the certificate must be valid when verifying (signatures with an RFC 3161 "
+            "timestamp, made with `timestamp_authorities`, are checked at the time they were made)"
         )
     problem = signing_usage_problem(leaf)
     if problem:

@@ -15,6 +15,8 @@ from model_signing._internal.types import PathLike
 from model_signing.keymaterial import keys as _keys
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from model_signing.keymaterial.algorithms import PrivateKey, PublicKey
     from model_signing.results import SignerIdentity
 
@@ -29,6 +31,15 @@ class SigningKey(Protocol):
 
     def sign(self, message: bytes) -> bytes:
         """The signature over ``message`` (ECDSA: DER, with the hash that matches the curve; Ed25519: PureEdDSA)."""
+        ...
+
+
+@runtime_checkable
+class HoldsCertificate(Protocol):
+    """A key source that may also hold the key's X.509 certificate (a PKCS #11 token's certificate object)."""
+
+    def certificate(self) -> x509.Certificate | None:
+        """The certificate stored with the key, or ``None``."""
         ...
 
 
@@ -52,12 +63,18 @@ class LocalKey:
 def open_signing_key(
     reference: PathLike | PrivateKey | SigningKey, password: str | bytes | None = None
 ) -> SigningKey:
-    """The signing key named by ``reference``: a PEM file path (decrypted with ``password``), a key object,
-    or a :class:`SigningKey` already."""
+    """The signing key named by ``reference``: a PEM file path (decrypted with ``password``), a ``pkcs11:``
+    URI (a key on a token; ``password`` is its PIN when the URI gives none), a key object, or a
+    :class:`SigningKey` already."""
     import typing
 
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+    from model_signing.keymaterial import pkcs11
+
+    if pkcs11.is_uri(reference):
+        assert isinstance(reference, str)
+        return pkcs11.open_key(reference, pin=password)
     if isinstance(reference, str | os.PathLike):
         return LocalKey(_keys.load_private_key(reference, password))
     # A cryptography private key also has public_key() and sign(): it is a key to wrap, not a source

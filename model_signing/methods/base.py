@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from model_signing.errors import WrongMethodError
-from model_signing.results import SignerIdentity
+from model_signing.results import SignerIdentity, TrustedTimestamp
 
 if TYPE_CHECKING:
     from sigstore_models.bundle.v1 import Bundle
@@ -50,6 +50,8 @@ class VerifiedSignature:
     legacy_encoding: bool = False
     #: Who signed, structured; a verifier that leaves it out gets ``SignerIdentity(method, identity=signer)``.
     identity: SignerIdentity | None = None
+    #: The signature's verified RFC 3161 timestamps (when it existed), if it carries any.
+    timestamps: tuple[TrustedTimestamp, ...] = ()
 
 
 @runtime_checkable

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from model_signing._internal.types import PathLike
 from model_signing.errors import KeyMaterialError
 from model_signing.keymaterial import certificates as _certs
-from model_signing.keymaterial.sources import SigningKey
+from model_signing.keymaterial.sources import HoldsCertificate, SigningKey
 from model_signing.methods import _dsse
+from model_signing.methods import timestamps as _timestamps
 from model_signing.methods.base import VerifiedSignature, require_method
 from model_signing.methods.key import load_private
 from model_signing.oms import bundle as _bundle
@@ -45,12 +46,21 @@ class CertificateSigner:
     def __init__(
         self,
         private_key: PathLike | PrivateKey | SigningKey,
-        signing_certificate: PathLike,
+        signing_certificate: PathLike | x509.Certificate | None = None,
         certificate_chain: Sequence[PathLike] = (),
         *,
         password: str | bytes | None = None,
+        timestamp_authorities: Sequence[str] = (),
+        trust_config: PathLike | None = None,
+        timeout: float = _timestamps.DEFAULT_TIMEOUT,
     ):
         """Load the key, the leaf certificate and the chain; check that they belong together.
+
+        ``timestamp_authorities`` (RFC 3161 TSA URLs), and the TSAs of a ``trust_config`` file's signing
+        config, are each asked for a timestamp over the signature (``timeout`` seconds per connect or
+        read): with one, the signature stays verifiable after the certificate expires.
+        ``private_key`` may be a ``pkcs11:`` URI (a key on a token); ``signing_certificate`` may then be left
+        out when the token holds the key's certificate (same id or label).
 
         The leaf must hold the key's public key, be valid now and allow code signing (KeyUsage
         digitalSignature, ExtendedKeyUsage codeSigning when present), and the leaf plus the chain must
@@ -59,11 +69,29 @@ class CertificateSigner:
         legitimately unknown here (the chain ends below a root), :attr:`warnings` says which issuer
         verifiers must trust.
         """
+        from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+        self._timestamper = _timestamps.Timestamper.configure(
+            timestamp_authorities, trust_config=trust_config, timeout=timeout
+        )
         self._key = load_private(private_key, password)
-        where = f"signing certificate {os.fspath(signing_certificate)}"
-        leaf, *extra = _certs.load_certificates([signing_certificate], "signing certificate")
+        extra: list[x509.Certificate] = []
+        if signing_certificate is None:
+            stored = self._key.certificate() if isinstance(self._key, HoldsCertificate) else None
+            if stored is None:
+                raise KeyMaterialError(
+                    "no `signing_certificate` given, and the private key's token holds no certificate for it; "
+                    "pass `signing_certificate`"
+                    if isinstance(self._key, HoldsCertificate)
+                    else "pass `signing_certificate` (the private key's leaf certificate)"
+                )
+            leaf, where = stored, "the signing certificate stored on the token"
+        elif isinstance(signing_certificate, x509.Certificate):
+            leaf, where = signing_certificate, "the signing certificate"
+        else:
+            where = f"signing certificate {os.fspath(signing_certificate)}"
+            leaf, *extra = _certs.load_certificates([signing_certificate], "signing certificate")
         spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if leaf.public_key().public_bytes(*spki) != self._key.public_key().public_bytes(*spki):
             raise KeyMaterialError(f"{where} does not belong to the private key (their public keys differ)")
@@ -99,16 +127,23 @@ class CertificateSigner:
         return check_key(self._key.public_key(), "the private key")
 
     def sign(self, payload: bytes) -> Bundle:
-        """The leaf key's signature over the DSSE PAE (ECDSA or PureEdDSA); the bundle carries the chain, leaf first."""
-        return _bundle.assemble(payload, _dsse.sign_pae(self._key, payload), _bundle.certificate_material(self._chain))
+        """The leaf key's signature over the DSSE PAE (ECDSA or PureEdDSA); the bundle carries the chain, leaf first,
+        and an RFC 3161 timestamp over the signature from each configured TSA."""
+        signature = _dsse.sign_pae(self._key, payload)
+        return _bundle.assemble(
+            payload, signature, _bundle.certificate_material(self._chain), timestamps=self._timestamper.stamp(signature)
+        )
 
 
 class CertificateVerifier:
     """The ``certificate`` method: trusted root certificates (PEM) that the bundle's chain must lead to.
 
-    The chain is validated *now* (key and certificate bundles carry no trusted timestamp): every
-    certificate must be within its validity period at verification time, so a signature made with a
-    certificate that has since expired stops verifying and the model must be re-signed.  ``at``
+    Without a timestamp, the chain is validated *now*: every certificate must be within its validity
+    period at verification time, so a signature made with a certificate that has since expired stops
+    verifying.  A bundle with RFC 3161 timestamps has them verified first (with the timestamp authorities
+    of ``timestamp_certificate_chain``, ``trusted_root`` or ``trust_config``; a timestamp that does not
+    verify, or one with no trusted TSA to check it, is refused) and the chain validated at each
+    timestamp's time instead: the signature stays valid after the certificate expires.  ``at``
     overrides the time (for audits).
 
     By default the signing certificate is held to what the reference implementations accept (see
@@ -125,8 +160,11 @@ class CertificateVerifier:
         *,
         at: dt.datetime | None = None,
         strict: bool = False,
+        timestamp_certificate_chain: Sequence[PathLike] = (),
+        trusted_root: PathLike | None = None,
+        trust_config: PathLike | None = None,
     ):
-        """Load the trusted certificates (each PEM file may hold several)."""
+        """Load the trusted certificates (each PEM file may hold several) and the trusted timestamp authorities."""
         from cryptography import x509
 
         certs = list(certificate_chain)
@@ -141,14 +179,20 @@ class CertificateVerifier:
             raise KeyMaterialError("no trusted certificates given; pass the root CA with `certificate_chain`")
         self._at = at
         self._strict = strict
+        self._tsa = _timestamps.TimestampTrust.load(
+            timestamp_certificate_chain, trusted_root=trusted_root, trust_config=trust_config
+        )
 
     def verify(self, bundle: SignatureBundle) -> VerifiedSignature:
         """Validate the bundle's chain to the trusted roots, then the signature with the leaf's key."""
         require_method(bundle, self.method)
         leaf, *intermediates = bundle.certificate_chain()
-        at = self._at or dt.datetime.now(dt.UTC)
-        _certs.verify_chain(leaf, intermediates, self._roots, at, strict=self._strict)
+        stamps = _timestamps.verify_timestamps(bundle, self._tsa.authorities)
+        # A verified timestamp says when the signature existed: the chain must have been valid then.
+        times = [self._at] if self._at is not None else sorted({s.time for s in stamps}) or [dt.datetime.now(dt.UTC)]
+        for at in times:
+            _certs.verify_chain(leaf, intermediates, self._roots, at, strict=self._strict, timestamped=bool(stamps))
         key = _certs.public_key_of(leaf, "the signing certificate")
         payload, legacy_encoding = _dsse.check_dsse(key, bundle, "the signing certificate's key")
         identity = _certs.certificate_signer(leaf)
-        return VerifiedSignature(payload, identity.description, legacy_encoding, identity)
+        return VerifiedSignature(payload, identity.description, legacy_encoding, identity, timestamps=stamps)

@@ -8,7 +8,7 @@ brings the key itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from model_signing._internal.types import PathLike
@@ -16,6 +16,7 @@ from model_signing.errors import VerificationError
 from model_signing.keymaterial import keys as _keys
 from model_signing.keymaterial.sources import SigningKey, open_signing_key
 from model_signing.methods import _dsse
+from model_signing.methods import timestamps as _timestamps
 from model_signing.methods.base import VerifiedSignature, require_method
 from model_signing.oms import bundle as _bundle
 from model_signing.results import SignerIdentity
@@ -47,10 +48,23 @@ class KeySigner:
     method = NAME
 
     def __init__(
-        self, private_key: PathLike | PrivateKey | SigningKey, *, password: str | bytes | None = None
+        self,
+        private_key: PathLike | PrivateKey | SigningKey,
+        *,
+        password: str | bytes | None = None,
+        timestamp_authorities: Sequence[str] = (),
+        trust_config: PathLike | None = None,
+        timeout: float = _timestamps.DEFAULT_TIMEOUT,
     ):
         """Load ``private_key`` (a PEM file path, a key object, or a :class:`~model_signing.keymaterial.sources.
-        SigningKey` such as a key in an HSM) and decrypt it with ``password``."""
+        SigningKey` such as a key in an HSM) and decrypt it with ``password``.
+
+        ``timestamp_authorities`` (RFC 3161 TSA URLs), and the TSAs of a ``trust_config`` file's signing
+        config, are each asked for a timestamp over the signature (``timeout`` seconds per connect or read).
+        """
+        self._timestamper = _timestamps.Timestamper.configure(
+            timestamp_authorities, trust_config=trust_config, timeout=timeout
+        )
         self._key = load_private(private_key, password)
 
     @property
@@ -70,9 +84,12 @@ class KeySigner:
         return self.identity.description
 
     def sign(self, payload: bytes) -> Bundle:
-        """The key's signature over the DSSE PAE of ``payload`` (ECDSA with the curve's hash, or PureEdDSA)."""
+        """The key's signature over the DSSE PAE of ``payload`` (ECDSA with the curve's hash, or PureEdDSA),
+        with an RFC 3161 timestamp over it from each configured TSA."""
+        signature = _dsse.sign_pae(self._key, payload)
         return _bundle.assemble(
-            payload, _dsse.sign_pae(self._key, payload), _bundle.key_material(self._key.public_key())
+            payload, signature, _bundle.key_material(self._key.public_key()),
+            timestamps=self._timestamper.stamp(signature),
         )
 
 
@@ -81,8 +98,23 @@ class KeyVerifier:
 
     method = NAME
 
-    def __init__(self, public_key: PathLike | PublicKey):
-        """Load ``public_key`` (a PEM file path or a key object)."""
+    def __init__(
+        self,
+        public_key: PathLike | PublicKey,
+        *,
+        timestamp_certificate_chain: Sequence[PathLike] = (),
+        trusted_root: PathLike | None = None,
+        trust_config: PathLike | None = None,
+    ):
+        """Load ``public_key`` (a PEM file path or a key object).
+
+        A bundle that carries RFC 3161 timestamps is only accepted when each verifies with one of the
+        timestamp authorities of ``timestamp_certificate_chain`` (PEM files, one TSA's chain each) or of a
+        ``trusted_root`` / ``trust_config``; the verified times are reported.
+        """
+        self._tsa = _timestamps.TimestampTrust.load(
+            timestamp_certificate_chain, trusted_root=trusted_root, trust_config=trust_config
+        )
         if isinstance(public_key, str | os.PathLike):
             self._key = _keys.load_public_key(public_key)
         else:
@@ -114,4 +146,5 @@ class KeyVerifier:
             if legacy is not None and _bundle.public_key_hint(legacy) != self._hint:
                 raise VerificationError(f"{bundle.source} was signed with a different key than the one given")
         payload, legacy_encoding = _dsse.check_dsse(self._key, bundle, "the given public key")
-        return VerifiedSignature(payload, self.description, legacy_encoding, self.identity)
+        stamps = _timestamps.verify_timestamps(bundle, self._tsa.authorities)
+        return VerifiedSignature(payload, self.description, legacy_encoding, self.identity, timestamps=stamps)

@@ -94,10 +94,30 @@ def certificate_material(chain: Sequence[x509.Certificate]) -> VerificationMater
     return VerificationMaterial(x509_certificate_chain=X509CertificateChain(certificates=certs), tlog_entries=[])
 
 
-def assemble(payload: bytes, signature: bytes, material: VerificationMaterial, *, keyid: str = "") -> Bundle:
-    """A v0.3 bundle holding the DSSE envelope of ``payload`` signed as ``signature`` (DSSE ``keyid``)."""
-    from sigstore_models.bundle.v1 import Bundle
+def assemble(
+    payload: bytes,
+    signature: bytes,
+    material: VerificationMaterial,
+    *,
+    keyid: str = "",
+    timestamps: Sequence[bytes] = (),
+) -> Bundle:
+    """A v0.3 bundle holding the DSSE envelope of ``payload`` signed as ``signature`` (DSSE ``keyid``).
+
+    ``timestamps`` are DER RFC 3161 timestamp responses over ``signature``; they go where Sigstore bundles
+    carry them, ``verificationMaterial.timestampVerificationData.rfc3161Timestamps``.
+    """
+    from sigstore_models.bundle.v1 import Bundle, VerificationMaterial
     from sigstore_models.intoto import Envelope, Signature
+
+    if timestamps:
+        # The models serialise only the fields that were set: rebuild the material with the timestamps set.
+        material = VerificationMaterial.from_dict({
+            **material.to_dict(),
+            "timestampVerificationData": {
+                "rfc3161Timestamps": [{"signedTimestamp": base64.b64encode(t).decode()} for t in timestamps]
+            },
+        })
 
     envelope = Envelope(
         payload=base64.b64encode(payload),
@@ -145,6 +165,12 @@ class SignatureBundle:
         """The (single) DSSE signature."""
         assert self.bundle.dsse_envelope is not None
         return self.bundle.dsse_envelope.signatures[0].sig
+
+    @property
+    def rfc3161_timestamps(self) -> list[bytes]:
+        """The DER RFC 3161 timestamp responses of ``timestampVerificationData`` (unverified; empty if none)."""
+        data = self.bundle.verification_material.timestamp_verification_data
+        return [t.signed_timestamp for t in data.rfc3161_timestamps] if data is not None else []
 
     @property
     def key_hint(self) -> str | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from collections.abc import Iterable
 
 from model_signing.errors import InputError, ModelPathError
@@ -106,6 +105,8 @@ def _severity(text: str, what: str) -> Severity:
 
 def load_config(path: str | os.PathLike[str]) -> ScanConfig:
     """Read a scanner config file (TOML): ``[scan]`` with ``allow_globals = [...]`` and ``fail_on = "..."``."""
+    import tomllib  # only here: scanning in the hashing pass should not pay for it
+
     p = os.fspath(path)
     try:
         with open(p, "rb") as f:

@@ -8,7 +8,6 @@ is certain; a text-protocol opcode is a guess that must survive the walk to coun
 
 from __future__ import annotations
 
-import ast
 import json
 import struct
 import warnings
@@ -39,6 +38,11 @@ class ContentScanner:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self._driver = Driver(_guarded(scope))
+
+    @property
+    def idle(self) -> bool:
+        """Whether the rest of the content is dropped unanalysed (data after the part that matters)."""
+        return self._driver.idle
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Push the next chunk."""
@@ -212,6 +216,8 @@ def _npy(r: Reader, scope: Scope) -> Pull:
         return
     text = yield from r.read(hlen)
     try:
+        import ast  # only for .npy headers: the scan in the hashing pass should not pay for it up front
+
         with warnings.catch_warnings():  # a crafted header's bad escapes must not print warnings
             warnings.simplefilter("ignore")
             header = ast.literal_eval(text.decode("latin-1"))
@@ -356,6 +362,11 @@ def analyse_keras_config(obj: Any, scope: Scope, offset: int | None = None) -> b
 def _json(r: Reader, scope: Scope) -> Pull:
     raw = yield from r.read(MAX_JSON + 1)
     if len(raw) > MAX_JSON:
+        scope.set_format("json")
+        return
+    if b"class_name" not in raw and b"\\" not in raw:
+        # Without an escape, every key is spelt literally: no object has a "class_name" key, so this is no
+        # Keras config and nothing in it loads code.  Skips parsing large JSON (tokenizers: ~0.1 s per 3 MB).
         scope.set_format("json")
         return
     try:

@@ -117,6 +117,11 @@ class ScanConfig:
     threshold: Severity = Severity.MEDIUM
     #: How deep archives may nest (a zip in a zip in ...) before the rest is a finding, not analysed.
     max_depth: int = 8
+    #: Recompute the CRC-32 of zip members whose content is only data (tensor storage the scanner drops).
+    #: A bad CRC there is no code-execution risk; the CRC of members the scanner analyses (pickles, nested
+    #: archives, anything recognised) is always checked.  The scan in the hashing pass turns it off: the
+    #: CRC would double the CPU time of a PyTorch checkpoint, and the signed digests cover every byte.
+    crc_data: bool = True
 
     def allows(self, module: str, name: str) -> bool:
         """Whether the user allowed the global ``module.name``."""

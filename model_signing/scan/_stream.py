@@ -53,6 +53,12 @@ class Driver:
             if self._left <= 0:  # nothing to pass: answer at once
                 self._advance(0)
 
+    @property
+    def idle(self) -> bool:
+        """Whether the parser wants no more of the input: it ended, or drops everything up to the end."""
+        req = self._req
+        return self.done or (req is not None and req[1] is None and self._left >= 1 << 60)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Push the next chunk of the input (any size; it is not kept past this call)."""
         mv = data if isinstance(data, memoryview) else memoryview(data)
@@ -116,7 +122,8 @@ class Reader:
                 self.eof = True
                 break
             self.base += self.pos
-            self.buf = self.buf[self.pos:] + bytes(chunk)
+            # One copy of the chunk (join takes the caller's view as it is), not two.
+            self.buf = b"".join((self.buf[self.pos:], chunk)) if self.pos < len(self.buf) else bytes(chunk)
             self.pos = 0
 
     def read(self, n: int) -> Pull:

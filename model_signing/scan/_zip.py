@@ -44,13 +44,17 @@ class MemberScanner(Protocol):
 
     def finish(self) -> None: ...
 
+    @property
+    def idle(self) -> bool: ...
+
 
 @dataclass
 class _Walked:
     name: str
     flags: int
     method: int
-    crc: int
+    #: ``None`` when the data's CRC was not recomputed (``ScanConfig.crc_data`` off, data members only).
+    crc: int | None
     csize: int
     usize: int
     listed: bool = False
@@ -239,6 +243,12 @@ def _local(  # noqa: PLR0917 - the walk's state, passed down once
     else:
         inner = open_member(member)
     actual = {"crc": 0, "usize": 0}
+    checking = [True]  # the CRC is recomputed until the member turns out to be data (see ScanConfig.crc_data)
+
+    def crc_wanted() -> bool:
+        if checking[0] and not scope.config.crc_data and inner is not None and inner.idle:
+            checking[0] = False
+        return checking[0]
 
     def pass_on(data: bytes | memoryview) -> None:
         actual["usize"] += len(data)
@@ -246,8 +256,9 @@ def _local(  # noqa: PLR0917 - the walk's state, passed down once
             inner.feed(data)
 
     def deliver(data: bytes | memoryview) -> None:
-        actual["crc"] = zlib.crc32(data, actual["crc"])
-        pass_on(data)
+        pass_on(data)  # first: a member the content scanner recognises as data needs no CRC, even for this chunk
+        if crc_wanted():
+            actual["crc"] = zlib.crc32(data, actual["crc"])
 
     descriptor = bool(flags & 0x08)
     sizes_known = not descriptor or csize != 0
@@ -259,7 +270,7 @@ def _local(  # noqa: PLR0917 - the walk's state, passed down once
             if got < csize:
                 scope.add(_MEDIUM, "zip-structure", f"member {name!r} is truncated", off)
         else:
-            found = yield from _stored_until_descriptor(r, pass_on)
+            found = yield from _stored_until_descriptor(r, pass_on, crc_wanted)
             if found is None:
                 scope.add(_MEDIUM, "zip-structure", f"member {name!r}: the end of its data (a data descriptor) "
                           "was never found; the rest of the archive is not analysed", off)
@@ -305,31 +316,39 @@ def _local(  # noqa: PLR0917 - the walk's state, passed down once
                 crc, csize, usize = struct.unpack_from("<III", body)
     if inner is not None:
         inner.finish()
-    if method in (0, 8, 12) and actual["crc"] != crc:
+    walked_crc: int | None = actual["crc"] if checking[0] else None
+    if method in (0, 8, 12) and walked_crc is not None and walked_crc != crc:
         scope.add(_MEDIUM, "zip-crc", f"member {name!r}: CRC-32 {actual['crc']:08x} of its data does not match "
                   f"the recorded {crc:08x} (torch loads it anyway; it was analysed)", off)
     if method in (0, 8, 12) and actual["usize"] != usize:
         scope.add(_MEDIUM, "zip-mismatch", f"member {name!r}: {actual['usize']} bytes of data, the archive says "
                   f"{usize}", off)
-    walked[off] = _Walked(name, flags, method, actual["crc"], walked_csize or 0, actual["usize"])
+    walked[off] = _Walked(name, flags, method, walked_crc, walked_csize or 0, actual["usize"])
     return True
 
 
-def _stored_until_descriptor(r: Reader, deliver: Callable[[memoryview], None]) -> Pull:
+def _stored_until_descriptor(
+    r: Reader, deliver: Callable[[memoryview], None], crc_wanted: Callable[[], bool] = lambda: True
+) -> Pull:
     """Pass a stored member's data on until a data descriptor whose CRC and size match it; return its CRC.
 
-    ``None`` if the input ends first.  The descriptor itself is consumed.
+    ``None`` if the input ends first.  The descriptor itself is consumed.  Once ``crc_wanted()`` is false
+    (the member is data) the CRC is no longer computed and a descriptor is recognised by its two sizes
+    alone: a chance match needs 12 specific bytes, and content crafted to end the member early could
+    carry a matching CRC just as well, so the CRC adds no assurance there (the walk is checked against
+    the central directory either way).
     """
-    crc = 0
+    crc: int | None = 0
     n = 0
 
     def emit(end: int) -> None:
         nonlocal crc, n
         if end > r.pos:
             piece = memoryview(r.buf)[r.pos:end]
-            crc = zlib.crc32(piece, crc)
+            deliver(piece)  # first, as in _local's deliver
+            if crc is not None:
+                crc = zlib.crc32(piece, crc) if crc_wanted() else None
             n += end - r.pos
-            deliver(piece)
             r.pos = end
 
     while True:
@@ -356,14 +375,14 @@ def _stored_until_descriptor(r: Reader, deliver: Callable[[memoryview], None]) -
             continue
         if len(cand) >= 16 and n < 1 << 32:
             c, cs, us = struct.unpack_from("<III", cand, 4)
-            if c == crc and cs == n and us == n:
+            if (crc is None or c == crc) and cs == n and us == n:
                 r.pos += 16
-                return crc
+                return c
         if len(cand) >= 24:
             c, cs, us = struct.unpack_from("<IQQ", cand, 4)
-            if c == crc and cs == n and us == n:
+            if (crc is None or c == crc) and cs == n and us == n:
                 r.pos += 24
-                return crc
+                return c
         emit(r.pos + 1)  # not a descriptor: its first byte is data
 
 
@@ -424,7 +443,7 @@ def _central(r: Reader, scope: Scope, off: int, walked: dict[int, _Walked]) -> P
     if (w.flags ^ flags) & ~0x08 & 0xFFFF:
         diffs.append(f"flags {w.flags:#x} vs {flags:#x}")
     if w.method in (0, 8, 12):
-        if w.crc != crc:
+        if w.crc is not None and w.crc != crc:
             diffs.append(f"CRC {w.crc:08x} of the data vs {crc:08x}")
         if w.usize != usize:
             diffs.append(f"size {w.usize} vs {usize}")

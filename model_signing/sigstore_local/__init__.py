@@ -1,4 +1,4 @@
-"""A local Sigstore instance: OIDC issuer, Fulcio CA (with CT SCTs), Rekor v1 log and RFC 3161 TSA.
+"""A local Sigstore instance: OIDC issuer, Fulcio CA (with CT SCTs), Rekor v1 (and v2) log and RFC 3161 TSA.
 
 For tests and air-gapped sites: everything is served from one port on 127.0.0.1, the unmodified
 ``sigstore`` client signs and verifies against it through the ClientTrustConfig it writes, and its keys,
@@ -9,9 +9,16 @@ certificates and log live in a state directory, so a restarted instance still ve
         # sign with ClientTrustConfig.from_json(inst.trust_config_json()) and token;
         # verify with Identity(identity="alice@example.com", issuer=inst.oidc_issuer)
 
+``rekor_version=2`` also serves a Rekor v2 log (tile-backed API, ``hashedrekord``/``dsse`` 0.0.2 entries,
+signed C2SP checkpoints) under ``/rekor-v2`` and offers it in the signing config, so the client signs
+to it (with an RFC 3161 timestamp from the local TSA, since v2 entries carry no time).  Once a state
+directory has a v2 log, its key stays in the trusted root after a restart with ``rekor_version=1``, so
+bundles logged there keep verifying.
+
 Identities: email addresses (email SAN) and URIs (URI SAN); GitHub-workflow tokens
 (:meth:`LocalSigstore.mint_github_token`, or ambient detection through
-:meth:`LocalSigstore.github_actions_env`) get a workflow URI SAN and Fulcio's GitHub extensions.
+:meth:`LocalSigstore.github_actions_env`) get a workflow URI SAN and Fulcio's GitHub extensions;
+GitLab CI tokens (:meth:`LocalSigstore.mint_gitlab_token`) the pipeline URI SAN Fulcio gives GitLab.
 """
 
 from __future__ import annotations
@@ -32,8 +39,15 @@ from model_signing.sigstore_local import _oidc, _pki
 from model_signing.sigstore_local._ct import CTLog
 from model_signing.sigstore_local._fulcio import FulcioCA
 from model_signing.sigstore_local._keys import StateDir, atomic_write
-from model_signing.sigstore_local._oidc import AUDIENCE, OidcIssuer, github_workflow_identity
+from model_signing.sigstore_local._oidc import (
+    AUDIENCE,
+    OidcIssuer,
+    github_workflow_identity,
+    gitlab_pipeline_identity,
+)
 from model_signing.sigstore_local._rekor import TransparencyLog
+from model_signing.sigstore_local._rekor2 import PATH_PREFIX as REKOR_V2_PATH
+from model_signing.sigstore_local._rekor2 import TransparencyLogV2
 from model_signing.sigstore_local._server import (
     ACTIONS_TOKEN_PATH,
     OIDC_PATH,
@@ -49,6 +63,8 @@ __all__ = [
     "LocalSigstore",
     "github_claims",
     "github_workflow_identity",
+    "gitlab_claims",
+    "gitlab_pipeline_identity",
     "is_trust_config_of",
     "mint_token",
 ]
@@ -57,6 +73,8 @@ _log = logging.getLogger("model_signing.sigstore_local")
 
 TRUST_CONFIG_FILE = "trust_config.json"
 _CLIENT_SECRET = "oidc-client"
+_REKOR_V2_KEY = "rekor-v2"
+REKOR_VERSIONS = (1, 2)
 
 
 #: A ClientTrustConfig of a local instance is a few KB; anything much larger is not one.
@@ -108,7 +126,9 @@ def github_claims(repository: str, **options: str) -> dict[str, Any]:
     ``options`` (all strings): ``workflow`` (path, default ``.github/workflows/release.yml``), ``ref``
     (default ``refs/heads/main``), ``sha``, ``event_name`` (``push``), ``workflow_name``, ``run_id``,
     ``run_attempt``, ``repository_id``, ``repository_owner_id``, ``repository_visibility``,
-    ``runner_environment``.  The certificate's SAN is :func:`github_workflow_identity` of the result.
+    ``runner_environment``, ``job_workflow_ref`` (a reusable workflow the job runs:
+    ``owner/repo/.github/workflows/f.yml@ref``).  The certificate's SAN is :func:`github_workflow_identity`
+    of the result.
     """
     try:
         return _oidc.github_claims(repository, **options)
@@ -116,11 +136,27 @@ def github_claims(repository: str, **options: str) -> dict[str, Any]:
         raise InputError(str(exc)) from None
 
 
+def gitlab_claims(project_path: str, **options: str) -> dict[str, Any]:
+    """The claims of a GitLab CI ``id_tokens`` token for ``project_path`` ("group/project").
+
+    ``options`` (all strings): ``server_host`` (``gitlab.com``), ``config_path`` (``.gitlab-ci.yml``),
+    ``ref`` (``main``), ``ref_type`` (``branch`` or ``tag``), ``sha``, ``pipeline_source``, ``pipeline_id``,
+    ``job_id``, ``project_id``, ``namespace_id``, ``project_visibility``, ``runner_environment``.  The
+    certificate's SAN is :func:`gitlab_pipeline_identity` of the result.
+    """
+    try:
+        return _oidc.gitlab_claims(project_path, **options)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from None
+
+
 def _token_claims(identity: str, extra_claims: Mapping[str, Any] | None) -> dict[str, Any]:
     extra = dict(extra_claims or {})
     try:
-        # A GitHub workflow token names its identity through its claims; ``sub`` is free-form there.
-        claims = {"sub": identity} if extra.get("job_workflow_ref") else _oidc.identity_claims(identity)
+        # A CI token (GitHub workflow, GitLab pipeline) names its identity through its claims; ``sub`` is
+        # free-form there.
+        ci = extra.get("job_workflow_ref") or extra.get("ci_config_ref_uri")
+        claims = {"sub": identity} if ci else _oidc.identity_claims(identity)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     claims.update(extra)
@@ -182,6 +218,7 @@ class LocalSigstore:
         port: int | None = None,
         trust_config_out: Path | None = None,
         overwrite: bool = False,
+        rekor_version: int = 1,
     ) -> None:
         """Configure an instance; ``state_dir`` None means a fresh temporary one, removed on close.
 
@@ -189,8 +226,12 @@ class LocalSigstore:
         certificates embed, stays the same across restarts) and otherwise picks a free one; 0 always
         picks a free one.  ``trust_config_out``, if given, is written at start as by
         :meth:`write_trust_config` (with ``overwrite``), so that failing to write it fails the start.
-        A start that fails removes the state directory if it created it.
+        A start that fails removes the state directory if it created it.  ``rekor_version`` 2 also serves
+        a Rekor v2 log and offers it to signers (1, the default: v1 only, as before).
         """
+        if isinstance(rekor_version, bool) or rekor_version not in REKOR_VERSIONS:
+            raise InputError(f"`rekor_version` must be 1 or 2, not {rekor_version!r}")
+        self._rekor_version = rekor_version
         self._requested_state_dir = state_dir
         self._trust_config_out = trust_config_out
         self._overwrite = overwrite
@@ -299,6 +340,12 @@ class LocalSigstore:
         )
         issuer = OidcIssuer(state.private_key("oidc"), self.oidc_issuer, state.secret(_CLIENT_SECRET))
         ctlog = CTLog(state.private_key("ctlog"))
+        rekor_v2 = None
+        # A v2 log made by an earlier start is kept (read side, trusted root) even when v2 is not offered.
+        if self._rekor_version == 2 or state.has_key(_REKOR_V2_KEY):
+            rekor_v2 = TransparencyLogV2(state.ed25519_key(_REKOR_V2_KEY), state.tree_id,
+                                         state.path / "rekor-v2" / "entries.jsonl",
+                                         accepting=self._rekor_version == 2)
         return Services(
             issuer=issuer,
             ctlog=ctlog,
@@ -306,6 +353,7 @@ class LocalSigstore:
                             ctlog=ctlog, issuer=issuer),
             rekor=TransparencyLog(state.private_key("rekor"), state.tree_id, state.path / "rekor" / "entries.jsonl"),
             tsa=TimestampAuthority(tsa_key, tsa_cert, tsa_root),
+            rekor_v2=rekor_v2,
         )
 
     @staticmethod
@@ -356,6 +404,16 @@ class LocalSigstore:
         return f"{self.base_url}{TSA_PATH}"
 
     @property
+    def rekor_v2_url(self) -> str | None:
+        """The Rekor v2 log's URL (the client posts to ``<url>/api/v2/log/entries``), if it has one."""
+        return f"{self.base_url}{REKOR_V2_PATH}" if self._running().rekor_v2 is not None else None
+
+    @property
+    def rekor_version(self) -> int:
+        """The Rekor API version offered to signers (the highest in the signing config)."""
+        return self._rekor_version
+
+    @property
     def trust_config_path(self) -> Path:
         """The ClientTrustConfig JSON written into the state directory at start."""
         return self.state_dir / TRUST_CONFIG_FILE
@@ -363,6 +421,7 @@ class LocalSigstore:
     def trust_config(self) -> dict[str, Any]:
         """The ClientTrustConfig describing this instance (trusted root + signing config)."""
         services = self._running()
+        v2 = services.rekor_v2
         return client_trust_config(
             base_url=self.base_url,
             oidc_url=self.oidc_issuer,
@@ -372,6 +431,9 @@ class LocalSigstore:
             rekor_key=services.rekor.key.public_key(),
             tsa_chain=services.tsa.chain,
             keys_created=self._state_or_fail().created,
+            rekor_v2=None if v2 is None else (f"{self.base_url}{REKOR_V2_PATH}", v2.public_key_der(), v2.log_id,
+                                              self._state_or_fail().created),
+            offer_rekor_v2=self._rekor_version == 2,
         )
 
     def trust_config_json(self) -> str:
@@ -415,6 +477,11 @@ class LocalSigstore:
     def mint_github_token(self, repository: str, *, expires_in: int = 600, **options: str) -> str:
         """An ID token shaped like a GitHub Actions workflow's (see :func:`github_claims`)."""
         claims = github_claims(repository, **options)
+        return self.mint_token(str(claims["sub"]), expires_in=expires_in, extra_claims=claims)
+
+    def mint_gitlab_token(self, project_path: str, *, expires_in: int = 600, **options: str) -> str:
+        """An ID token shaped like a GitLab CI job's ``id_tokens`` one (see :func:`gitlab_claims`)."""
+        claims = gitlab_claims(project_path, **options)
         return self.mint_token(str(claims["sub"]), expires_in=expires_in, extra_claims=claims)
 
     def github_actions_env(self, repository: str, *, lifetime: int = 3600, **options: str) -> dict[str, str]:

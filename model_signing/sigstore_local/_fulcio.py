@@ -5,7 +5,7 @@ that this instance's issuer signed.  Before issuing it checks the token (signatu
 ``aud`` "sigstore", ``iss``, ``exp``/``nbf``) and the CSR's proof of possession (its self-signature).
 The leaf carries what the sigstore client and its policies read: an email or URI SAN, code-signing EKU,
 the issuer extensions (OIDs 1.3.6.1.4.1.57264.1.1 and .1.8), GitHub workflow extensions for
-workflow tokens, and an embedded SCT.
+workflow tokens (GitLab pipeline ones for GitLab CI tokens), and an embedded SCT.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from model_signing.sigstore_local import _pki
 from model_signing.sigstore_local._ct import CTLog
 from model_signing.sigstore_local._errors import RequestRejected
 from model_signing.sigstore_local._keys import utcnow
-from model_signing.sigstore_local._oidc import GITHUB_SERVER_URL, OidcIssuer
+from model_signing.sigstore_local._oidc import GITHUB_SERVER_URL, OidcIssuer, gitlab_pipeline_identity
 
 _log = logging.getLogger("model_signing.sigstore_local")
 
@@ -76,10 +76,43 @@ def _github_v2_values(claims: Mapping[str, Any]) -> dict[int, str]:
     return {oid: value for oid, value in values.items() if value}
 
 
+def _gitlab_v2_values(claims: Mapping[str, Any]) -> dict[int, str]:
+    """Fulcio's CI-provider extensions (.9-.22) from GitLab claims, as Fulcio's GitLab template maps them.
+
+    Fulcio's ``url`` (the GitLab server) is taken from the host of ``ci_config_ref_uri``: a local token's
+    issuer is this instance, not a GitLab server.
+    """
+    pipeline = gitlab_pipeline_identity(claims)
+    server = "https://" + str(claims["ci_config_ref_uri"]).split("/", 1)[0]
+
+    def claim(name: str) -> str:
+        return str(claims.get(name, ""))
+
+    values = {
+        9: pipeline,
+        10: claim("ci_config_sha"),
+        11: claim("runner_environment"),
+        12: f"{server}/{claim('project_path')}",
+        13: claim("sha"),
+        14: claim("ref_path"),
+        15: claim("project_id"),
+        16: f"{server}/{claim('namespace_path')}",
+        17: claim("namespace_id"),
+        18: pipeline,
+        19: claim("ci_config_sha"),
+        20: claim("pipeline_source"),
+        21: f"{server}/{claim('project_path')}/-/jobs/{claim('job_id')}" if claims.get("job_id") else "",
+        22: claim("project_visibility"),
+    }
+    return {oid: value for oid, value in values.items() if value}
+
+
 def subject_alternative_name(claims: Mapping[str, Any]) -> x509.GeneralName:
     """The SAN the token's claims earn: workflow URI, verified email, or URI subject."""
     if claims.get("job_workflow_ref"):
         return x509.UniformResourceIdentifier(f"{GITHUB_SERVER_URL}/{claims['job_workflow_ref']}")
+    if claims.get("ci_config_ref_uri"):
+        return x509.UniformResourceIdentifier(gitlab_pipeline_identity(claims))
     if "email" in claims:
         if claims.get("email_verified") is not True:
             raise RequestRejected(400, "identity token's email is not verified (email_verified is not true)")
@@ -185,6 +218,12 @@ class FulcioCA:
                         x509.UnrecognizedExtension(oid, str(claims[claim]).encode()), critical=False
                     )
             for suffix, value in _github_v2_values(claims).items():
+                oid = x509.ObjectIdentifier(f"{_FULCIO}.{suffix}")
+                builder = builder.add_extension(
+                    x509.UnrecognizedExtension(oid, _pki.der_utf8(value)), critical=False
+                )
+        elif claims.get("ci_config_ref_uri"):
+            for suffix, value in _gitlab_v2_values(claims).items():
                 oid = x509.ObjectIdentifier(f"{_FULCIO}.{suffix}")
                 builder = builder.add_extension(
                     x509.UnrecognizedExtension(oid, _pki.der_utf8(value)), critical=False

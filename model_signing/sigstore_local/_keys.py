@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from model_signing._internal.atomic import write_atomic
 from model_signing.errors import InputError
@@ -144,6 +144,26 @@ class StateDir:
             raise InputError(f"{path}: unreadable private key ({exc})") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise InputError(f"{path}: expected an ECDSA private key")
+        return key
+
+    def has_key(self, name: str) -> bool:
+        """Whether the key ``name`` exists (was created by an earlier start)."""
+        return (self.path / _KEY_DIR / f"{name}.pem").exists()
+
+    def ed25519_key(self, name: str) -> ed25519.Ed25519PrivateKey:
+        """Load the Ed25519 key ``name`` (the Rekor v2 log's: what the public-good v2 logs use), creating it."""
+        path = self.path / _KEY_DIR / f"{name}.pem"
+        if not path.exists():
+            pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            atomic_write(path, pem, mode=0o600)
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except ValueError as exc:
+            raise InputError(f"{path}: unreadable private key ({exc})") from None
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise InputError(f"{path}: expected an Ed25519 private key")
         return key
 
     def certificate(self, name: str, make: Callable[[], x509.Certificate]) -> x509.Certificate:

@@ -57,6 +57,12 @@ class MerkleTree:
             raise ValueError(f"leaf index {index} is outside a tree of size {size}")
         return self._path(index, 0, size)
 
+    def subtree(self, start: int, end: int) -> bytes:
+        """MTH of leaves ``start`` .. ``end - 1`` (a tile's node hash when the range is an aligned 2^k block)."""
+        if not 0 <= start < end <= len(self._leaves):
+            raise ValueError(f"leaf range {start}..{end} is outside 0..{len(self._leaves)}")
+        return self._hash(start, end)
+
     def _check_size(self, size: int) -> None:
         if not 0 <= size <= len(self._leaves):
             raise ValueError(f"tree size {size} is outside 0..{len(self._leaves)}")

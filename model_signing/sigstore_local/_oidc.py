@@ -4,7 +4,8 @@ Tokens are ES256 JWTs with ``aud`` "sigstore".  Two kinds of identity are issued
 
 * email identities: ``sub`` and ``email`` are the address, ``email_verified`` is true -> email SAN;
 * URI identities: ``sub`` is a URI -> URI SAN; GitHub-workflow tokens additionally carry GitHub's claims
-  (``repository``, ``ref``, ``job_workflow_ref`` ...) and become workflow certificates (see ``_fulcio``).
+  (``repository``, ``ref``, ``job_workflow_ref`` ...) and become workflow certificates (see ``_fulcio``);
+  GitLab CI tokens carry GitLab's (``project_path``, ``ci_config_ref_uri`` ...) and get its pipeline URI.
 
 The GitHub-Actions endpoint mimics ``ACTIONS_ID_TOKEN_REQUEST_URL``: a caller holding a *request token*
 (itself a JWT from this issuer, with a distinct audience so it can never pass as an ID token) gets an ID
@@ -62,11 +63,13 @@ def github_claims(
     repository_owner_id: str = "1",
     repository_visibility: str = "private",
     runner_environment: str = "github-hosted",
+    job_workflow_ref: str | None = None,
 ) -> dict[str, Any]:
     """The claims GitHub Actions puts in a workflow's ID token, for ``repository`` ("owner/name").
 
     ``sha`` defaults to a deterministic stand-in derived from repository and ref (there is no real
-    commit behind a local token).
+    commit behind a local token).  ``job_workflow_ref`` (``owner/repo/.github/workflows/f.yml@ref``) is the
+    reusable workflow a job runs, when it runs one: it, not the caller's workflow, becomes the SAN.
     """
     owner, slash, repo_name = repository.partition("/")
     if not (owner and slash and repo_name) or "/" in repo_name:
@@ -86,13 +89,67 @@ def github_claims(
         "workflow": workflow_name,
         "workflow_ref": workflow_ref,
         "workflow_sha": commit,
-        "job_workflow_ref": workflow_ref,
-        "job_workflow_sha": commit,
+        "job_workflow_ref": job_workflow_ref or workflow_ref,
+        "job_workflow_sha": (hashlib.sha1(job_workflow_ref.encode()).hexdigest() if job_workflow_ref else commit),
         "event_name": event_name,
         "run_id": run_id,
         "run_attempt": run_attempt,
         "runner_environment": runner_environment,
     }
+
+
+def gitlab_claims(
+    project_path: str,
+    *,
+    server_host: str = "gitlab.com",
+    config_path: str = ".gitlab-ci.yml",
+    ref: str = "main",
+    ref_type: str = "branch",
+    sha: str | None = None,
+    pipeline_source: str = "push",
+    pipeline_id: str = "1",
+    job_id: str = "1",
+    project_id: str = "1",
+    namespace_id: str = "1",
+    project_visibility: str = "private",
+    runner_environment: str = "gitlab-hosted",
+) -> dict[str, Any]:
+    """The claims GitLab CI puts in a job's ``id_tokens`` token, for ``project_path`` ("group/project").
+
+    ``ci_config_ref_uri`` (``HOST/GROUP/PROJECT//CONFIG@refs/heads/REF``) is what Fulcio turns into the
+    certificate's URI SAN (``https://`` + it); ``sha`` defaults to a stand-in derived from project and ref.
+    """
+    namespace, slash, name = project_path.rpartition("/")
+    if not (namespace and slash and name):
+        raise ValueError(f"project path {project_path!r} must be of the form group/project")
+    if ref_type not in ("branch", "tag"):
+        raise ValueError(f"ref_type {ref_type!r} must be 'branch' or 'tag'")
+    ref_path = f"refs/{'heads' if ref_type == 'branch' else 'tags'}/{ref}"
+    commit = sha or hashlib.sha1(f"{project_path}@{ref_path}".encode()).hexdigest()
+    return {
+        "sub": f"project_path:{project_path}:ref_type:{ref_type}:ref:{ref}",
+        "namespace_id": namespace_id,
+        "namespace_path": namespace,
+        "project_id": project_id,
+        "project_path": project_path,
+        "pipeline_id": pipeline_id,
+        "pipeline_source": pipeline_source,
+        "job_id": job_id,
+        "ref": ref,
+        "ref_type": ref_type,
+        "ref_path": ref_path,
+        "ref_protected": "true",
+        "runner_environment": runner_environment,
+        "sha": commit,
+        "project_visibility": project_visibility,
+        "ci_config_ref_uri": f"{server_host}/{project_path}//{config_path}@{ref_path}",
+        "ci_config_sha": commit,
+    }
+
+
+def gitlab_pipeline_identity(claims: Mapping[str, Any]) -> str:
+    """The URI SAN Fulcio gives a GitLab CI token (``https://`` + its ``ci_config_ref_uri``)."""
+    return f"https://{claims['ci_config_ref_uri']}"
 
 
 def github_workflow_identity(claims: Mapping[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 Paths follow the real services so the unmodified client finds them under a single base URL:
 Fulcio ``/api/v2/...``, Rekor ``/api/v1/log...``, TSA ``/api/v1/timestamp``, the OIDC issuer under
-``/oidc`` and the GitHub-Actions-style token request under ``/github-actions/token``.
+``/oidc`` and the GitHub-Actions-style token request under ``/github-actions/token``.  The Rekor v2 log,
+when there is one, lives under ``/rekor-v2`` (its ``/api/v2/log/entries``, ``/checkpoint`` and ``/tile/...``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from model_signing.sigstore_local._errors import RequestRejected
 from model_signing.sigstore_local._fulcio import FulcioCA
 from model_signing.sigstore_local._oidc import OidcIssuer
 from model_signing.sigstore_local._rekor import TransparencyLog
+from model_signing.sigstore_local._rekor2 import PATH_PREFIX as REKOR_V2_PATH
+from model_signing.sigstore_local._rekor2 import TransparencyLogV2, tile_index
 from model_signing.sigstore_local._tsa import TimestampAuthority
 
 _log = logging.getLogger("model_signing.sigstore_local")
@@ -44,6 +47,8 @@ class Services:
     fulcio: FulcioCA
     rekor: TransparencyLog
     tsa: TimestampAuthority
+    #: The Rekor v2 log (None: the instance serves v1 only).
+    rekor_v2: TransparencyLogV2 | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -153,10 +158,37 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == ("GET", f"{TSA_PATH}/certchain"):
             pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in services.tsa.chain)
             self._send(200, pem.encode(), "application/pem-certificate-chain")
+        elif path.startswith(REKOR_V2_PATH + "/") and services.rekor_v2 is not None:
+            self._rekor_v2(method, path[len(REKOR_V2_PATH):], services.rekor_v2)
         elif route == ("GET", "/healthz"):
             self._json(200, {"status": "ok"})
         else:
             raise RequestRejected(404, f"no such endpoint: {method} {path}")
+
+    def _rekor_v2(self, method: str, path: str, log: TransparencyLogV2) -> None:
+        if (method, path) == ("POST", "/api/v2/log/entries"):
+            self._json(201, log.add(self._body()))
+        elif (method, path) == ("GET", "/checkpoint"):
+            self._send(200, log.checkpoint().encode(), "text/plain; charset=utf-8")
+        elif method == "GET" and path.startswith("/tile/"):
+            self._send(200, self._tile(log, path[len("/tile/"):]), "application/octet-stream")
+        else:
+            raise RequestRejected(404, f"no such endpoint: {method} {REKOR_V2_PATH}{path}")
+
+    @staticmethod
+    def _tile(log: TransparencyLogV2, rest: str) -> bytes:
+        # tlog-tiles: <L>/<N>[.p/<W>] or entries/<N>[.p/<W>], N in x-prefixed 3-digit groups.
+        level_text, _, rest = rest.partition("/")
+        rest, partial, width_text = rest.partition(".p/")
+        index = tile_index(rest)
+        width = int(width_text) if partial and width_text.isdigit() and len(width_text) <= 3 else None
+        if index is None or (partial and width is None):
+            raise RequestRejected(404, "not a tlog-tiles tile path")
+        if level_text == "entries":
+            return log.entry_bundle(index, width)
+        if not level_text.isdigit() or len(level_text) > 2:
+            raise RequestRejected(404, "not a tlog-tiles tile path")
+        return log.tile(int(level_text), index, width)
 
     def _form(self) -> dict[str, str]:
         return dict(urllib.parse.parse_qsl(self._body().decode("utf-8", "replace")))

@@ -57,6 +57,7 @@ def sign_secret(
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     from model_signing.methods.secret import SecretSigner
@@ -65,7 +66,7 @@ def sign_secret(
     _sign.begin(model, signature, as_json)
     secret = _secret(secret_env)
     _sign.run_sign(model, lambda: SecretSigner(secret), hashing, signature=signature, overwrite=overwrite,
-                   as_json=as_json)
+                   as_json=as_json, scan=scanning)
 
 
 @_verify.verify_app.command("secret", help=f"Verify a signature made with `sign secret`. {_WARNING}")

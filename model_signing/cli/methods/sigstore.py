@@ -86,11 +86,22 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     staging: Staging = False,
     trust_config: TrustConfig = None,
+    rekor_version: Annotated[
+        int | None,
+        typer.Option(
+            "--rekor-version",
+            min=1,
+            max=2,
+            help="Rekor API version of the transparency log to sign to (1 or 2; default: the highest the "
+            "signing config offers, as sigstore picks). v2 entries carry no time: a timestamp authority is needed.",
+        ),
+    ] = None,
     timeout: Timeout = 60.0,
     signature: opt.SignatureOut = None,
     overwrite: opt.Overwrite = False,
     *,
     hashing: opt.HashingOptions,
+    scanning: opt.ScanOptions,
     as_json: opt.Json = False,
 ) -> None:
     """Sign keyless with Sigstore (the default): OIDC identity -> Fulcio certificate -> Rekor entry."""
@@ -109,9 +120,11 @@ def sign_sigstore(  # noqa: PLR0917 - one parameter per CLI option
     seconds = _timeout(timeout)  # a bad option fails before any other work
 
     def signer() -> SigstoreSigner:
-        return SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source, timeout=seconds)
+        return SigstoreSigner(trust_config=trust_config, staging=staging, token_source=source, timeout=seconds,
+                              rekor_version=rekor_version)
 
-    run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json)
+    run_sign(model, signer, hashing, signature=signature, overwrite=overwrite, as_json=as_json,
+             scan=scanning)
 
 
 @verify_app.command("sigstore", cls=opt.PeerSpellings)

@@ -30,7 +30,7 @@ from model_signing.methods.sigstore._token import TokenSource, obtain_identity_t
 from model_signing.methods.sigstore._trust import check_signing_sources, check_verification_sources
 from model_signing.methods.sigstore.identity import IdentityPolicy
 from model_signing.oms.bundle import BUNDLE_MEDIA_TYPE
-from model_signing.results import SignerIdentity
+from model_signing.results import SignerIdentity, TrustedTimestamp
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
@@ -78,19 +78,24 @@ class SigstoreSigner:
         staging: bool = False,
         token_source: TokenSource | None = None,
         timeout: float = _wire.DEFAULT_TIMEOUT,
+        rekor_version: int | None = None,
     ) -> None:
         """Pick the instance (``trust_config`` file or object, ``staging``, else public good) and get a token.
 
         ``timeout`` (seconds) bounds every connect and every wait for an answer of the Sigstore requests
         (TUF, Fulcio, Rekor, timestamp authority); a service that stays silent longer fails the signing.
+        ``rekor_version`` (1 or 2) forces the Rekor API version of the log; by default the signing config
+        decides, as sigstore does: the highest version each operator offers.  A v2 entry carries no
+        time, so signing to v2 needs a timestamp authority in the signing config (and its timestamp).
         """
         self._timeout = _wire.check_timeout(timeout)
+        version = _wire.check_rekor_version(rekor_version)
         if trust_config is None or isinstance(trust_config, str | os.PathLike):
             check_signing_sources(trust_config, staging)
             path = os.path.abspath(os.fspath(trust_config)) if trust_config is not None else None
-            self._trust = _wire.TrustSpec(path=path, staging=staging)
+            self._trust = _wire.TrustSpec(path=path, staging=staging, rekor_version=version)
         else:
-            self._trust = _wire.TrustSpec(config=trust_config)
+            self._trust = _wire.TrustSpec(config=trust_config, rekor_version=version)
         self._source = token_source or TokenSource()
         self._token, self._origin = obtain_identity_token(self._source, self._default_issuer)
         self._service = _sigstore_service.shared()
@@ -216,8 +221,8 @@ class SigstoreVerifier:
         # this verifier is called directly rather than through ``verify``.
         require_method(bundle, self.method)
 
-        def verified(value: tuple[bytes, str, SignerIdentity]) -> VerifiedSignature:
-            return VerifiedSignature(value[0], value[1], identity=value[2])
+        def verified(value: tuple[bytes, str, SignerIdentity, tuple[TrustedTimestamp, ...]]) -> VerifiedSignature:
+            return VerifiedSignature(value[0], value[1], identity=value[2], timestamps=value[3])
 
         return self._service.submit(
             "verify", bundle.raw, bundle.source, self._policy, self._roots, convert=verified,

@@ -28,16 +28,24 @@ from sigstore.oidc import IdentityError, IdentityToken
 from sigstore.sign import Signer, SigningContext
 from sigstore.verify import Verifier
 
-from model_signing.errors import KeyMaterialError, SignatureFormatError, SigningError, VerificationError
+from model_signing.errors import (
+    InputError,
+    KeyMaterialError,
+    SignatureFormatError,
+    SigningError,
+    VerificationError,
+)
 from model_signing.methods.sigstore import _deadline
 from model_signing.methods.sigstore._token import one_line, unusable_token
 from model_signing.methods.sigstore._trust import load_trust_config, signing_trust_config, verification_trusted_root
 from model_signing.methods.sigstore._wire import Prepared, RootSpec, TrustSpec, service_at
 from model_signing.methods.sigstore.identity import IdentityPolicy, certificate_identities
-from model_signing.results import SignerIdentity
+from model_signing.results import SignerIdentity, TrustedTimestamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from sigstore.models import ClientTrustConfig
 
 _IN_TOTO = "application/vnd.in-toto+json"
 
@@ -128,8 +136,8 @@ def prepare_signer(trust: TrustSpec, raw_token: str, client_id: str, origin: str
         config = load_trust_config(trust.path)
     else:
         config = signing_trust_config(None, trust.staging)
+    context = _signing_context(config, trust.rekor_version)
     try:
-        context = SigningContext.from_trust_config(config)
         # cache=True is required: with cache=False sigstore 4.5 generates a fresh ephemeral key on every
         # access, so the certificate and the DSSE signature would belong to different keys.  It is also
         # what makes the certificate requested here the one used by sign() later.
@@ -151,11 +159,47 @@ def prepare_signer(trust: TrustSpec, raw_token: str, client_id: str, origin: str
     )
 
 
+def _signing_context(config: ClientTrustConfig, rekor_version: int | None) -> SigningContext:
+    """sigstore's signing context for ``config``, its log chosen as sigstore does or forced to ``rekor_version``."""
+    from sigstore._internal.rekor.client_v2 import RekorV2Client
+
+    # sigstore's own switch: keep only the signing config's logs of that major API version.
+    config.force_tlog_version = rekor_version
+    try:
+        context = SigningContext.from_trust_config(config)
+    except SigstoreError as exc:
+        if rekor_version is not None and "Rekor" in str(exc):
+            raise InputError(
+                f"the signing config offers no usable Rekor v{rekor_version} transparency log (asked for with "
+                "`rekor_version`); sign to the version it offers, or use an instance that offers this one"
+            ) from None
+        raise SigningError(signing_failure(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - as in prepare_signer
+        raise SigningError(signing_failure(exc)) from None
+    # A Rekor v2 entry carries no integrated time: without an RFC 3161 timestamp the bundle could never
+    # verify (sigstore only warns when no timestamp authority answers), so refuse before any work.
+    if isinstance(context._rekor, RekorV2Client) and not context._tsa_clients:
+        raise InputError(
+            "the signing config selects a Rekor v2 log but lists no timestamp authority (tsaUrls); v2 entries "
+            "carry no time, so a timestamp is required: add one, or sign to Rekor v1 with `rekor_version`"
+        )
+    return context
+
+
 def sign(handle: int, payload: bytes) -> str:
     """Sign ``payload`` (the canonical statement) as DSSE with a prepared signer; the bundle's JSON."""
     signer = _signers[handle]
     try:
         signed = signer.sign_dsse(Statement(payload))
+    except InvalidBundle as exc:
+        if "inclusion promise or signed timestamp" not in str(exc):
+            raise SigningError(signing_failure(exc)) from None
+        # sigstore only warns when every timestamp authority failed; with a Rekor v2 entry, which carries no
+        # time, the bundle then has no verified time at all and sigstore refuses to assemble it.
+        raise SigningError(
+            "the timestamp authority gave no timestamp (see the warning above) and the Rekor v2 entry carries "
+            "no time, so no verifiable signature could be made; retry, or sign to Rekor v1 with `rekor_version`"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - as in prepare_signer
         raise SigningError(signing_failure(exc)) from None
     return signed.to_json()
@@ -168,8 +212,9 @@ def forget_signer(handle: int) -> None:
 
 def verify(
     raw_bundle: bytes, source: str, policy: IdentityPolicy, roots: RootSpec
-) -> tuple[bytes, str, SignerIdentity]:
-    """Run sigstore's DSSE verification with the identity policy; the verified payload and the signer.
+) -> tuple[bytes, str, SignerIdentity, tuple[TrustedTimestamp, ...]]:
+    """Run sigstore's DSSE verification with the identity policy; the verified payload, the signer and the
+    verified RFC 3161 timestamps (each one present must verify).
 
     The signer comes as a line and as fields: the verified certificate's SAN identity and OIDC issuer.
     """
@@ -182,6 +227,13 @@ def verify(
     try:
         bundle = Bundle.from_json(raw_bundle)
     except InvalidBundle as exc:
+        if "inclusion promise or signed timestamp" in str(exc):
+            # Well-formed, but nothing proves when it was signed (a Rekor v2 entry has no integrated time and
+            # the RFC 3161 timestamp is gone): a signature that does not verify, not malformed input.
+            raise VerificationError(
+                f"{source} does not verify: no verified signing time (the transparency log entry carries none "
+                "and the bundle has no RFC 3161 timestamp)"
+            ) from None
         raise SignatureFormatError(f"{source}: not a valid keyless bundle: {one_line(exc)}") from None
     except ValueError as exc:
         raise SignatureFormatError(f"{source}: malformed keyless bundle ({one_line(exc)})") from None
@@ -194,8 +246,32 @@ def verify(
         raise VerificationError(f"{source} does not verify for {policy.describe()}: {reason}") from None
     if payload_type != _IN_TOTO:
         raise VerificationError(f"{source}: DSSE payload type {payload_type!r} is not {_IN_TOTO}")
+    stamps = rfc3161_timestamps(bundle, root, source)
     identity = signer_identity(bundle.signing_certificate)
-    return payload, f"{identity.description} (Sigstore certificate)", identity
+    return payload, f"{identity.description} (Sigstore certificate)", identity, stamps
+
+
+def rfc3161_timestamps(bundle: Bundle, root: TrustedRoot, source: str) -> tuple[TrustedTimestamp, ...]:
+    """Verify every RFC 3161 timestamp of a keyless bundle against the trusted root's timestamp authorities.
+
+    sigstore needs only one verified time and skips a timestamp that does not verify when the log's
+    integrated time is there (a corrupted timestamp went unnoticed); here a timestamp that is present
+    must verify, as for the key and certificate methods.
+    """
+    from model_signing.methods import timestamps as _timestamps
+
+    data = bundle._inner.verification_material.timestamp_verification_data
+    tokens = [t.signed_timestamp for t in data.rfc3161_timestamps] if data is not None else []
+    if not tokens:
+        return ()
+    authorities = [
+        _timestamps.TimestampAuthority.from_trusted_root_entry(entry, "the trusted root")
+        for entry in root._inner.timestamp_authorities
+    ]
+    return _timestamps.verify_tokens(
+        tokens, bundle.signature, authorities, source=source,
+        no_trust_hint="pass the `trust_config` or `trusted_root` of the instance that signed it",
+    )
 
 
 def foreign_certificate(cert: x509.Certificate, root: TrustedRoot, roots: RootSpec) -> str | None:

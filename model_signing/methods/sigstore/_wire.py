@@ -28,6 +28,17 @@ def check_timeout(timeout: float) -> float:
     return float(timeout)
 
 
+#: The Rekor API versions a signer can be told to use.
+REKOR_VERSIONS = (1, 2)
+
+
+def check_rekor_version(version: int | None) -> int | None:
+    """``version`` if it is None, 1 or 2; :class:`InputError` otherwise."""
+    if version is not None and (isinstance(version, bool) or version not in REKOR_VERSIONS):
+        raise InputError(f"`rekor_version` must be 1 or 2 (or None for the signing config's choice), not {version!r}")
+    return version
+
+
 def reply_bound(timeout: float) -> float:
     """How long to wait without any message from the helper before giving it up as stuck.
 
@@ -59,6 +70,8 @@ class TrustSpec:
     path: str | None = None
     config: ClientTrustConfig | None = None
     staging: bool = False
+    #: The Rekor API version to sign to (None: the highest the signing config offers, as sigstore picks).
+    rekor_version: int | None = None
 
 
 @dataclass(frozen=True)

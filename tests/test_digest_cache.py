@@ -293,3 +293,24 @@ def test_reused_entries_are_refreshed_and_stale_ones_pruned(make_model: Callable
     # a.bin's entry was reused, so refreshed; b.bin's went stale and was pruned; c.bin is too recent to store.
     assert [ino for ino, _ in rows] == [(model / "a.bin").stat().st_ino]
     assert rows[0][1] > long_ago
+
+
+def test_a_scan_reads_every_file_even_when_the_cache_knows_it(
+    make_model: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A cached digest means the file is not read; under a scan that would leave it unscanned, so no reuse."""
+    from model_signing.errors import UnsafeModelError
+    from model_signing.scan import make_config
+
+    # os.system('true') as a protocol-2 pickle, written by hand: PROTO 2, GLOBAL, BINUNICODE, TUPLE1, REDUCE, STOP
+    payload = b"\x80\x02cposix\nsystem\nX\x04\x00\x00\x00true\x85R."
+    model = make_model(_files(2) | {"w/extra.bin": payload})
+    time.sleep(SETTLE + 0.1)
+    cache = DigestCache(tmp_path / "c.db", settle_seconds=SETTLE)
+    ms.hash_model(model, _cfg(cache))  # every file now cached
+    assert cache.stats.stored == 4
+    sig = tmp_path / "model.sig"
+    with pytest.raises(UnsafeModelError, match="extra.bin"):
+        ms.sign(model, ms.SecretSigner(b"k" * 32), hashing=_cfg(cache), signature_path=sig, scan=make_config())
+    assert cache.stats.hits == 0  # nothing was taken from the cache
+    assert not sig.exists()

@@ -310,7 +310,7 @@ def test_a_scan_reads_every_file_even_when_the_cache_knows_it(
     ms.hash_model(model, _cfg(cache))  # every file now cached
     assert cache.stats.stored == 4
     sig = tmp_path / "model.sig"
-    with pytest.raises(UnsafeModelError, match="extra.bin"):
+    with pytest.raises(UnsafeModelError, match=r"extra\.bin"):
         ms.sign(model, ms.SecretSigner(b"k" * 32), hashing=_cfg(cache), signature_path=sig, scan=make_config())
     assert cache.stats.hits == 0  # nothing was taken from the cache
     assert not sig.exists()

@@ -48,11 +48,13 @@ __all__ = [
     "Signer",
     "SignerIdentity",
     "default_signature_path",
+    "prior_signature",
     "sign",
     "write_atomic",
 ]
 
 if TYPE_CHECKING:
+    from model_signing.hashing.cache import PriorSignature
     from model_signing.scan import ScanConfig
 
 #: The default signature file name, written beside the model (never inside the hashed tree).
@@ -104,6 +106,7 @@ def sign(
     hashing: HashingConfig | None = None,
     signature_path: PathLike | None = None,
     overwrite: bool = False,
+    reuse_from: PathLike | None = None,
     scan: ScanConfig | None = None,
 ) -> SignResult:
     """Sign the model at ``model_path`` with ``signer`` and write the bundle to ``signature_path``.
@@ -120,15 +123,25 @@ def sign(
     :class:`~model_signing.errors.InputError` subclasses for bad inputs and :class:`SigningError` if the
     signer fails.
 
+    With ``hashing.digest_cache`` the digests of files unchanged since the cache saw them are reused, and
+    the new signature is recorded in the cache.  ``reuse_from`` (which needs a ``digest_cache``) names an
+    earlier signature whose digests are reused for the files the cache recorded it signing, if their
+    identity is unchanged since; the earlier signature is not verified, but its statement must be the one
+    the cache recorded (byte for byte), so an edited copy offers nothing.  What was reused, and why an
+    earlier signature offered nothing, is in ``hashing.digest_cache.stats``.
+
     ``scan`` (:func:`model_signing.scan.make_config`): scan every file in the hashing pass (no byte is
     read twice); content at or above its threshold raises :class:`~model_signing.errors.UnsafeModelError`
-    before the signer is called (no signature, no transparency-log entry, nothing written).
+    before the signer is called (no signature, no transparency-log entry, nothing written).  With a scan,
+    no cached digest is reused: a file that is not read would not be scanned.
     """
     model = os.fspath(model_path)
+    config = hashing if hashing is not None else HashingConfig()
+    reuse_from = reuse_from if reuse_from is not None else config.reuse_from
+    prior = prior_signature(reuse_from, config) if reuse_from is not None else None
     sig_path = _destination_path(model, signature_path, overwrite)
     reservation = _claim(sig_path) if sig_path != TO_CALLER else None
     try:
-        config = hashing if hashing is not None else HashingConfig()
         if isinstance(signer, Preparing):
             # Started here, after the destination is known to be writable, and right before hashing so that
             # its network round trips (the Fulcio certificate) still overlap the hash.
@@ -136,7 +149,9 @@ def sign(
         # A signer that prepares in the background (sigstore: its certificate) can stop the hashing at once.
         poll = signer.raise_if_failed if isinstance(signer, FailsFast) else None
         excluded, scratch = (sig_path, reservation.tmp) if reservation is not None else (None, None)
-        hashed = digest_model(model, config, signature_path=excluded, scratch_path=scratch, poll=poll, scan=scan)
+        hashed = digest_model(
+            model, config, signature_path=excluded, scratch_path=scratch, poll=poll, prior=prior, scan=scan
+        )
         if hashed.scan is not None and hashed.scan.unsafe():
             raise unsafe_error(hashed.scan)  # before anything irreversible: no signature is made
         manifest = _statement.canonical_manifest(hashed.manifest)
@@ -159,6 +174,10 @@ def sign(
             raise SigningError(f"the {signer.method} signer signed another payload than the model's statement")
         if reservation is not None:
             _commit(reservation, text, overwrite=overwrite, model_name=manifest.model_name)
+        if config.digest_cache is not None:
+            import hashlib
+
+            config.digest_cache.record_signature(hashlib.sha256(payload).hexdigest())
     finally:
         if reservation is not None:
             reservation.release()
@@ -177,6 +196,32 @@ def sign(
         unmatched_ignore_paths=hashed.unmatched_ignore_paths,
         bundle_json=text,
         scan=hashed.scan,
+    )
+
+
+def prior_signature(reuse_from: PathLike, config: HashingConfig) -> PriorSignature:
+    """The digests the earlier signature ``reuse_from`` offers, for ``hash_model``'s ``prior``.
+
+    Read, not verified: the digest cache's record of the statement (by its SHA-256) vouches for them.
+    """
+    import hashlib
+
+    from model_signing.hashing.cache import PriorSignature, Settings
+
+    source = os.fspath(reuse_from)
+    if config.digest_cache is None:
+        raise InputError(
+            f"`reuse_from` {source} needs a digest cache: it reuses digests for files the cache recorded "
+            "that signature covering; give `digest_cache` too"
+        )
+    payload = methods.read_bundle(source).payload
+    statement = _statement.parse_statement(payload, source=source)
+    s = statement.manifest.serialization
+    return PriorSignature(
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        settings=Settings.of(s.method, s.hash_type, s.shard_size),
+        digests={r.name: r.digest for r in statement.manifest.resources},
+        source=source,
     )
 
 

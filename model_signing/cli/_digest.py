@@ -26,4 +26,11 @@ def register(app: typer.Typer) -> None:
         from model_signing.hashing import digest_model
 
         _report.begin("digest", model_path=path, as_json=as_json)
-        _report.digest(digest_model(path, hashing), as_json)
+        prior = None
+        if hashing.reuse_from is not None:
+            from model_signing.signing import prior_signature
+
+            prior = prior_signature(hashing.reuse_from, hashing)
+        result = digest_model(path, hashing, prior=prior)
+        opt.warn_about_cache(hashing)
+        _report.digest(result, as_json)

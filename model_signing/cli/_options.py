@@ -28,6 +28,7 @@ from model_signing.methods import DEFAULT as DEFAULT_METHOD
 
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
+    from model_signing.hashing.executor import Executor
     from model_signing.keymaterial.algorithms import Algorithm
     from model_signing.scan import ScanConfig
 
@@ -228,6 +229,49 @@ MaxWorkers = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+DigestCachePath = Annotated[
+    str | None,
+    typer.Option(
+        "--digest-cache",
+        metavar="PATH",
+        help="Digest cache database (default: digests.sqlite3 in the user cache directory). Digests of files "
+             "unchanged since (device, inode, size, mtime, ctime) are reused; verify never uses it.",
+        show_default=False,
+    ),
+]
+NoDigestCache = Annotated[bool, typer.Option("--no-digest-cache", help="Hash every file; read and write no cache.")]
+ReuseFrom = Annotated[
+    str | None,
+    typer.Option(
+        "--reuse-from",
+        metavar="SIGNATURE",
+        help="Reuse the digests of an earlier signature made with this digest cache, for the files unchanged "
+             "since it was made.",
+        show_default=False,
+    ),
+]
+
+
+class ExecutorChoice(StrEnum):
+    """``--executor``."""
+
+    local = "local"
+    dask = "dask"
+
+
+ExecutorOption = Annotated[
+    ExecutorChoice,
+    typer.Option("--executor", help="Hash on this machine, or on a Dask cluster's workers (modelseal[dask])."),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, tcp://HOST:PORT (default: DASK_SCHEDULER_ADDRESS); with --executor dask.",
+        show_default=False,
+    ),
+]
 # model-signing's --ignore-git-paths (its default) is what OMS always does here: .git, .gitattributes,
 # .github and .gitignore at the model root are never signed.  Hidden: it only exists for its scripts.
 GitPaths = Annotated[
@@ -290,10 +334,16 @@ def hashing_config(
     max_workers: MaxWorkers = None,
     quiet: Quiet = False,
     ignore_git_paths: GitPaths = True,
+    digest_cache: DigestCachePath = None,
+    no_digest_cache: NoDigestCache = False,
+    reuse_from: ReuseFrom = None,
+    executor: ExecutorOption = ExecutorChoice.local,
+    scheduler: Scheduler = None,
 ) -> "HashingConfig":
     """The :class:`HashingConfig` the hashing options describe."""
     from model_signing.errors import InputError
     from model_signing.hashing import HashingConfig
+    from model_signing.hashing.cache import DigestCache
     from model_signing.manifest import DEFAULT_IGNORED, DEFAULT_SHARD_SIZE
 
     if not ignore_git_paths:
@@ -303,6 +353,14 @@ def hashing_config(
         )
     if shard_size is not None and serialization is not SerializationChoice.shards:
         raise InputError("--shard-size only applies with --serialization shards")
+    if no_digest_cache and digest_cache is not None:
+        raise InputError("--digest-cache and --no-digest-cache contradict each other; give one of them")
+    if no_digest_cache and reuse_from is not None:
+        raise InputError("--reuse-from needs the digest cache that recorded the signature; drop --no-digest-cache")
+    if digest_cache == "":
+        raise InputError("--digest-cache is empty; give a database file name, or --no-digest-cache")
+    # An explicit --digest-cache must work; the default one is best effort (a read-only home still signs).
+    cache = None if no_digest_cache else DigestCache(digest_cache)
     return HashingConfig(
         method=serialization.value,
         hash_type=hash_type.value,
@@ -311,7 +369,41 @@ def hashing_config(
         ignore_paths=tuple(ignore_paths or ()),
         max_workers=capped_workers(max_workers),
         progress=False if quiet else None,
+        digest_cache=cache,
+        executor=_executor(executor, scheduler, max_workers),
+        reuse_from=reuse_from,
     )
+
+
+def _executor(choice: ExecutorChoice, scheduler: str | None, max_workers: int | None) -> "Executor | None":
+    """The executor ``--executor``/``--scheduler`` ask for (``None``: the local pool)."""
+    from model_signing.errors import InputError
+
+    if choice is ExecutorChoice.local:
+        if scheduler is not None:
+            raise InputError("--scheduler only applies with --executor dask")
+        return None
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if not address:
+        raise InputError("--executor dask needs a scheduler: pass --scheduler tcp://HOST:PORT or set "
+                         "DASK_SCHEDULER_ADDRESS")
+    if max_workers is not None:
+        raise InputError("--max-workers applies to the local executor; a Dask cluster uses its workers' threads")
+    from model_signing.hashing.executor import dask_executor
+
+    return dask_executor(address)
+
+
+def warn_about_cache(config: "HashingConfig") -> None:
+    """One warning line each when the digest cache could not be used or ``--reuse-from`` offered nothing."""
+    cache = config.digest_cache
+    if cache is None:
+        return
+    if cache.stats.disabled:
+        print(f"warning: digest cache {cache.path} not used ({cache.stats.disabled}); every file was hashed",
+              file=sys.stderr)
+    elif cache.stats.prior_unused and config.reuse_from is not None:
+        print(f"warning: nothing reused from {config.reuse_from}: {cache.stats.prior_unused}", file=sys.stderr)
 
 
 def capped_workers(max_workers: int | None) -> int | None:

@@ -84,6 +84,7 @@ def run_sign(
         result = sign(path, make_signer(), hashing=config, signature_path=target, overwrite=overwrite, scan=scan)
     except SignatureExistsError as exc:
         raise _exists_advice(exc) from None
+    opt.warn_about_cache(config)
     if to_stdout:
         _write_stdout(result.bundle_json)
     _report.signed(result, as_json, to_stderr=to_stdout)

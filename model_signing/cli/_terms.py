@@ -31,6 +31,9 @@ TERMS: dict[str, str] = {
     "ignore_paths": "--ignore-paths",
     "allow_symlinks=True": "--allow-symlinks",
     "method": "--serialization",  # HashingConfig.method: 'files' or 'shards'
+    "digest_cache": "--digest-cache",  # HashingConfig.digest_cache (digest, sign)
+    "reuse_from": "--reuse-from",  # sign(reuse_from=...)
+    "executor": "--executor",  # HashingConfig.executor (digest, sign)
     # sign() / verify()
     "signature_path": "--signature",
     "overwrite=True": "--overwrite",

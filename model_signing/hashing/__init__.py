@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from model_signing.hashing._plan import Task as Task
     from model_signing.hashing._pool import Tap as Tap
     from model_signing.hashing._taps import ScanTap, Taps
+    from model_signing.hashing.cache import DigestCache, PriorSignature
+    from model_signing.hashing.executor import Executor
     from model_signing.hashing.walk import FileEntry, WalkResult
     from model_signing.results import DigestResult
     from model_signing.scan import ScanConfig
@@ -51,6 +53,14 @@ class HashingConfig:
     max_workers: int | None = None
     #: Progress bar on stderr: ``None`` = only when stderr is a terminal.
     progress: bool | None = None
+    #: Reuse (and store) digests of unchanged files (:mod:`model_signing.hashing.cache`); ``None``: no cache.
+    #: Verification never uses one (:meth:`from_serialization` cannot set it).
+    digest_cache: DigestCache | None = None
+    #: What hashes the work items (:mod:`model_signing.hashing.executor`); ``None``: the local pool.
+    executor: Executor | None = None
+    #: An earlier signature whose digests :func:`model_signing.sign` may reuse (with ``digest_cache``)
+    #: for files unchanged since; read by the signing pipeline, which parses it (hashing reads no bundle).
+    reuse_from: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` for settings that cannot be used."""
@@ -66,6 +76,14 @@ class HashingConfig:
             raise InputError(f"max workers must be a positive integer, not {self.max_workers!r}")
         if isinstance(self.ignore_paths, str):
             raise InputError("`ignore_paths` must be a list of paths, not a single string")
+        if self.digest_cache is not None or self.executor is not None:
+            from model_signing.hashing.cache import DigestCache
+            from model_signing.hashing.executor import Executor
+
+            if self.digest_cache is not None and not isinstance(self.digest_cache, DigestCache):
+                raise InputError(f"`digest_cache` must be a DigestCache, not {type(self.digest_cache).__name__}")
+            if self.executor is not None and not isinstance(self.executor, Executor):
+                raise InputError(f"`executor` must have a run() method (an Executor), not {self.executor!r}")
 
     @classmethod
     def from_serialization(cls, serialization: Serialization, **overrides: object) -> HashingConfig:
@@ -175,6 +193,7 @@ def digest_model(
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
+    prior: PriorSignature | None = None,
     scan: ScanConfig | None = None,
 ) -> DigestResult:
     """:func:`hash_model`, as a :class:`~model_signing.results.DigestResult` (manifest + unmatched ignore paths).
@@ -182,13 +201,15 @@ def digest_model(
     ``unmatched_ignore_paths`` lists the ``config.ignore_paths`` (canonical form) that matched no file:
     ignore paths are literal paths, not glob patterns, so a typo or a ``*`` excludes nothing.
 
+    ``prior`` (with ``config.digest_cache``): an earlier signature whose digests are reused for the files
+    the cache recorded it signing and whose identity has not changed since.
     ``scan``: also scan every file for unsafe content, in the same read pass (no byte is read twice);
     the report is the result's ``scan``.  Unsafe content is not an error here: the caller decides.
     """
     from model_signing.results import DigestResult
 
     manifest, walked, tap = _hash(path, config, signature_path=signature_path, scratch_path=scratch_path,
-                                  poll=poll, scan=scan)
+                                  poll=poll, prior=prior, scan=scan)
     return DigestResult(os.fspath(path), manifest, walked.unmatched_ignore_paths,
                         scan=tap.report() if tap is not None else None)
 
@@ -200,12 +221,17 @@ def _hash(
     signature_path: str | os.PathLike[str] | None = None,
     scratch_path: str | os.PathLike[str] | None = None,
     poll: Callable[[], None] | None = None,
+    prior: PriorSignature | None = None,
     scan: ScanConfig | None = None,
 ) -> tuple[Manifest, WalkResult, ScanTap | None]:
     """Walk and hash; the manifest, the walk (for what it learnt about the ignore paths), the scan's tap."""
+    import time
+
     from model_signing.hashing import walk as _walk
 
     config.validate()
+    # Taken before the first stat: a file changed after this instant is never stored in a digest cache.
+    walk_start_ns = time.time_ns()
     walked = _walk.walk(
         path,
         allow_symlinks=config.allow_symlinks,
@@ -214,7 +240,7 @@ def _hash(
         scratch_path=scratch_path,
     )
     tap = scan_tap(walked.files, scan) if scan is not None else None
-    resources = hash_files(walked.files, config, poll=poll, tap=tap)
+    resources = hash_files(walked.files, config, poll=poll, prior=prior, walk_start_ns=walk_start_ns, tap=tap)
     if not resources:
         raise EmptyModelError(
             f"{os.fspath(path)} has only empty files, which shards serialization omits, so there is "
@@ -235,26 +261,72 @@ def hash_files(
     config: HashingConfig,
     *,
     poll: Callable[[], None] | None = None,
+    prior: PriorSignature | None = None,
+    walk_start_ns: int | None = None,
     tap: Tap | None = None,
 ) -> tuple[Resource, ...]:
     """Hash already enumerated files into resources, in manifest order (none for an empty plan).
 
+    With ``config.digest_cache``, digests of files whose identity fully matches a cached entry (or, with
+    ``prior``, the identity recorded for that earlier signature) are reused and only the rest is hashed;
+    ``walk_start_ns`` (when the walk began) decides which newly hashed files are settled enough to store.
+
     ``tap`` sees every byte as it is hashed (:func:`scan_tap`; see ``hashing._pool.Tap``); each file is
-    then read by one worker from its first byte to its last, shards included.
+    then read by one worker from its first byte to its last, shards included.  A tap must see every
+    byte, so with one no cached digest is reused (the cache is still updated), and only the local pool
+    can run it (taps reach the workers through ``fork``).
     """
     from model_signing.hashing import _plan, _progress
-    from model_signing.hashing import _pool as _workers
+    from model_signing.hashing.executor import LocalExecutor
 
     plan = _plan.make_plan(files, config.method, config.shard_size, whole_files=tap is not None)
     if not plan.names:
         return ()
-    workers = min(config.max_workers or default_workers(), max_workers_cap())
-    with _progress.Progress(plan.total_bytes, config.progress) as bar:
-        digests = _workers.hash_items(plan.items, len(plan.names), config.hash_type, workers, bar.start,
-                                       poll=poll, tap=tap)
+    executor = config.executor if config.executor is not None else LocalExecutor(config.max_workers)
+    if tap is not None and not isinstance(executor, LocalExecutor):
+        raise InputError(
+            "a scan (or verified loading) reads every byte in this machine's hashing pass; it cannot run "
+            "on a cluster `executor`: leave `executor` unset to scan"
+        )
+    cache = config.digest_cache
+    known: dict[int, bytes] = {}
+    if cache is not None:
+        from model_signing.hashing import _reuse
+        from model_signing.hashing.cache import Settings
+
+        settings = Settings.of(config.method, config.hash_type, config.shard_size)
+        if tap is None:  # a tap must see every byte: a reused digest would leave its file unread
+            known = _reuse.known_digests(cache, plan, files, settings, prior)
+    items = plan.items
+    if known:
+        items = _reuse.remaining_items(items, known)
+    # Positions renumbered 0..k-1 for the executor: it hashes exactly what is left.
+    todo = [t for item in items for t in item]
+    index = {t.pos: i for i, t in enumerate(todo)}
+    work = tuple(tuple(t._replace(pos=index[t.pos]) for t in item) for item in items)
+    digests: list[bytes | None] = [known.get(i) for i in range(len(plan.names))]
+    if work:
+        with _progress.Progress(sum(t.end - t.start for t in todo), config.progress) as bar:
+            if tap is not None:
+                from model_signing.hashing import _pool as _workers
+
+                workers = min(config.max_workers or default_workers(), max_workers_cap())
+                hashed = _workers.hash_items(work, len(todo), config.hash_type, workers, bar.start, poll=poll,
+                                             tap=tap)
+            else:
+                hashed = executor.run(work, len(todo), config.hash_type, on_start=bar.start, poll=poll)
+        for t, digest in zip(todo, hashed, strict=True):
+            digests[t.pos] = digest
+    elif poll is not None:
+        poll()  # nothing to hash: a failure already known still stops the run
+    if cache is not None:
+        _reuse.store(cache, files, settings, hashed=todo, digests=digests, walk_start_ns=walk_start_ns)
+    complete = [d for d in digests if d is not None]
+    if len(complete) != len(digests):  # pragma: no cover - a planning bug, never user input
+        raise RuntimeError("internal error: some resources were not hashed")
     return tuple(
         Resource(name=name, algorithm=config.hash_type, digest=digest)
-        for name, digest in zip(plan.names, digests, strict=True)
+        for name, digest in zip(plan.names, complete, strict=True)
     )
 
 

@@ -972,3 +972,34 @@ def test_every_action_of_missing_and_lock_mismatch(pack: Pack, tmp_path: Path, r
         assert doc["to_load"]["asr"] == str(root / loaded)
     if code == 0:
         assert doc["to_load"]["llm"] == str(root / "llm")
+
+
+@pytest.mark.parametrize("method", ["key", "secret"])
+def test_sign_all_without_a_registry_keeps_only_signatures_that_verify(
+    pack: Pack, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """A signature is kept because it verifies with the signer's own key/secret, not because it claims it."""
+    import base64
+
+    root = tmp_path / "p"
+    for name in ("a", "b"):
+        _write_model(root / name, {"w.bin": name.encode() * 10})
+    monkeypatch.setenv("MODEL_SIGNING_KEY", "s" * 40)
+    args = ("key", root, "--private-key", pack.keys / "speech.pem") if method == "key" else ("secret", root)
+    code, out, err = run("sign-all", *args)
+    assert code == 0 and out.count(" signed ") == 2, err
+    # b.sig: same claims (key hint, payload), but the signature bytes are not the signer's.
+    doc = json.loads((root / "b.sig").read_text())
+    raw = bytearray(base64.b64decode(doc["dsseEnvelope"]["signatures"][0]["sig"]))
+    raw[len(raw) // 2] ^= 0x01
+    doc["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
+    (root / "b.sig").write_text(json.dumps(doc))
+    before_a = (root / "a.sig").read_bytes()
+    code, out, err = run("sign-all", *args)
+    assert code == 0, err
+    actions = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:3]}
+    assert actions == {"a": "skipped", "b": "signed"}
+    assert (root / "a.sig").read_bytes() == before_a
+    verify = ("verify", "key", root / "b", "--public-key", pack.keys / "speech.pub") if method == "key" else (
+        "verify", "secret", root / "b")
+    assert run(*verify, "--signature", root / "b.sig")[0] == 0

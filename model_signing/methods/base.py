@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackgroundVerifier",
+    "ChecksOwnSignatures",
     "FailsFast",
     "IdentifiedSigner",
     "Pending",
@@ -68,6 +69,20 @@ class Signer(Protocol):
 
     def sign(self, payload: bytes) -> Bundle:
         """Sign the DSSE envelope of ``payload`` (in-toto JSON) and return the complete bundle."""
+        ...
+
+
+@runtime_checkable
+class ChecksOwnSignatures(Protocol):
+    """A signer that can tell whether a bundle's signature was made with its own key (or secret).
+
+    ``sign-all`` keeps an existing signature only when this says so (and the model still matches the
+    payload it returns): a bundle that merely *claims* this signer is re-signed.
+    """
+
+    def check_own(self, bundle: SignatureBundle) -> bytes:
+        """The authenticated payload when ``bundle``'s DSSE signature verifies with this signer's key;
+        :class:`~model_signing.errors.VerificationError` otherwise."""
         ...
 
 

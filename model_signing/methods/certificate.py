@@ -126,6 +126,17 @@ class CertificateSigner:
 
         return check_key(self._key.public_key(), "the private key")
 
+    def check_own(self, bundle: SignatureBundle) -> bytes:
+        """The payload when ``bundle`` carries this signer's leaf certificate and its signature verifies with
+        the leaf's key (see ``ChecksOwnSignatures``)."""
+        from model_signing.errors import VerificationError
+
+        require_method(bundle, self.method)
+        chain = bundle.certificate_chain()
+        if not chain or chain[0] != self._chain[0]:
+            raise VerificationError(f"{bundle.source} was not signed with this signing certificate")
+        return _dsse.check_dsse(self._key.public_key(), bundle, "the signing certificate's key")[0]
+
     def sign(self, payload: bytes) -> Bundle:
         """The leaf key's signature over the DSSE PAE (ECDSA or PureEdDSA); the bundle carries the chain, leaf first,
         and an RFC 3161 timestamp over the signature from each configured TSA."""

@@ -83,6 +83,11 @@ class KeySigner:
         """``P-256 key sha256:<hint>``."""
         return self.identity.description
 
+    def check_own(self, bundle: SignatureBundle) -> bytes:
+        """The payload when ``bundle`` is a key signature made with this key (see ``ChecksOwnSignatures``)."""
+        require_method(bundle, self.method)
+        return _dsse.check_dsse(self._key.public_key(), bundle, "the signing key")[0]
+
     def sign(self, payload: bytes) -> Bundle:
         """The key's signature over the DSSE PAE of ``payload`` (ECDSA with the curve's hash, or PureEdDSA),
         with an RFC 3161 timestamp over it from each configured TSA."""

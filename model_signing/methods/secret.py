@@ -86,6 +86,10 @@ class _Secret:
 class SecretSigner(_Secret):
     """The ``secret`` method: HMAC-SHA256 with a shared secret of at least 32 bytes (symmetric; see the module)."""
 
+    def check_own(self, bundle: SignatureBundle) -> bytes:
+        """The payload when ``bundle``'s HMAC was made with this secret (see ``ChecksOwnSignatures``)."""
+        return SecretVerifier(self._secret).verify(bundle).payload
+
     def sign(self, payload: bytes) -> Bundle:
         """HMAC-SHA256 over the DSSE PAE of ``payload``."""
         from sigstore_models.bundle.v1 import VerificationMaterial

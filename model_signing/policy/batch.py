@@ -8,9 +8,11 @@ done = sign_all("pack", KeySigner("speech.pem"), lock="pack/model-lock.json", re
 ```
 
 A model whose signature is still good is skipped unless ``force``: with a ``registry``, "good" means it
-verifies against the registry (signature, publisher, content); without one, that the signature claims
-this very signer and the model's content and hashing settings still match what it signed (the
-signature itself is checked by ``verify-all``).  One signer signs every model (keyless: one identity
+verifies against the registry (signature, publisher, content); without one, that its DSSE signature
+verifies with this very signer's key or secret (``methods.base.ChecksOwnSignatures``) and the model's
+content and hashing settings still match the payload it authenticates.  A bundle that merely claims the
+signer is signed again, and so is every model of a signer that cannot check its own signatures (keyless:
+pass a ``registry`` to skip the models that still verify).  One signer signs every model (keyless: one identity
 token and one signing certificate for the pack).
 """
 
@@ -26,6 +28,7 @@ from model_signing.errors import ModelSigningError
 
 if TYPE_CHECKING:
     from model_signing.hashing import HashingConfig
+    from model_signing.manifest import Serialization
     from model_signing.methods.base import Signer
     from model_signing.policy.lock import Lock
     from model_signing.policy.registry import Registry
@@ -101,8 +104,8 @@ def sign_all(
         if existed and not force:
             if identity is None:
                 identity = _identity(signer)
-            reason = _still_good(model, sig, identity, config, reg, trust_config=trust_config, offline=offline,
-                                 secrets=secrets)
+            reason = _still_good(model, sig, signer, identity, config=config, reg=reg, trust_config=trust_config,
+                                 offline=offline, secrets=secrets)
             if reason is not None:
                 done.append(SignedModel(name, model, sig, "skipped", _signed_root(sig), reason))
                 continue
@@ -147,14 +150,18 @@ def _signed_root(sig: str) -> str | None:
 def _still_good(
     model: str,
     sig: str,
+    signer: Signer,
     identity: SignerIdentity | None,
+    *,
     config: HashingConfig,
     reg: Registry | None,
     **options: Any,
 ) -> str | None:
     """Why the existing signature can stay, or ``None`` when the model must be signed again."""
-    from model_signing import inspecting
+    from model_signing import inspecting, methods
     from model_signing.hashing import HashingConfig, hash_model
+    from model_signing.methods.base import ChecksOwnSignatures
+    from model_signing.oms import statement as _statement
 
     try:
         claim = inspecting.inspect(sig)
@@ -162,23 +169,37 @@ def _still_good(
         return None
     if identity is None or not _same_signer(claim.signer, identity):
         return None
-    signed = claim.statement.manifest.serialization
-    if (signed.method, signed.hash_type, signed.allow_symlinks) != (config.method, config.hash_type,
-                                                                    config.allow_symlinks):
-        return None
-    if signed.method == "shards" and signed.shard_size != config.shard_size:
-        return None
     if reg is not None:
+        if not _same_settings(claim.statement.manifest.serialization, config):
+            return None
         checked = reg.check(model, sig, max_workers=config.max_workers, **options)
         return f"verifies (publisher {checked.publisher.id})" if checked.ok and checked.publisher else None
+    if not isinstance(signer, ChecksOwnSignatures):
+        return None  # a claim alone is not enough to keep a signature
+    try:
+        # Only what the signature authenticates is trusted from here on: the settings and the root digest.
+        statement = _statement.parse_statement(signer.check_own(methods.read_bundle(sig)), source=sig)
+    except ModelSigningError:
+        return None
+    signed = statement.manifest.serialization
+    if not _same_settings(signed, config) or statement.root_digest is None:
+        return None
     try:
         current = hash_model(model, HashingConfig.from_serialization(signed, max_workers=config.max_workers,
                                                                      progress=False), signature_path=sig)
     except ModelSigningError:
         return None
-    if claim.statement.root_digest != current.root_digest():
+    if statement.root_digest != current.root_digest():
         return None
-    return "same signer, content unchanged"
+    return "signature verifies with this signer's key, content unchanged"
+
+
+def _same_settings(signed: Serialization, config: HashingConfig) -> bool:
+    """Whether an existing signature was made with the hashing settings asked for now."""
+    if (signed.method, signed.hash_type, signed.allow_symlinks) != (config.method, config.hash_type,
+                                                                    config.allow_symlinks):
+        return False
+    return signed.method != "shards" or signed.shard_size == config.shard_size
 
 
 def _same_signer(claimed: SignerIdentity, me: SignerIdentity) -> bool:

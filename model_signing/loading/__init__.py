@@ -60,7 +60,8 @@ the model's own error is raised.  Choices where the lock's table says more than 
 * unsafe content (a scan finding, exit 4) raises and never falls back: the lock's policy has no action
   for it (v1 schema), and an authentic model that would run code is a publisher's failure, not a fault a
   smaller model should hide;
-* a fallback that fails too raises its own error (chained from the primary's: ``__cause__``);
+* a fallback that fails too raises its own error (chained from the primary's: ``__cause__``); ``loader``,
+  ``files`` and ``scan`` apply to it as to the model asked for;
 * ``quarantine`` moves each model that failed verification or the scan (the primary before its fallback
   is tried), as :func:`model_signing.verify` does; a missing or unsigned model is never moved.
 """

@@ -258,6 +258,20 @@ def mismatch_summary(count: int, signed_model: str = "", model_name: str = "") -
     return summary
 
 
+class LockMismatchError(ModelMismatchError):
+    """A model of a lock file is not the one locked (exit 3): missing, or validly signed but with another root
+    digest or other settings than the lock records (re-signed, not re-locked).
+
+    ``kind`` is the lock's failure kind (``missing_model`` or ``lock_mismatch``); ``result`` the verification's
+    result when the signature verified.
+    """
+
+    def __init__(self, message: str, *, kind: str, result: VerifyResult | None = None) -> None:
+        super().__init__((), result=result)
+        self.kind = kind
+        self.args = (message,)  # the lock's own words, not the (empty) differences' summary
+
+
 class MissingExtraError(InputError):
     """An optional feature's dependencies are not installed (``extra`` names the ``modelseal[...]`` extra)."""
 

@@ -175,8 +175,12 @@ def test_bad_arguments_and_missing_extras(tmp_path: Path, keys: tuple[Path, Path
     verifier = ms.KeyVerifier(keys[1])
     with pytest.raises(InputError, match="`loader`"):
         ms.load(path, verifier, signature_path=sig, loader="pickle")
-    with pytest.raises(InputError, match="`policy`"):
-        ms.load(path, verifier, signature_path=sig, policy=object())
+    with pytest.raises(InputError, match="drop `verifier`"):
+        ms.load(path, verifier, signature_path=sig, policy=tmp_path / "model-lock.json")
+    with pytest.raises(InputError, match="`policy` must be a Lock"):
+        ms.load(path, policy=object())  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="`verifier` is missing"):
+        ms.load(path, signature_path=sig)
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the extra were not installed
     with pytest.raises(InputError, match=r"pip install 'modelseal\[onnx\]'"):
         ms.load(path, verifier, signature_path=sig)

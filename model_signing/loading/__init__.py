@@ -33,8 +33,37 @@ naming the extra that installs it):
 
 A single-file model gives the loaded object; a directory gives ``{name: object}`` for every file the loader
 handles, judged by content as ``auto`` does (``bytes``: every file; ``files=`` names them instead).
-``policy=`` (a lock file policy choosing a fallback model) is a seam for the policy layer: only ``None`` is
-accepted until it exists.
+
+Lock file policies
+------------------
+
+```python
+loaded = ms.load("asr", policy="pack/model-lock.json")    # the lock's registry; no verifier needed
+loaded.model, loaded.path, loaded.reason                 # "asr-small", ".../asr-small", "fallback for asr: ..."
+```
+
+With ``policy`` (a :class:`~model_signing.policy.Lock` or the path of a lock file), ``path`` names one model
+of the lock, by its name or its path.  It is verified as ``verify-all`` verifies it -- the signature the lock
+records, checked with the material of the publishers the lock and its policy allow (the registry's
+verifiers), the root digest and settings locked -- and loaded through the same path as without a policy:
+hashed once in this process, scanned in that pass, and only the bytes hashed are loaded.  When it fails
+with a kind the policy maps to ``fallback`` (``content_mismatch``, ``lock_mismatch``, ``missing_model``)
+and the lock has a model whose role is ``{"fallback_for": NAME}``, that model is verified, scanned and
+loaded the same way instead; ``LoadedModel.model`` names the model loaded and ``reason`` says why
+(``"fallback for asr: content mismatch (3): ..."``; ``"verified"`` for the model asked for).  Otherwise
+the model's own error is raised.  Choices where the lock's table says more than loading can do:
+
+* ``halt`` (a bad or missing signature, an unknown, disallowed or revoked signer) never falls back: the
+  error is raised, and the fallback is not even read;
+* ``warn`` raises like ``fail``: ``verify-all`` may accept a pack with a warning, but ``load`` only ever
+  hands out a model that matched both its signature and the lock;
+* unsafe content (a scan finding, exit 4) raises and never falls back: the lock's policy has no action
+  for it (v1 schema), and an authentic model that would run code is a publisher's failure, not a fault a
+  smaller model should hide;
+* a fallback that fails too raises its own error (chained from the primary's: ``__cause__``); ``loader``,
+  ``files`` and ``scan`` apply to it as to the model asked for;
+* ``quarantine`` moves each model that failed verification or the scan (the primary before its fallback
+  is tried), as :func:`model_signing.verify` does; a missing or unsigned model is never moved.
 """
 
 from __future__ import annotations
@@ -43,7 +72,7 @@ import dataclasses
 import io
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,8 +83,11 @@ if TYPE_CHECKING:
     from model_signing.hashing import Task
     from model_signing.hashing.walk import FileEntry
     from model_signing.methods.base import Verifier
+    from model_signing.policy.lock import Lock, LockedModel
+    from model_signing.policy.registry import Registry
     from model_signing.results import ScanOutcome, VerifyResult
     from model_signing.scan import ScanConfig
+    from model_signing.verifying import TapFactory
 
 __all__ = ["LOADERS", "LoadError", "LoadedModel", "Loader", "load"]
 
@@ -86,10 +118,12 @@ class LoadedModel:
     loaders: dict[str, str]
     #: The verification (signer, manifest; its ``scan`` is the scan made in the same pass, if any).
     verification: VerifyResult
-    #: Why this model was loaded: ``"verified"`` (a policy will add its reasons, e.g. a fallback).
+    #: Why this model was loaded: ``"verified"``, or with a policy ``"fallback for NAME: KIND (EXIT): ..."``.
     reason: str = "verified"
     #: ``auto`` over a directory: verified files that looked loadable but were not, with the reason.
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: With a lock file ``policy``: the lock's name of the model loaded (the one asked for, or its fallback).
+    model: str | None = None
 
     @property
     def scan(self) -> ScanOutcome | None:
@@ -209,12 +243,15 @@ def _check_unchanged(entries: Sequence[FileEntry]) -> None:
 
 def load(
     path: PathLike,
-    verifier: Verifier,
+    verifier: Verifier | None = None,
     *,
     signature_path: PathLike | None = None,
     loader: Loader | str = "auto",
     scan: bool | ScanConfig = True,
-    policy: object | None = None,
+    policy: Lock | PathLike | None = None,
+    registry: Registry | PathLike | None = None,
+    secrets: Mapping[str, bytes] | None = None,
+    trust_config: PathLike | None = None,
     quarantine: PathLike | None = None,
     files: Sequence[str] | None = None,
     ignore_unsigned_files: bool = False,
@@ -226,6 +263,12 @@ def load(
     (the loaders still refuse code: ``torch.load`` runs with ``weights_only=True``).  ``quarantine``: as for
     :func:`model_signing.verify`.  ``files``: manifest names of the files to load (default: see the module).
 
+    ``policy``: a lock file (a :class:`~model_signing.policy.Lock` or its path) instead of ``verifier`` and
+    ``signature_path``: ``path`` is then the name (or path) of one of its models, verified with the
+    signature, root digest and publishers the lock records (``registry``: the lock's own by default;
+    ``secrets``, ``trust_config``: as for :meth:`~model_signing.policy.Lock.verify`), and the fallback the
+    policy allows is loaded in its place when it fails (see the module's *Lock file policies*).
+
     Raises what :func:`model_signing.verify` raises (a bad signature, a mismatch, unsafe content: nothing is
     loaded then), :class:`LoadError` when a verified file cannot be loaded,
     :class:`~model_signing.errors.FileChangedError` when a file changed while or after it was hashed.
@@ -233,13 +276,38 @@ def load(
     from model_signing.signing import default_signature_path
     from model_signing.verifying import verify
 
-    if policy is not None:
-        raise InputError("`policy` (lock file policies) is not available in this version; pass None")
     if loader not in LOADERS:
         raise InputError(f"unknown `loader` {loader!r}; use one of {', '.join(LOADERS)}")
     scan_config = _scan_config(scan)
+    if policy is not None:
+        if verifier is not None or signature_path is not None or ignore_unsigned_files:
+            raise InputError("with a lock file `policy`, the lock names each model's signature and publishers: "
+                             "drop `verifier`, `signature_path` and `ignore_unsigned_files`")
+        return _load_locked(path, policy, registry=registry, secrets=secrets, trust_config=trust_config,
+                            loader=loader, scan=scan_config, quarantine=quarantine, files=files)
+    if verifier is None:
+        raise InputError("`verifier` is missing: give the verifier of the model's signer, or a lock file `policy`")
+    if registry is not None or secrets is not None or trust_config is not None:
+        raise InputError("`registry`, `secrets` and `trust_config` go with a lock file `policy`; pass one, or "
+                         "drop them")
     model = os.fspath(path)
     sig = os.fspath(signature_path) if signature_path is not None else default_signature_path(model)
+
+    def verified(tap: TapFactory) -> VerifyResult:
+        # One worker: the bytes must be kept in this process (forked workers' memory does not come back).
+        return verify(model, verifier, signature_path=sig, scan=scan_config, quarantine=quarantine, max_workers=1,
+                      progress=False, ignore_unsigned_files=ignore_unsigned_files, _tap=tap)
+
+    return _load_verified(model, verified, loader=loader, files=files)
+
+
+def _load_verified(
+    model: str, verified: Callable[[TapFactory], VerifyResult], *, loader: str, files: Sequence[str] | None
+) -> LoadedModel:
+    """Run ``verified`` (a verification that hashes through the tap it is given), then load the kept bytes.
+
+    The one path every load takes, with or without a policy: nothing is loaded unless ``verified`` returned.
+    """
     taps: list[_Retain] = []
 
     def retain(entries: Sequence[FileEntry]) -> _Retain:
@@ -247,9 +315,7 @@ def load(
         taps.append(tap)
         return tap
 
-    # One worker: the bytes must be kept in this process (forked workers' memory does not come back).
-    result = verify(model, verifier, signature_path=sig, scan=scan_config, quarantine=quarantine, max_workers=1,
-                    progress=False, ignore_unsigned_files=ignore_unsigned_files, _tap=retain)
+    result = verified(retain)
     (tap,) = taps
     if files is not None:
         missing = sorted(set(files) - set(tap.buffers))
@@ -287,6 +353,107 @@ def load(
     )
 
 
+def _load_locked(
+    target: PathLike,
+    policy: Lock | PathLike,
+    *,
+    registry: Registry | PathLike | None,
+    secrets: Mapping[str, bytes] | None,
+    trust_config: PathLike | None,
+    loader: str,
+    scan: ScanConfig | None,
+    quarantine: PathLike | None,
+    files: Sequence[str] | None,
+) -> LoadedModel:
+    """:func:`load` under a lock file: the model, or the fallback its policy allows (see the module)."""
+    from model_signing.errors import ModelSigningError
+    from model_signing.policy.lock import ACTIONS, EXIT_CODES, Lock, failure_kind
+
+    if isinstance(policy, Lock):
+        lock = policy
+    elif isinstance(policy, str | os.PathLike):
+        lock = Lock.load(policy)
+    else:
+        raise InputError(f"`policy` must be a Lock or the path of a lock file, not {policy!r}")
+    wanted = lock.model(target)
+
+    def attempt(m: LockedModel) -> LoadedModel:
+        return _load_verified(m.path, _locked_verification(lock, m, registry=registry, secrets=secrets,
+                                                           trust_config=trust_config, scan=scan,
+                                                           quarantine=quarantine),
+                              loader=loader, files=files)
+
+    try:
+        return dataclasses.replace(attempt(wanted), model=wanted.name)
+    except ModelSigningError as exc:
+        kind = failure_kind(exc)
+        fallback = lock.fallback_of(wanted.name)
+        # Only a kind the policy may turn into a fallback: halts (a bad signature, an unknown or revoked
+        # signer) and plain errors have no such action, and unsafe content (kind ``error``) raises too.
+        if fallback is None or "fallback" not in ACTIONS[kind] or lock.policy.action(kind) != "fallback":
+            raise
+        why = f"fallback for {wanted.name}: {kind.replace('_', ' ')} ({EXIT_CODES[kind]}): {exc}"
+        try:
+            loaded = attempt(fallback)
+        except ModelSigningError as fallback_exc:
+            raise fallback_exc from exc  # the fallback's own failure, caused by the primary's
+        return dataclasses.replace(loaded, model=fallback.name, reason=why)
+
+
+def _locked_verification(
+    lock: Lock,
+    m: LockedModel,
+    *,
+    registry: Registry | PathLike | None,
+    secrets: Mapping[str, bytes] | None,
+    trust_config: PathLike | None,
+    scan: ScanConfig | None,
+    quarantine: PathLike | None,
+) -> Callable[[TapFactory], VerifyResult]:
+    """The verification of the locked model ``m`` for :func:`_load_verified`: what ``verify-all`` checks
+    (the lock's publishers, root digest and settings), hashed in this process through the tap, scanned in
+    the same pass, and quarantined on failure as :func:`model_signing.verify` does."""
+
+    def verified(tap_factory: TapFactory) -> VerifyResult:
+        from model_signing import quarantine as _quarantine
+        from model_signing.errors import ModelMismatchError, UnsafeModelError, VerificationError
+        from model_signing.hashing import combine_taps, hash_files, scan_tap
+        from model_signing.policy.lock import lock_error
+        from model_signing.policy.registry import PublisherCheck
+        from model_signing.results import unsafe_error
+
+        # A bad quarantine directory fails before any work, as in verify.
+        destination = _quarantine.check_destination(m.path, os.fspath(quarantine)) if quarantine else None
+        # Missing, unsigned, or no publisher in common: raised before anything is read (nothing to move).
+        step = lock.prepare_model(m, registry=registry, trust_config=trust_config, secrets=secrets)
+        try:
+            if isinstance(step, PublisherCheck):
+                assert step.error is not None
+                raise step.error
+            prepared = step.verification
+            scanning = scan_tap(prepared.files, scan) if scan is not None else None
+            taps = [t for t in (scanning, tap_factory(prepared.files)) if t is not None]
+            # One worker, no progress bar: the kept bytes must stay in this process (as in load).
+            config = dataclasses.replace(prepared.config, max_workers=1, progress=False)
+            resources = hash_files(prepared.files, config, tap=taps[0] if len(taps) == 1 else combine_taps(*taps))
+            check = step.finish(resources)
+            error = lock_error(m, check)
+            if error is not None:
+                raise error
+            assert check.result is not None
+            report = scanning.report() if scanning is not None else None
+            result = dataclasses.replace(check.result, scan=report)
+            if report is not None and report.unsafe():
+                raise unsafe_error(report, result)
+            return result
+        except (VerificationError, ModelMismatchError, UnsafeModelError) as exc:
+            if destination is not None:
+                _quarantine.quarantine_after_failure(m.path, m.signature, destination, exc)
+            raise
+
+    return verified
+
+
 def _scan_config(scan: bool | ScanConfig) -> ScanConfig | None:
     from model_signing.scan import ScanConfig, make_config
 
@@ -297,8 +464,3 @@ def _scan_config(scan: bool | ScanConfig) -> ScanConfig | None:
     if isinstance(scan, ScanConfig):
         return scan
     raise InputError(f"`scan` must be True, False or a ScanConfig, not {scan!r}")
-
-
-def replace_reason(loaded: LoadedModel, reason: str) -> LoadedModel:
-    """``loaded`` with another ``reason`` (for the policy layer's fallbacks)."""
-    return dataclasses.replace(loaded, reason=reason)

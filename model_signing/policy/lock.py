@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from model_signing._internal.types import PathLike
 from model_signing.errors import (
     InputError,
+    LockMismatchError,
     ModelMismatchError,
     ModelSigningError,
     PolicyFileError,
@@ -75,7 +76,10 @@ from model_signing.policy.fields import Fields, dumps, read_document
 if TYPE_CHECKING:
     from model_signing.policy.registry import PreparedCheck, PublisherCheck, Registry
 
-__all__ = ["Lock", "LockedModel", "ModelOutcome", "PackResult", "Policy", "create_lock", "models_in"]
+__all__ = [
+    "Lock", "LockedModel", "ModelOutcome", "PackResult", "Policy", "create_lock", "failure_kind", "lock_error",
+    "models_in",
+]
 
 SCHEMA_VERSION = 1
 FailureKind = Literal[
@@ -110,6 +114,13 @@ class Policy:
     #: ``None``: every publisher of the registry.
     allowed_publishers: tuple[str, ...] | None = None
     on_failure: Mapping[str, str] = field(default_factory=lambda: {k: v[0] for k, v in ACTIONS.items()})
+
+    def __post_init__(self) -> None:
+        # A policy built in Python is held to the table as a policy file is: a halt never becomes a fallback.
+        for kind, action in self.on_failure.items():
+            if action not in ACTIONS.get(kind, ()):
+                raise InputError(f"policy on_failure maps {kind!r} to {action!r}, which is not an action for it; "
+                                 f"use one of: {', '.join(ACTIONS.get(kind, ())) or '(no such failure kind)'}")
 
     def action(self, kind: str) -> str:
         """The action for failure ``kind``."""
@@ -343,18 +354,7 @@ class Lock:
         from model_signing.policy.registry import PreparedCheck, Registry
 
         policy = policy or self.policy
-        self._check_policy(Fields("policy"), policy, "policy")
-        reg = self._registry(registry)
-        known = set(reg.ids())
-        for i, pid in enumerate(policy.allowed_publishers or ()):
-            if pid not in known:
-                raise PolicyFileError(f"{self.path}: policy.allowed_publishers[{i}]: publisher {pid!r} is not in "
-                                      f"registry {reg.path}; add it there or remove it here")
-        for i, m in enumerate(self.models):
-            for j, pid in enumerate(m.publishers):
-                if pid not in known:
-                    raise PolicyFileError(f"{self.path}: models[{i}].publishers[{j}]: publisher {pid!r} is not in "
-                                          f"registry {reg.path}; add it there or remove it here")
+        reg = self._checked_registry(registry, policy)
         assert isinstance(reg, Registry)
         parallel = max(1, min(max_parallel or default_workers(), len(self.models)))
 
@@ -392,6 +392,69 @@ class Lock:
         if audit is not None:
             self._audit(audit, result)
         return result
+
+    def model(self, name_or_path: PathLike) -> LockedModel:
+        """The locked model with that name, else the one at that path (:class:`InputError` naming the models)."""
+        want = os.fspath(name_or_path)
+        for m in self.models:
+            if m.name == want:
+                return m
+        real = os.path.realpath(want)
+        for m in self.models:
+            if os.path.realpath(m.path) == real:
+                return m
+        raise InputError(f"lock file {self.path} locks no model named or at {want!r}; its models: "
+                         f"{', '.join(m.name for m in self.models)}")
+
+    def fallback_of(self, name: str) -> LockedModel | None:
+        """The model whose role is ``{"fallback_for": name}``, if any."""
+        return next((m for m in self.models if m.fallback_for == name), None)
+
+    def prepare_model(
+        self,
+        model: LockedModel,
+        *,
+        registry: Registry | PathLike | None = None,
+        trust_config: PathLike | None = None,
+        offline: bool = False,
+        secrets: Mapping[str, bytes] | None = None,
+    ) -> PublisherCheck | PreparedCheck:
+        """One model's check up to its hashing, as :meth:`verify` makes it (the lock's policy, publishers).
+
+        A :class:`PreparedCheck` once the signature verified with an allowed publisher's material (hash
+        its ``verification.files``, ``finish`` it, then :func:`lock_error`), else the finished, failed
+        :class:`PublisherCheck`.  Raises, having read nothing, when the model is missing
+        (:class:`~model_signing.errors.LockMismatchError`, kind ``missing_model``), unsigned
+        (:class:`~model_signing.errors.VerificationError`) or no publisher may sign it
+        (:class:`~model_signing.errors.PublisherError`).
+        """
+        reg = self._checked_registry(registry, self.policy)
+        step, kind, message = self._prepare_model(reg, m=model, policy=self.policy, trust_config=trust_config,
+                                                  offline=offline, secrets=secrets)
+        if step is not None:
+            return step
+        assert kind is not None and message is not None
+        if kind == "missing_model":
+            raise LockMismatchError(f"{model.name}: {message}", kind=kind)
+        if kind == "unknown_signer":
+            raise PublisherError(message)
+        raise VerificationError(message)
+
+    def _checked_registry(self, registry: Registry | PathLike | None, policy: Policy) -> Registry:
+        """The registry to verify with, once every publisher the policy and the models name is in it."""
+        self._check_policy(Fields("policy"), policy, "policy")
+        reg = self._registry(registry)
+        known = set(reg.ids())
+        for i, pid in enumerate(policy.allowed_publishers or ()):
+            if pid not in known:
+                raise PolicyFileError(f"{self.path}: policy.allowed_publishers[{i}]: publisher {pid!r} is not in "
+                                      f"registry {reg.path}; add it there or remove it here")
+        for i, m in enumerate(self.models):
+            for j, pid in enumerate(m.publishers):
+                if pid not in known:
+                    raise PolicyFileError(f"{self.path}: models[{i}].publishers[{j}]: publisher {pid!r} is not in "
+                                          f"registry {reg.path}; add it there or remove it here")
+        return reg
 
     def _registry(self, registry: Registry | PathLike | None) -> Registry:
         from model_signing.policy.registry import Registry
@@ -476,6 +539,25 @@ def _judge(m: LockedModel, check: PublisherCheck) -> tuple[str | None, str | Non
         return "lock_mismatch", (f"{m.name} is signed with other serialization settings than the lock "
                                  "records; re-create the lock if they are meant")
     return None, None
+
+
+def lock_error(model: LockedModel, check: PublisherCheck) -> ModelSigningError | None:
+    """Why a finished ``check`` of ``model`` fails the lock (its own error, else a
+    :class:`~model_signing.errors.LockMismatchError`), or ``None`` when it passes."""
+    kind, message = _judge(model, check)
+    if kind is None:
+        return None
+    if check.error is not None:
+        return check.error
+    assert message is not None
+    return LockMismatchError(message, kind=kind, result=check.result)
+
+
+def failure_kind(err: ModelSigningError) -> str:
+    """The lock's failure kind for an error met verifying one of its models (see the module's table)."""
+    if isinstance(err, LockMismatchError):
+        return err.kind
+    return _kind(err)
 
 
 def _result_word(o: ModelOutcome) -> str:

@@ -306,6 +306,16 @@ def test_keyless_revocation_uses_the_signature_time(pack: Pack, tmp_path: Path, 
     assert code == 2 and "before publisher 'release-ci' was trusted" in err
 
 
+def test_keyless_signed_before_trusted_since_is_refused_when_a_revocation_is_also_set(
+    pack: Pack, tmp_path: Path, run: Run
+) -> None:
+    # A revocation still ahead of the signature must not skip the trusted_since check.
+    reg = _registry_with(tmp_path, pack, "release-ci", trusted_since=_z(pack.signed_at + dt.timedelta(seconds=1)),
+                         revoked_at=_z(pack.signed_at + dt.timedelta(days=1)))
+    code, _, err = run("verify", pack.model("llm"), "--signature", pack.root / "llm.sig", "--registry", reg)
+    assert code == 2 and "before publisher 'release-ci' was trusted" in err
+
+
 def test_registry_revoke_command(pack: Pack, tmp_path: Path, run: Run) -> None:
     reg = tmp_path / "reg.json"
     shutil.copy(pack.registry, reg)

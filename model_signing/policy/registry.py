@@ -565,6 +565,7 @@ def _trust_period(
 ) -> tuple[PublisherError | None, tuple[str, ...]]:
     """Whether the publisher was trusted when it signed (or, without a trusted time, is trusted now)."""
     when = format_time(signed_at)
+    notes: tuple[str, ...] = ()
     if pub.revoked_at is not None:
         revoked = format_time(pub.revoked_at)
         if signed_at is not None and signed_at >= pub.revoked_at:
@@ -573,15 +574,15 @@ def _trust_period(
             return PublisherError(f"publisher {pub.id!r} was revoked at {revoked}, and the signature carries no "
                                   "trusted time to show it was made before"), ()
         if signed_at is not None:
-            note = f"signed at {when}, before publisher {pub.id!r} was revoked ({revoked})"
-            return None, (note,)
+            # Not returned yet: a signature made before the revocation must still be inside trusted_since.
+            notes = (f"signed at {when}, before publisher {pub.id!r} was revoked ({revoked})",)
     if pub.trusted_since is not None:
         since = format_time(pub.trusted_since)
         if signed_at is not None and signed_at < pub.trusted_since:
             return PublisherError(f"signed at {when}, before publisher {pub.id!r} was trusted ({since})"), ()
         if signed_at is None and now < pub.trusted_since:
             return PublisherError(f"publisher {pub.id!r} is only trusted from {since}"), ()
-    return None, ()
+    return None, notes
 
 
 def _public_key(pem: str, where: str) -> Any:

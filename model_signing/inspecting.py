@@ -158,6 +158,11 @@ def inspect_bytes(raw: bytes, *, source: str = "signature") -> Inspection:
     return _inspect(methods.parse_bundle(raw, source=source))
 
 
+def inspect_bundle(bundle: SignatureBundle) -> Inspection:
+    """Like :func:`inspect`, for a bundle already parsed (what it claims, NOT verified by this call)."""
+    return _inspect(bundle)
+
+
 def _inspect(bundle: SignatureBundle) -> Inspection:
     doc = _strict_json.loads(bundle.raw)
     material = doc.get("verificationMaterial", {})

@@ -308,6 +308,11 @@ class PreparedVerification:
         self._ignore_unsigned_files = ignore_unsigned_files
 
     @property
+    def bundle(self) -> SignatureBundle:
+        """The bundle read once and verified (its fields are only trusted as far as the verdict covers them)."""
+        return self._bundle
+
+    @property
     def signer_identity(self) -> SignerIdentity:
         """The verified signer (waits for the signature's verdict if it is still pending)."""
         verified = self._verdict.wait()

@@ -316,6 +316,41 @@ def test_keyless_signed_before_trusted_since_is_refused_when_a_revocation_is_als
     assert code == 2 and "before publisher 'release-ci' was trusted" in err
 
 
+def test_keyless_revocation_judges_the_time_of_the_bundle_that_verified(pack: Pack, tmp_path: Path) -> None:
+    """A signature file swapped between the claim's read and the verification's read cannot lend the
+    verified bundle another bundle's (earlier) log time: the revocation is judged by the bundle verified."""
+    import sys
+
+    revoked = pack.signed_at + dt.timedelta(seconds=1)
+    while dt.datetime.now(dt.UTC) < revoked + dt.timedelta(seconds=1):
+        time.sleep(0.1)
+    signer = ms.SigstoreSigner(trust_config=pack.inst.trust_config_path,
+                               token_source=ms.TokenSource(identity_token=pack.inst.mint_token(EMAIL)))
+    late = tmp_path / "late.sig"  # signed after the revocation, a genuine signature of the same model
+    ms.sign(pack.model("llm"), signer, signature_path=late, hashing=FAST)
+    late_at = int(json.loads(late.read_text())["verificationMaterial"]["tlogEntries"][0]["integratedTime"])
+    assert dt.datetime.fromtimestamp(late_at, dt.UTC) > revoked
+    reg = Registry.load(_registry_with(tmp_path, pack, "release-ci", revoked_at=_z(revoked)))
+    sig = tmp_path / "model.sig"
+    shutil.copy(pack.root / "llm.sig", sig)  # the earlier bundle, read first
+    staged = tmp_path / "staged.sig"
+    shutil.copy(late, staged)
+    opens: list[str] = []
+
+    def swap_on_second_read(event: str, args: tuple[Any, ...]) -> None:
+        # An audit hook cannot be removed: it stays inert once it has swapped.
+        if event == "open" and args and isinstance(args[0], str) and args[0] == str(sig) and staged.exists():
+            opens.append(event)
+            if len(opens) == 2:
+                os.replace(staged, sig)
+
+    sys.addaudithook(swap_on_second_read)
+    check = reg.check(pack.model("llm"), sig, trust_config=pack.inst.trust_config_path)
+    assert len(opens) == 2  # the swap happened
+    assert not check.ok
+    assert isinstance(check.error, PublisherError) and "after publisher 'release-ci' was revoked" in str(check.error)
+
+
 def test_registry_revoke_command(pack: Pack, tmp_path: Path, run: Run) -> None:
     reg = tmp_path / "reg.json"
     shutil.copy(pack.registry, reg)

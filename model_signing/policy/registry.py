@@ -464,7 +464,10 @@ class Registry:
                 prepared.signer_identity.certificate_subject != material.subject
             ):
                 continue
-            signed_at = _trusted_time(claim) if claim.method == "sigstore" else None
+            # The time of the bundle that verified, not of the claim read before it (the file may have
+            # been replaced in between: another bundle's earlier log time must not judge this one).
+            verified = prepared.bundle
+            signed_at = _trusted_time(inspecting.inspect_bundle(verified)) if verified.method == "sigstore" else None
             return PreparedCheck(base, pub, prepared, signed_at, now)
         return dataclasses.replace(base, error=first_error or PublisherError(
             f"{sig}: the signature verifies with none of the candidate publishers' material"))

@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import model_signing as ms
-from model_signing.errors import PolicyFileError, PublisherError
+from model_signing.errors import InputError, PolicyFileError, PublisherError
 from model_signing.policy import Lock, Policy, Registry, create_lock
 from model_signing.sigstore_local import LocalSigstore
 from tests import _pack_workers, _pki
@@ -748,6 +748,18 @@ def test_python_api_returns_what_to_load(pack: Pack, tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError, match="fallback"):
         Lock.from_document({"schema_version": 1, "models": [], "policy": {
             "on_failure": {"unknown_signer": "fallback"}}}, "x.json")
+
+
+def test_a_policy_built_in_python_cannot_require_nothing(pack: Pack, tmp_path: Path) -> None:
+    """``require`` empty (or not all/any) would leave no model required: a content mismatch then passed."""
+    root = copy_pack(pack, tmp_path)
+    create_lock([root / n for n in FILES], root / "model-lock.json", registry=root / "publishers.json")
+    (root / "asr" / "config.json").write_bytes(b"{}")
+    lock = Lock.load(root / "model-lock.json")
+    assert lock.verify(max_parallel=1).exit_code == 3
+    for require in ((), "", "ANY", ("asr", 3)):
+        with pytest.raises(InputError, match="require"):
+            lock.verify(policy=Policy(require=require), max_parallel=1)  # type: ignore[arg-type]
 
 
 def _lock_doc(pack: Pack) -> dict[str, Any]:

@@ -117,6 +117,14 @@ class Policy:
 
     def __post_init__(self) -> None:
         # A policy built in Python is held to the table as a policy file is: a halt never becomes a fallback.
+        # And it must require something: an empty (or mistyped) ``require`` left no model required, so a
+        # model that failed (a content mismatch) passed the pack.
+        req = self.require
+        if isinstance(req, str) and req not in ("all", "any"):
+            raise InputError(f"policy require {req!r} is neither all nor any; write \"all\", \"any\" or model names")
+        if not isinstance(req, str) and (not req or not all(isinstance(n, str) for n in req)):
+            raise InputError("policy require is an empty list or names a model with something other than a "
+                             "string; name at least one model, or write \"all\"")
         for kind, action in self.on_failure.items():
             if action not in ACTIONS.get(kind, ()):
                 raise InputError(f"policy on_failure maps {kind!r} to {action!r}, which is not an action for it; "

@@ -118,6 +118,10 @@ class Pkcs11Uri:
         query = part(self.query, "&")
         return SCHEME + part(self.path, ";") + (f"?{query}" if query else "")
 
+    def __repr__(self) -> str:
+        # Not the dataclass's: that would show pin-value (a logged or inspected key would leak its PIN).
+        return f"Pkcs11Uri({self.shown()!r})"
+
     def _validate(self) -> None:
         slot = self.text("slot-id")
         if slot is not None and not re.fullmatch(r"[0-9]+", slot):

@@ -162,6 +162,12 @@ def _attributes(part: str, separator: str, known: tuple[str, ...], where: str) -
             # A query item is never echoed: a mistyped "pin-value" would otherwise print the PIN.
             shown = repr(item) if where == "path" else f"attribute {number}"
             raise KeyMaterialError(f"{_WHERE}: {shown} in the {where} part is not NAME=VALUE")
+        if name not in known and "pin-value" in found:
+            # Most likely the rest of a PIN split at an unencoded '&': its "name" is part of the PIN.
+            raise KeyMaterialError(
+                f"{_WHERE}: attribute {number} in the {where} part is unknown; a '&' in the PIN must be written "
+                "%26 (and '%' as %25), or give the PIN with pin-source"
+            )
         if name not in known:
             raise KeyMaterialError(
                 f"{_WHERE}: unknown attribute {name!r} in the {where} part; the {where} part may hold "

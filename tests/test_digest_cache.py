@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import model_signing as ms
+from model_signing.errors import InputError
 from model_signing.hashing.cache import CACHE_FILE, DigestCache
 from tests._cli import Run
 
@@ -314,3 +315,30 @@ def test_a_scan_reads_every_file_even_when_the_cache_knows_it(
         ms.sign(model, ms.SecretSigner(b"k" * 32), hashing=_cfg(cache), signature_path=sig, scan=make_config())
     assert cache.stats.hits == 0  # nothing was taken from the cache
     assert not sig.exists()
+
+
+@pytest.mark.parametrize("shared", ["world-writable", "another user's"])
+def test_cache_in_a_directory_others_can_write_is_refused(
+    make_model: Callable[..., Path], tmp_path: Path, shared: str
+) -> None:
+    """Whoever can write the cache's directory can swap the database, or plant its -wal journal (which
+    SQLite replays), between the owner check and the open: and so choose the digests a signature claims."""
+    model = make_model({"a.bin": b"a" * 100})
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    if shared == "world-writable":
+        os.chmod(directory, 0o1777)  # like /tmp: sticky, but anyone may create the -wal file
+    else:
+        if os.getuid() != 0:
+            pytest.skip("needs root to give the directory to another user")
+        os.chmod(directory, 0o755)
+        os.chown(directory, 65534, 65534)
+    db = directory / "c.db"
+    with pytest.raises(InputError, match="directory") as err:
+        ms.hash_model(model, _cfg(DigestCache(db, settle_seconds=0)))
+    assert str(db) in str(err.value)
+    # The default cache is best effort: skipped (with the reason), never used, the digest still right.
+    cache = DigestCache(db, required=False, settle_seconds=0)
+    manifest = ms.hash_model(model, _cfg(cache))
+    assert _manifest_digests(manifest) == {"a.bin": hashlib.sha256(b"a" * 100).hexdigest()}
+    assert "directory" in cache.stats.disabled and cache.stats.stored == 0

@@ -8,6 +8,7 @@ copy.  Expected digests are computed here with hashlib; nothing is mocked.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -1060,3 +1061,28 @@ def test_sign_all_without_a_registry_keeps_only_signatures_that_verify(
     verify = ("verify", "key", root / "b", "--public-key", pack.keys / "speech.pub") if method == "key" else (
         "verify", "secret", root / "b")
     assert run(*verify, "--signature", root / "b.sig")[0] == 0
+
+
+def test_sign_all_signs_again_when_the_ignore_paths_changed(tmp_path: Path) -> None:
+    # A signature made while logs/ was ignored covers none of it: when sign-all is now asked to cover every
+    # file, "content unchanged" must not keep it (logs/ could hold anything, and verify would pass).
+    from model_signing.policy.batch import sign_all
+
+    root = tmp_path / "p"
+    _write_model(root / "a", {"w.bin": b"w" * 10})
+    (root / "a" / "logs").mkdir()
+    (root / "a" / "logs" / "x.pkl").write_bytes(b"not covered")
+    key = _pki.ec_key()
+    _pki.write_private_key(key, tmp_path / "k.pem")
+    signer = ms.KeySigner(tmp_path / "k.pem")
+    first = sign_all(root, signer, hashing=ms.HashingConfig(max_workers=1, ignore_paths=["logs"]))
+    assert [m.action for m in first.models] == ["signed"]
+    again = sign_all(root, signer, hashing=ms.HashingConfig(max_workers=1, ignore_paths=["logs"]))
+    assert [m.action for m in again.models] == ["skipped"]
+    now = sign_all(root, signer, hashing=FAST)
+    assert [m.action for m in now.models] == ["signed"]
+    payload = json.loads(base64.b64decode(json.loads((root / "a.sig").read_text())["dsseEnvelope"]["payload"]))
+    names = {r["name"] for r in payload["predicate"]["resources"]}
+    assert names == {"w.bin", "logs/x.pkl"}
+    digests = {r["name"]: r["digest"] for r in payload["predicate"]["resources"]}
+    assert digests["logs/x.pkl"] == hashlib.sha256(b"not covered").hexdigest()

@@ -618,3 +618,28 @@ def test_token_removed_while_hashing(token: Token, tmp_path: Path) -> None:
         "check its configuration (SoftHSM2: the token directory named by SOFTHSM2_CONF exists and is readable)"
     )
     assert PIN not in again.stderr and not sig.exists()
+
+
+def test_the_pin_is_in_no_repr_nor_in_the_not_a_uri_message(run: Run, model: Path, tmp_path: Path) -> None:
+    # A parsed URI is kept on the key (Pkcs11Key.uri): a log line or a debugger's repr of it must not show
+    # the PIN, nor may the CLI's answer to a mistyped scheme.
+    from model_signing.keymaterial.pkcs11 import Pkcs11Uri
+
+    uri = Pkcs11Uri.parse("pkcs11:token=T;object=k?module-path=/m.so&pin-value=s3cr3t-PIN")
+    assert uri.query["pin-value"] == b"s3cr3t-PIN"
+    for shown in (repr(uri), str(uri), f"{uri}"):
+        assert "s3cr3t" not in shown and "pin-value=***" in shown
+    code, _, err = run("sign", "pkcs11-key", model, "--pkcs11-uri", "pkcs11;object=k?pin-value=s3cr3t-PIN",
+                       "--signature", tmp_path / "s.sig")
+    assert code == 1 and "--pkcs11-uri must be a pkcs11: URI" in _error_line(err) and "s3cr3t" not in err
+
+
+def test_a_pin_with_an_unencoded_ampersand_is_not_echoed() -> None:
+    # "pin-value=ab&cd=ef" splits the PIN at '&': the rest is an unknown attribute named after part of the PIN.
+    from model_signing.errors import KeyMaterialError
+    from model_signing.keymaterial.pkcs11 import Pkcs11Uri
+
+    with pytest.raises(KeyMaterialError) as err:
+        Pkcs11Uri.parse("pkcs11:object=k?module-path=/m.so&pin-value=ab&PINPART=ef")
+    assert "PINPART" not in str(err.value) and "attribute 3 in the query part" in str(err.value)
+    assert "%26" in str(err.value)  # says how to write a '&' in a PIN

@@ -32,8 +32,9 @@ def _uri(value: str) -> str:
     from model_signing.keymaterial.pkcs11 import is_uri
 
     if not is_uri(value):
-        raise InputError(f"--pkcs11-uri must be a pkcs11: URI (got {value!r}); for a PEM file use sign key "
-                         "--private-key PATH")
+        # The value is not echoed: a URI with a mistyped scheme may still carry pin-value.
+        raise InputError("--pkcs11-uri must be a pkcs11: URI (one starting with 'pkcs11:'); for a PEM file use "
+                         "sign key --private-key PATH")
     return value
 
 

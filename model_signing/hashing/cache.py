@@ -203,6 +203,19 @@ class DigestCache:
         try:
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, mode=0o700, exist_ok=True)
+            # Whoever can write the directory can swap the database between the checks below and the
+            # open, or plant its -wal journal (which SQLite replays): the file's own checks need a
+            # directory only this user (or root) can write.
+            dst = os.stat(directory)
+            if hasattr(os, "getuid") and dst.st_uid not in (os.getuid(), 0):
+                self._fail(f"its directory {directory} belongs to another user; use a directory of your own")
+                return None
+            if dst.st_mode & 0o022:
+                self._fail(
+                    f"its directory {directory} is writable by other users, who could replace the cache or its "
+                    "journal; use a private directory (chmod 700)"
+                )
+                return None
             # The file is created 0600: digests say which files this user has, and a writable cache
             # would let another user choose what this user's next signature claims.
             # The file is only ever opened here to create it: closing any descriptor of an SQLite

@@ -118,6 +118,10 @@ class Pkcs11Uri:
         query = part(self.query, "&")
         return SCHEME + part(self.path, ";") + (f"?{query}" if query else "")
 
+    def __repr__(self) -> str:
+        # Not the dataclass's: that would show pin-value (a logged or inspected key would leak its PIN).
+        return f"Pkcs11Uri({self.shown()!r})"
+
     def _validate(self) -> None:
         slot = self.text("slot-id")
         if slot is not None and not re.fullmatch(r"[0-9]+", slot):
@@ -158,6 +162,12 @@ def _attributes(part: str, separator: str, known: tuple[str, ...], where: str) -
             # A query item is never echoed: a mistyped "pin-value" would otherwise print the PIN.
             shown = repr(item) if where == "path" else f"attribute {number}"
             raise KeyMaterialError(f"{_WHERE}: {shown} in the {where} part is not NAME=VALUE")
+        if name not in known and "pin-value" in found:
+            # Most likely the rest of a PIN split at an unencoded '&': its "name" is part of the PIN.
+            raise KeyMaterialError(
+                f"{_WHERE}: attribute {number} in the {where} part is unknown; a '&' in the PIN must be written "
+                "%26 (and '%' as %25), or give the PIN with pin-source"
+            )
         if name not in known:
             raise KeyMaterialError(
                 f"{_WHERE}: unknown attribute {name!r} in the {where} part; the {where} part may hold "

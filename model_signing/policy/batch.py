@@ -160,6 +160,7 @@ def _still_good(
     """Why the existing signature can stay, or ``None`` when the model must be signed again."""
     from model_signing import inspecting, methods
     from model_signing.hashing import HashingConfig, hash_model
+    from model_signing.hashing import walk as _walk
     from model_signing.methods.base import ChecksOwnSignatures
     from model_signing.oms import statement as _statement
 
@@ -168,6 +169,15 @@ def _still_good(
     except ModelSigningError:
         return None
     if identity is None or not _same_signer(claim.signer, identity):
+        return None
+    # The paths a signature ignores stay out of its coverage for good (verify ignores them too): when
+    # this run would ignore others, the old signature is not what was asked for.
+    try:
+        ignored = _walk.walk(model, allow_symlinks=config.allow_symlinks, ignore_paths=config.ignore_paths,
+                             signature_path=sig).ignore_paths
+    except ModelSigningError:
+        return None
+    if tuple(sorted(claim.statement.manifest.serialization.ignore_paths)) != tuple(sorted(ignored)):
         return None
     if reg is not None:
         if not _same_settings(claim.statement.manifest.serialization, config):
@@ -183,6 +193,8 @@ def _still_good(
         return None
     signed = statement.manifest.serialization
     if not _same_settings(signed, config) or statement.root_digest is None:
+        return None
+    if tuple(sorted(signed.ignore_paths)) != tuple(sorted(ignored)):
         return None
     try:
         current = hash_model(model, HashingConfig.from_serialization(signed, max_workers=config.max_workers,

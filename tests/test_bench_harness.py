@@ -14,13 +14,18 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.harness import bench, families, realmodels
+from benchmarks.harness import bench, families, pagecache, realmodels
 from benchmarks.harness.machine import Machine, describe
 from benchmarks.harness.measure import LIMIT_BATCH, LimitMeter, limit_tasks, run_child
 from benchmarks.harness.report import LimitRun, ModelInfo, Results, Run, summarize
@@ -324,6 +329,85 @@ def test_summary_figures() -> None:
     assert ours.of_limit == pytest.approx(0.5)  # 0.75 s raw sha256 limit / 1.5 s
     assert (peer.status, peer.n, peer.min_s, peer.note) == ("partial", 1, 4.0, "exit 1: boom")
     assert peer.of_limit == pytest.approx(0.125)  # the blake3 limit for the blake3 mode
+
+
+def _fs_type(path: Path) -> str:
+    """The filesystem type of the mount holding ``path`` (longest mount point prefix in /proc/self/mounts)."""
+    best, kind = "", ""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mount, fstype, *_ = line.split()
+        if (str(path) + "/").startswith(mount.rstrip("/") + "/") and len(mount) >= len(best):
+            best, kind = mount, fstype
+    return kind
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a disk-backed filesystem: tmpfs pages cannot be evicted (they have nowhere to go)."""
+    if _fs_type(tmp_path.resolve()) not in ("tmpfs", "ramfs"):
+        yield tmp_path
+        return
+    root = Path(__file__).resolve().parents[1]
+    path = Path(tempfile.mkdtemp(prefix=".pagecache-test-", dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_cold_eviction_drops_exactly_the_given_files(disk_dir: Path) -> None:
+    """Eviction empties the page cache of the given files only, dirty (just written) pages included, and the
+    residency measure follows real reads: a whole re-read, and a 1 MiB read with readahead off."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    mib = 2**20
+    sizes = {"big.bin": 8 * mib + 123, "small.json": 5000, "empty.txt": 0, "other.bin": 4 * mib}
+    for name, size in sizes.items():
+        (disk_dir / name).write_bytes(os.urandom(size))  # dirty pages: not yet written back
+    paths = {name: disk_dir / name for name in sizes}
+    for path in paths.values():
+        path.read_bytes()
+    assert pagecache.resident_bytes(paths.values()) == sum(sizes.values())
+    if shutil.which("fincore"):  # util-linux's own mincore reading, in whole pages
+        out = subprocess.run(["fincore", "--bytes", "--raw", "--noheadings", "-o", "RES", str(paths["big.bin"])],
+                             capture_output=True, text=True, check=True).stdout
+        assert int(out) == -(-sizes["big.bin"] // page) * page
+    model = [paths["big.bin"], paths["small.json"], paths["empty.txt"]]
+    pagecache.evict(model)
+    assert pagecache.resident_bytes(model) == 0
+    assert pagecache.resident_bytes([paths["other.bin"]]) == sizes["other.bin"]  # not in the list: kept
+    if shutil.which("fincore"):
+        out = subprocess.run(["fincore", "--bytes", "--raw", "--noheadings", "-o", "RES", str(paths["big.bin"])],
+                             capture_output=True, text=True, check=True).stdout
+        assert int(out) == 0
+    fd = os.open(paths["big.bin"], os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead: exactly the pages read come in
+        assert len(os.pread(fd, mib, 2 * mib)) == mib
+    finally:
+        os.close(fd)
+    assert pagecache.resident_bytes([paths["big.bin"]]) == mib
+    assert len(paths["big.bin"].read_bytes()) == sizes["big.bin"]
+    assert pagecache.resident_bytes(model) == sizes["big.bin"]  # small.json was not read again
+
+
+def test_cold_run_evicts_before_every_timed_run(disk_dir: Path) -> None:
+    """``--cold``: no warm-up, and every eviction (also those right after a command read the model) left
+    nothing cached; the report says the runs were cold."""
+    out = disk_dir / "cold"
+    assert bench.main(["--offline", "--cold", "--models", "onnx-resnet50-light", "--repeats", "2", "--out",
+                       str(out), "--data-dir", str(disk_dir / "models"), "--methods", "key", "--modes", "files",
+                       "--peer-modes", "files", "--ops", "sign,verify", "--quiet"]) == 0
+    results = _results(out)
+    assert results["settings"]["cold"] is True
+    assert results["settings"]["resident_after_evict_bytes"] == {"onnx-resnet50-light": 0}
+    assert {(s["tool"], s["op"], s["status"], s["n"]) for s in results["summary"]} == {
+        (tool, op, "ok", 2) for tool in (OURS, PEER) for op in ("sign", "verify")}
+    assert len(results["limits"]) == 2
+    # the last command read the model back in, so an eviction that did nothing would have been seen
+    model = Path(_model(out, "onnx-resnet50-light")["path"])
+    assert pagecache.resident_bytes([model]) == model.stat().st_size
+    md = (out / "results.md").read_text()
+    assert "cold: each model's files evicted from the page cache" in md and "warm page cache" not in md
 
 
 @pytest.mark.parametrize("bad", [["--shard-size", "0"], ["--shard-size", "-5"], ["--repeats", "0"],

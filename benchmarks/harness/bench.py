@@ -2,7 +2,9 @@
 
 Per model: the files are read once (warm page cache, untimed), then each repeat measures the raw
 read+hash limit and runs every runner's ``sign`` then ``verify`` (and ``digest``), reversing the runner
-order on odd repeats so neither tool always runs right after the other.  A runner whose command does not
+order on odd repeats so neither tool always runs right after the other.  With ``--cold`` nothing is
+warmed: the model's files are evicted from the page cache before every timed run (the limit and every
+command of both tools), so every byte comes from the disk.  A runner whose command does not
 exist is recorded once as "n/a" with the reason; a command that fails is recorded as "error" with the
 tail of its stderr, and that case is not retried.
 """
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import families, fetch, realmodels
+from benchmarks.harness import families, fetch, pagecache, realmodels
 from benchmarks.harness.machine import describe
 from benchmarks.harness.measure import LimitMeter, model_files, run_child
 from benchmarks.harness.report import LimitRun, ModelInfo, Results, Run, load, write_all
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> Results:
     results = Results(describe(), {
         "command": args.command_line, "mode": mode, "size_factor": None if args.online else args.size_factor,
         "repeats": args.repeats, "processes": args.processes, "methods": args.methods, "modes": args.modes,
-        "peer_modes": args.peer_modes, "ops": args.ops, "shard_size": args.shard_size,
+        "peer_modes": args.peer_modes, "ops": args.ops, "shard_size": args.shard_size, "cold": args.cold,
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "data_dir": str(data_dir)})
     sources = online_sources(data_dir, args.cleanup) if args.online else offline_sources(data_dir, args.size_factor)
@@ -178,6 +180,15 @@ def run(args: argparse.Namespace) -> Results:
 
     per_model = sum(1 for r in runners for op in ops if wanted_op(r, op)) + 1
     meter = LimitMeter(args.processes)
+    # cold runs: the most of a model's bytes found still cached right after an eviction (the proof it worked)
+    residency: dict[str, int] = results.settings.setdefault("resident_after_evict_bytes", {}) if args.cold else {}
+
+    def timed_start(model: str, files: list[Path]) -> None:
+        if not args.cold:
+            return
+        pagecache.evict(files)
+        left = pagecache.resident_bytes(files)
+        residency[model] = max(residency.get(model, 0), left)
     try:
         with keyless_setup(args, out) as (keyless, keyless_reason), tqdm(
                 total=len(sources) * args.repeats * per_model, unit="run", file=sys.stderr,
@@ -196,13 +207,15 @@ def run(args: argparse.Namespace) -> Results:
                 info = ModelInfo(src.name, src.family, src.source, str(path),
                                  sum(f.stat().st_size for f in files), len(files))
                 results.models.append(info)
-                for algo in algos:
-                    meter.measure(files, algo)  # untimed: warm the page cache and the workers
+                if not args.cold:
+                    for algo in algos:
+                        meter.measure(files, algo)  # untimed: warm the page cache and the workers
                 done: set[tuple[str, str]] = set()  # (runner label, op) recorded as n/a or error
                 for rep in range(args.repeats):
                     bar.set_description(f"{src.name} #{rep + 1}: raw limit")
                     bar.update(1)
                     for algo in algos:
+                        timed_start(src.name, files)
                         results.limits.append(LimitRun(src.name, algo, args.processes, rep,
                                                        meter.measure(files, algo)))
                     for runner in runners if rep % 2 == 0 else list(reversed(runners)):
@@ -230,6 +243,7 @@ def run(args: argparse.Namespace) -> Results:
                                 sig.unlink(missing_ok=True)
                             cmd = runner.command(op, path, sig, ctx)
                             log = out / "logs" / src.name / f"{_slug(runner)}.{op}.{rep}.log"
+                            timed_start(src.name, files)
                             res = run_child(cmd, ROOT, log)
                             if res.returncode != 0:
                                 note = f"exit {res.returncode}: {res.stderr_tail}"
@@ -242,6 +256,10 @@ def run(args: argparse.Namespace) -> Results:
                             signed = signed or op == "sign"
                             results.runs.append(Run(src.name, runner.tool, runner.method, runner.mode, op, rep,
                                                     "ok", res.wall_s, res.peak_rss_bytes))
+                left = residency.get(src.name, 0)
+                if left > info.size_bytes // 100:
+                    print(f"\n{src.name}: eviction left {left} of {info.size_bytes} bytes cached (tmpfs?): "
+                          "its --cold figures are partly warm", file=sys.stderr)
                 if src.remove is not None:
                     src.remove()
     finally:
@@ -297,6 +315,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--identity", default=None, help="online: the signer identity to verify (e.g. an email)")
     p.add_argument("--identity-provider", default=None, help="online: the identity's OIDC issuer URL")
     p.add_argument("--cleanup", action="store_true", help="online: delete each model after its run")
+    p.add_argument("--cold", action="store_true", help="evict each model's files from the page cache "
+                   "(posix_fadvise DONTNEED, no privileges needed) before every timed run, the raw limit's too, "
+                   "instead of warming it: reads come from the disk")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report-only", action="store_true", help="re-render the reports from OUT/results.json")
     args = p.parse_args(argv)

@@ -199,6 +199,16 @@ def target_checks(results: Results, summary: Sequence[Summary]) -> list[tuple[st
     return rows
 
 
+def _cache_state(settings: dict[str, Any]) -> str:
+    if not settings.get("cold"):
+        return "warm page cache"
+    left = settings.get("resident_after_evict_bytes") or {}
+    most = max(left.values(), default=0)
+    return ("cold: each model's files evicted from the page cache (posix_fadvise DONTNEED) before every timed "
+            f"run, the raw limit's too; at most {most} bytes of a model were still cached after an eviction "
+            "(mincore)")
+
+
 def markdown(results: Results, summary: Sequence[Summary]) -> str:
     """The report as markdown."""
     mach = results.machine
@@ -209,7 +219,7 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
         f"{mach.kernel}, Python {mach.python}",
         f"- Command: `{st.get('command', '')}`",
         f"- Mode: {st.get('mode')}; size factor {st.get('size_factor')}; {st.get('repeats')} repeats; "
-        f"warm page cache; both tools byte-compiled; raw limit with {st.get('processes')} processes; "
+        f"{_cache_state(st)}; both tools byte-compiled; raw limit with {st.get('processes')} processes; "
         f"started {st.get('started')}",
         "- Times are min / median wall time of the whole command (process start to exit); GB/s = size / min; "
         "peak RSS is the largest process of the command's tree; 'of limit' = raw read+hash time / command time; "
@@ -246,7 +256,8 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
         for s in digests:
             lines.append(f"| {s.model} | {s.tool} | {s.mode} | {_time(s)} | "
                          f"{f'{s.gbps:.2f}' if s.gbps else '-'} | {f'{s.of_limit:.2f}' if s.of_limit else '-'} |")
-    lines += ["", "## Raw read+hash limit (same run, same files)", "",
+    cold = " from a cold page cache" if st.get("cold") else ""
+    lines += ["", f"## Raw read+hash limit (same run, same files{cold})", "",
               "| model | family | source | size | files | sha256 | blake3 |", "|---|---|---|---|---|---|---|"]
     for m in results.models:
         cells = []

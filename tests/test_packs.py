@@ -1086,3 +1086,19 @@ def test_sign_all_signs_again_when_the_ignore_paths_changed(tmp_path: Path) -> N
     assert names == {"w.bin", "logs/x.pkl"}
     digests = {r["name"]: r["digest"] for r in payload["predicate"]["resources"]}
     assert digests["logs/x.pkl"] == hashlib.sha256(b"not covered").hexdigest()
+
+
+def test_an_unwritable_audit_log_never_hides_a_failed_verification(pack: Pack, tmp_path: Path, run: Run) -> None:
+    """A failed verify keeps its exit code when the log cannot be written; a passing one fails (exit 1)."""
+    root = copy_pack(pack, tmp_path)
+    log = tmp_path / "no-such-dir" / "audit.log"
+    key = ("--public-key", pack.keys / "speech.pub", "--signature", root / "asr.sig", "--audit-log", log)
+    code, _, err = run("verify", "key", root / "asr", *key)
+    assert code == 1 and str(log) in err  # verified, but not recorded: not a pass
+    (root / "asr" / "weights.bin").write_bytes(b"tampered")
+    code, _, err = run("verify", "key", root / "asr", *key)
+    assert code == 3 and "the failure was not recorded" in err
+    reg = ("--signature", root / "asr.sig", "--registry", root / "publishers.json", "--audit-log", log)
+    code, _, err = run("verify", root / "asr", *reg)
+    assert code == 3 and "the failure was not recorded" in err
+    assert not log.parent.exists()

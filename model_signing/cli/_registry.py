@@ -246,7 +246,7 @@ def verify_registry(
     The verifier is chosen from the signature's method and signer; the output names the publisher.
     A signer that is no publisher, a revoked one, or a signature made after the revocation: exit 2.
     """
-    from model_signing.errors import ModelMismatchError
+    from model_signing.errors import ModelMismatchError, ModelSigningError
     from model_signing.policy import audit
     from model_signing.policy.registry import Registry
     from model_signing.signing import default_signature_path
@@ -260,7 +260,13 @@ def verify_registry(
                       max_workers=opt.capped_workers(max_workers))
     if audit_log is not None:
         message = _report.cli_message(check.error) if check.error is not None else None
-        audit.append(audit_log, audit.record_for(check, error=message))
+        try:
+            audit.append(audit_log, audit.record_for(check, error=message))
+        except ModelSigningError as audit_error:
+            if check.error is None:
+                raise  # a verification that cannot be recorded does not pass (exit 1)
+            # The verification's own failure (exit 2/3) must not be replaced by the log's (exit 1).
+            _report.warn(f"the failure was not recorded: {audit_error}")
     if check.error is not None:
         if check.publisher is not None and isinstance(check.error, ModelMismatchError) and not as_json:
             # A mismatch: the signature is the publisher's, the content is not what it signed.

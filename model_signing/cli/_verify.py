@@ -57,7 +57,11 @@ def run_verify(path: str, verifier: Verifier, options: opt.VerifySettings) -> No
         )
     except ModelSigningError as exc:
         if options.audit_log is not None:
-            _audit.record_verification(options.audit_log, path, sig, exc)
+            try:
+                _audit.record_verification(options.audit_log, path, sig, exc)
+            except ModelSigningError as audit_error:
+                # The verification's own failure (exit 2/3/4) must not be replaced by the log's (exit 1).
+                _report.warn(f"the failure was not recorded: {audit_error}")
         raise
     if options.audit_log is not None:
         _audit.record_verification(options.audit_log, path, sig, result)

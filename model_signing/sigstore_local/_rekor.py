@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from model_signing.errors import InputError
 from model_signing.sigstore_local._ct import spki_sha256
 from model_signing.sigstore_local._errors import RequestRejected
+from model_signing.sigstore_local._journal import load_entries
 from model_signing.sigstore_local._merkle import MerkleTree, leaf_hash
 
 _log = logging.getLogger("model_signing.sigstore_local")
@@ -196,27 +196,8 @@ class TransparencyLog:
     # -- persistence -------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self._path.exists():
-            return
-        data = self._path.read_bytes()
-        good = 0
-        for number, line in enumerate(data.splitlines(keepends=True), start=1):
-            if not line.endswith(b"\n"):
-                # A torn final write (crash mid-append): that entry was never acknowledged; drop it.
-                _log.warning("rekor: dropping a partial last line in %s", self._path)
-                break
-            try:
-                record = json.loads(line)
-                body = base64.b64decode(record["body"], validate=True)
-                int(record["integratedTime"])
-                base64.b64decode(record["set"], validate=True)
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                raise InputError(f"{self._path}:{number}: corrupt transparency log entry") from None
+        for body, record in load_entries(self._path, "rekor", _check_v1_record):
             self._append(body, record)
-            good += len(line)
-        if good != len(data):
-            with open(self._path, "r+b") as f:
-                f.truncate(good)
 
     def _append(self, body: bytes, record: dict[str, Any]) -> int:
         leaf = leaf_hash(body)
@@ -326,3 +307,9 @@ class TransparencyLog:
             },
         }
         return uuid, entry
+
+
+def _check_v1_record(record: dict[str, Any]) -> None:
+    """A v1 entry also carries its integrated time and SET (what the client verifies)."""
+    int(record["integratedTime"])
+    base64.b64decode(record["set"], validate=True)

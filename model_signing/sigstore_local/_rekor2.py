@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from model_signing.errors import InputError
 from model_signing.sigstore_local._errors import RequestRejected
+from model_signing.sigstore_local._journal import load_entries
 from model_signing.sigstore_local._keys import atomic_write
 from model_signing.sigstore_local._merkle import MerkleTree, leaf_hash
 
@@ -287,24 +287,8 @@ class TransparencyLogV2:
     # -- persistence -------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self._path.exists():
-            return
-        data = self._path.read_bytes()
-        good = 0
-        for number, line in enumerate(data.splitlines(keepends=True), start=1):
-            if not line.endswith(b"\n"):
-                # A torn final write: that entry was never acknowledged; drop it.
-                _log.warning("rekor v2: dropping a partial last line in %s", self._path)
-                break
-            try:
-                body = base64.b64decode(json.loads(line)["body"], validate=True)
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                raise InputError(f"{self._path}:{number}: corrupt transparency log entry") from None
+        for body, _record in load_entries(self._path, "rekor v2"):
             self._append(body)
-            good += len(line)
-        if good != len(data):
-            with open(self._path, "r+b") as f:
-                f.truncate(good)
 
     def _append(self, body: bytes) -> int:
         leaf = leaf_hash(body)

@@ -169,3 +169,88 @@ def test_scan_path_reads_each_file_once(tmp_path: Path, monkeypatch: object) -> 
         mp.undo()
     assert opened == [str(path)]
     assert report.max_severity is Severity.CRITICAL
+
+
+def _safetensors_bytes(data_len: int, claimed: int = 4096) -> bytes:
+    header = json.dumps({"__metadata__": {"format": "pt"},
+                         "w": {"dtype": "U8", "shape": [claimed], "data_offsets": [0, claimed]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + bytes(range(256)) * (data_len // 256) + b"\x07" * (data_len % 256)
+
+
+def _release_seeds() -> dict[str, bytes]:
+    seeds = {f"{c}-{name}": wrap(build(S.Asm(2), "id"))
+             for c, wrap in S.CONTAINERS.items() for name, build in list(S.MALICIOUS.items())[:3]}
+    seeds["safetensors"] = _safetensors_bytes(4096)
+    seeds["safetensors-short-data"] = _safetensors_bytes(4000)
+    seeds["safetensors-long-data"] = _safetensors_bytes(4103)
+    # A pickle where the tensors are: safetensors loaders never unpickle data, and the scanner never looks.
+    evil = bytes(2000) + S.p_reduce(S.Asm(2), "id")
+    seeds["safetensors-pickle-in-data"] = _safetensors_bytes(0, claimed=len(evil)) + evil
+    seeds["gguf"] = b"GGUF" + struct.pack("<IQQ", 3, 0, 0) + bytes(5000)
+    seeds["unknown"] = bytes(range(7, 256)) * 40
+    seeds["zip-trailing"] = S.torch_zip(b"\x80\x02}.") + b"tail" * 300
+    return seeds
+
+
+def test_wants_more_is_false_only_once_the_rest_cannot_change_the_findings() -> None:
+    """Feeding stops at the first chunk after which the scanner wants no more; the rest is skipped by count.
+
+    The findings must be those of feeding every byte, for every sample, mutation and chunk size.
+    """
+    rng = random.Random(99)
+    seeds = _release_seeds()
+    samples = list(seeds.items())
+    for i in range(600):
+        name, data = rng.choice(list(seeds.items()))
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        samples.append((f"{name}-mutated-{i}", bytes(mutated)))
+    released: set[str] = set()
+    for name, data in samples:
+        whole = FileScanner("f")
+        whole.feed(data)
+        expected = _signature(whole.finish())
+        for chunk in (1, 61, 4096):
+            s = FileScanner("f")
+            pos = 0
+            while pos < len(data) and s.wants_more():
+                s.feed(memoryview(data)[pos:pos + chunk])
+                pos = min(pos + chunk, len(data))
+            if pos < len(data):
+                released.add(name)
+                s.skip(len(data) - pos)
+            assert _signature(s.finish()) == expected, (name, chunk)
+    # Data formats are released right after what the scanner checks; pickles and archives never.
+    assert {"safetensors", "safetensors-short-data", "safetensors-long-data", "safetensors-pickle-in-data",
+            "gguf", "unknown"} <= released
+    assert not {n for n in released if n.split("-")[0] in ("raw", "torch", "legacy", "npy", "npz")
+                and "mutated" not in n}
+
+
+def test_safetensors_wants_more_until_its_header_is_checked() -> None:
+    data = _safetensors_bytes(1 << 20)
+    header_end = 8 + struct.unpack_from("<Q", data)[0]
+    s = FileScanner("w.safetensors")
+    s.feed(data[:header_end - 1])
+    assert s.wants_more()
+    s.feed(data[header_end - 1:header_end + 512])  # the sniff needs its 512 bytes
+    assert not s.wants_more() and s.format == "safetensors"
+    s.skip(len(data) - s.size - 1)
+    s.feed(b"\x00")  # fed or skipped, later bytes only count
+    findings = s.finish()
+    assert [f.detail for f in findings] == [
+        f"malformed safetensors header: the data section is {1 << 20} bytes, the tensors cover 4096"]
+
+
+def test_skipping_bytes_a_scanner_needs_is_refused() -> None:
+    s = FileScanner("p.pkl")
+    s.feed(b"\x80\x02" + b"X" * 600)
+    assert s.wants_more()
+    try:
+        s.skip(10)
+    except RuntimeError as exc:
+        assert "still needs them" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("skip while the scanner needs the bytes was accepted")

@@ -319,3 +319,175 @@ def test_scan_tap_refuses_shards_out_of_order(tmp_path: Path) -> None:
     tap.feed_for(shards[0])
     with pytest.raises(RuntimeError, match="out of order"):
         tap.feed_for(shards[2])
+
+
+# --- releasing a file's shards to every worker once the scanner needs no more of it -----------------------
+
+SHARD = 4 * 1024 * 1024  # the plan's SMALL_RANGE: each released shard is a work item of its own
+
+
+def _big_safetensors(n_tensors: int, per: int, extra: bytes = b"", data: bytes | None = None) -> bytes:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    for i in range(n_tensors):
+        header[f"t{i}"] = {"dtype": "U8", "shape": [per], "data_offsets": [i * per, (i + 1) * per]}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    body = data if data is not None else os.urandom(n_tensors * per)
+    return struct.pack("<Q", len(raw)) + raw + body + extra
+
+
+Reads = dict[str, dict[int, list[tuple[int, int]]]]
+
+
+def _reads_by_pid(monkeypatch: pytest.MonkeyPatch, log: Path) -> Callable[[], Reads]:
+    """Log every ``preadv`` of the hashing pass, in whichever (forked) process it runs: path -> pid -> ranges."""
+    real_preadv = os.preadv
+
+    def logging_preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        n = real_preadv(fd, buffers, offset)
+        line = f"{os.getpid()} {offset} {n} {os.readlink(f'/proc/self/fd/{fd}')}\n".encode()
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(out, line)  # one short O_APPEND write: lines of several processes do not interleave
+        finally:
+            os.close(out)
+        return n
+
+    monkeypatch.setattr(os, "preadv", logging_preadv)
+
+    def reads() -> Reads:
+        out: Reads = {}
+        for line in log.read_text().splitlines():
+            pid, offset, n, path = line.split(" ", 3)
+            out.setdefault(path, {}).setdefault(int(pid), []).append((int(offset), int(offset) + int(n)))
+        return out
+
+    return reads
+
+
+def _read_once(ranges: list[tuple[int, int]], size: int) -> bool:
+    pos = 0
+    for start, end in sorted(ranges):
+        if start != pos:
+            return False
+        pos = end
+    return pos == size
+
+
+@pytest.mark.parametrize("extra", [b"", b"trailing bytes the tensors do not cover"])
+def test_single_safetensors_shards_are_hashed_by_every_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              extra: bytes, canary: Path) -> None:
+    """A model of one big safetensors file, scanned: once its header is checked, its shards go to every worker.
+
+    The tensor data carries a pickle payload: safetensors loaders never unpickle tensor data, and the whole-
+    file scan does not look there either, so the verdict is the same whether those bytes are scanned or not.
+    """
+    per = SHARD + 12_345  # tensor boundaries fall inside shards
+    evil = _canary_payload(canary, 2)
+    body = bytearray(os.urandom(5 * per))
+    body[3 * SHARD:3 * SHARD + len(evil)] = evil
+    data = _big_safetensors(5, per, extra, bytes(body))
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(data)
+    reads = _reads_by_pid(monkeypatch, tmp_path / "reads.log")
+    config = ms.HashingConfig(method="shards", shard_size=SHARD, max_workers=2)
+    result = ms.hashing.digest_model(path, config, scan=scanning.make_config())
+    by_pid = reads()[str(path.resolve())]
+
+    expected = {f"model.safetensors:{s}:{min(s + SHARD, len(data))}": hashlib.sha256(data[s:s + SHARD]).hexdigest()
+                for s in range(0, len(data), SHARD)}
+    assert len(expected) == 6
+    assert {r.name: r.digest.hex() for r in result.manifest.resources} == expected
+    assert result.manifest == ms.hashing.digest_model(path, config).manifest  # the same as without a scan
+
+    assert len(by_pid) == 2, by_pid  # both workers hashed shards of the one file
+    assert os.getpid() not in by_pid  # in the workers, not the parent
+    assert _read_once([r for rs in by_pid.values() for r in rs], len(data))  # every byte read once
+
+    whole = scanning.scan_path(path)
+    assert result.scan is not None
+    assert result.scan.files_scanned == whole.files_scanned == 1
+    assert result.scan.findings == whole.findings
+    assert [f.detail for f in whole.findings] == (
+        [] if not extra else [f"malformed safetensors header: the data section is {5 * per + len(extra)} bytes, "
+                              f"the tensors cover {5 * per}"])
+
+
+def test_pickle_and_zip_are_still_scanned_whole_by_one_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              canary: Path) -> None:
+    """Pickles and archives are never released (their end can hold the payload); safetensors beside them are."""
+    blob = os.urandom(3 * SHARD)
+    payload = _canary_payload(canary, 2)
+    files = {
+        # the payload after 12 MB of pickled bytes, and after a 12 MB data member
+        "state.pkl": pickle.dumps([blob], protocol=4)[:-1] + payload[2:],
+        "ckpt.pt": samples.zip_bytes([samples.Member("archive/data/0", blob),
+                                      samples.Member("archive/data.pkl", payload)]),
+        "weights.safetensors": _big_safetensors(3, SHARD),
+    }
+    model = tmp_path / "m"
+    model.mkdir()
+    for name, data in files.items():
+        (model / name).write_bytes(data)
+    reads = _reads_by_pid(monkeypatch, tmp_path / "reads.log")
+    config = ms.HashingConfig(method="shards", shard_size=SHARD, max_workers=2)
+    result = ms.hashing.digest_model(model, config, scan=scanning.make_config())
+
+    expected = {f"{name}:{s}:{min(s + SHARD, len(data))}": hashlib.sha256(data[s:s + SHARD]).hexdigest()
+                for name, data in files.items() for s in range(0, len(data), SHARD)}
+    assert {r.name: r.digest.hex() for r in result.manifest.resources} == expected
+    seen = reads()
+    for name, data in files.items():
+        by_pid = seen[str((model / name).resolve())]
+        assert _read_once([r for rs in by_pid.values() for r in rs], len(data)), name
+        if name != "weights.safetensors":
+            assert len(by_pid) == 1, name  # read in order by one worker, first byte to last
+
+    whole = scanning.scan_path(model)
+    assert result.scan is not None and result.scan.files_scanned == whole.files_scanned == 3
+    assert sorted(result.scan.findings, key=str) == sorted(whole.findings, key=str)
+    critical = {f.file.split("!")[0] for f in result.scan.findings if f.severity == scanning.Severity.CRITICAL}
+    assert critical == {"state.pkl", "ckpt.pt"}
+
+
+def test_verified_loading_tap_never_releases(tmp_path: Path) -> None:
+    """A combined tap releases a file only if every tap agrees: the loading tap keeps every byte."""
+    from model_signing.hashing import _plan, combine_taps, scan_tap, walk
+    from model_signing.loading import _Retain
+
+    (tmp_path / "w.safetensors").write_bytes(_big_safetensors(2, 3000))
+    files = walk.walk(tmp_path).files
+    plan = _plan.make_plan(files, "shards", 1024, whole_files=True)
+    (item,) = plan.items
+    scan = scan_tap(files, scanning.make_config())
+    both = combine_taps(scan, _Retain(files, "auto", None))
+    buf = _pool.new_buffer()
+    first = item[0]
+    _pool.hash_task(first, "sha256", buf, feed=both.feed_for(first))
+    both.task_done(first)
+    assert not scan.wants_rest(first)  # the header is in the first shard: the scan alone would release
+    assert both.wants_rest(first)
+
+
+def test_a_released_shard_of_a_changed_file_is_still_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Released shards are hashed with the same identity checks: a file touched meanwhile fails the run."""
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(_big_safetensors(4, SHARD))
+    opens = tmp_path / "opens"
+
+    def touch_on_third_open(p: str) -> None:
+        fd = os.open(opens, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, b"x")
+            n = os.lseek(fd, 0, os.SEEK_CUR)  # this open's number, even with two workers appending at once
+        finally:
+            os.close(fd)
+        if n == 3:  # the head shard was opened first; the second and third are released shards
+            st = os.stat(p)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    monkeypatch.setattr(_pool, "_after_open_hook", touch_on_third_open)
+    config = ms.HashingConfig(method="shards", shard_size=SHARD, max_workers=2)
+    with pytest.raises(ms.ModelSigningError, match="changed while it was being hashed"):
+        ms.hashing.digest_model(path, config, scan=scanning.make_config())
+    assert opens.stat().st_size >= 3

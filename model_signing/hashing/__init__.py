@@ -272,9 +272,10 @@ def hash_files(
     ``walk_start_ns`` (when the walk began) decides which newly hashed files are settled enough to store.
 
     ``tap`` sees every byte as it is hashed (:func:`scan_tap`; see ``hashing._pool.Tap``); each file is
-    then read by one worker from its first byte to its last, shards included.  A tap must see every
-    byte, so with one no cached digest is reused (the cache is still updated), and only the local pool
-    can run it (taps reach the workers through ``fork``).
+    then read by one worker from its first byte on, shards included, until the tap needs no more of it
+    (a safetensors header once scanned: the tensor shards then go to every worker).  A tap must see
+    every byte it asks for, so with one no cached digest is reused (the cache is still updated), and only
+    the local pool can run it (taps reach the workers through ``fork``).
     """
     from model_signing.hashing import _plan, _progress
     from model_signing.hashing.executor import LocalExecutor

@@ -73,7 +73,8 @@ def make_plan(
 
     ``whole_files``: every file's shards go into one work item, in offset order, so that one worker reads
     the file from its first byte to its last (what a scanner in the hashing pass needs: a pickle or a zip
-    is only understood in order).  Each shard still gets its own digest.
+    is only understood in order).  Each shard still gets its own digest.  The pool may still spread a
+    file's later shards over every worker once the tap needs no more of its bytes (``_pool.hash_item``).
     """
     pending: list[tuple[str, FileEntry, int, int]] = []
     for f in files:
@@ -86,8 +87,6 @@ def make_plan(
     pending.sort(key=lambda p: resource_order_key(p[0]))
     names = tuple(p[0] for p in pending)
 
-    big: list[tuple[Task, ...]] = []
-    small: list[Task] = []
     tasks = [
         Task(i, f.path, f.follow, f.size, f.mtime_ns, f.dev, f.ino, start, end)
         for i, (_, f, start, end) in enumerate(pending)
@@ -95,6 +94,16 @@ def make_plan(
     total = sum(t.end - t.start for t in tasks)
     if whole_files and method == "shards":
         return Plan(names, _whole_file_items(tasks), total)
+    return Plan(names, independent_items(tasks), total)
+
+
+def independent_items(tasks: Sequence[Task]) -> tuple[tuple[Task, ...], ...]:
+    """Work items for tasks that any worker may hash in any order: big ranges alone, small ones batched.
+
+    Largest first.  Also how the pool re-queues the shards a tap released (``_pool.hash_item``).
+    """
+    big: list[tuple[Task, ...]] = []
+    small: list[Task] = []
     for task in tasks:
         if task.end - task.start >= SMALL_RANGE:
             big.append((task,))
@@ -115,7 +124,7 @@ def make_plan(
 
     items = big + batches
     items.sort(key=lambda item: (-sum(t.end - t.start for t in item), item[0].pos))
-    return Plan(names, tuple(items), total)
+    return tuple(items)
 
 
 def _whole_file_items(tasks: Sequence[Task]) -> tuple[tuple[Task, ...], ...]:

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from model_signing._internal.framing import recv as _recv
 from model_signing._internal.framing import send as _send
 from model_signing.errors import FileChangedError, ModelPathError
+from model_signing.hashing import _plan
 from model_signing.hashing._plan import Task
 from model_signing.manifest import HashType
 
@@ -92,10 +93,17 @@ class Tap(Protocol):
     chunk (or ``None`` to see nothing); ``task_done`` after its last chunk.  In a worker process,
     ``collect`` takes what was gathered since the last call (picklable: it rides back with the digests),
     and the parent hands it to ``merge``; without a pool both run in the calling process.
+
+    ``wants_rest`` is asked after ``task_done`` when later shards of the task's file follow in the same
+    work item (pool only): ``False`` means no later byte of the file can change what the tap gathers.
+    The worker then calls ``release`` (the tap finishes with the file as if it had seen the rest) and hands
+    the remaining shards back, to be hashed by any worker without the tap.
     """
 
     def feed_for(self, task: Task) -> Callable[[memoryview], object] | None: ...
     def task_done(self, task: Task) -> None: ...
+    def wants_rest(self, task: Task) -> bool: ...
+    def release(self, task: Task) -> None: ...
     def collect(self) -> Any: ...
     def merge(self, collected: Any) -> None: ...
 
@@ -256,14 +264,32 @@ def hash_item(
     progress: Callable[[int], None] | None = None,
     *,
     tap: Tap | None = None,
+    released: list[Task] | None = None,
 ) -> list[tuple[int, bytes]]:
-    """Digests of every task of one work item, as ``(resource index, digest)``, read through ``buf``."""
+    """Digests of every task of one work item, as ``(resource index, digest)``, read through ``buf``.
+
+    With ``released`` (a list, in a pool worker), a file's later shards in the item are not hashed here
+    once the tap needs no more of the file: they are appended to ``released`` for the pool to spread
+    over every worker.  Why stop early rather than plan a head item per file: where a scanner stops
+    needing bytes depends on the content (a safetensors header may span many shards; a pickle never
+    stops), so only the worker reading the file can tell, and no extra read or message is spent on
+    files that are never released.
+    """
     if tap is None:
         return [(t.pos, hash_task(t, hash_type, buf, threads, progress)) for t in item]
     out = []
-    for t in item:
+    last = {t.path: i for i, t in enumerate(item)} if released is not None else {}
+    gone: set[str] = set()
+    for i, t in enumerate(item):
+        if t.path in gone:
+            assert released is not None
+            released.append(t)
+            continue
         out.append((t.pos, hash_task(t, hash_type, buf, threads, progress, feed=tap.feed_for(t))))
         tap.task_done(t)
+        if last.get(t.path, i) > i and not tap.wants_rest(t):
+            tap.release(t)
+            gone.add(t.path)
     return out
 
 
@@ -293,11 +319,17 @@ def _worker_main(task_r: int, result_w: int, hash_type: HashType, threads: int, 
             _send(result_w, ("p", unsent, 0))
             unsent = 0
 
-    while (item := _recv(task_r)) is not None:
+    while (got := _recv(task_r)) is not None:
+        item, tapped = got
         try:
-            digests = hash_item(item, hash_type, buf, threads, progress, tap=tap)
-            # With a tap, what it gathered (scan findings) rides back with the digests.
-            msg: tuple[str, object, int] = ("r", digests if tap is None else (digests, tap.collect()), unsent)
+            if tap is None:
+                msg: tuple[str, object, int] = ("r", hash_item(item, hash_type, buf, threads, progress), unsent)
+            else:
+                # What the tap gathered (scan findings) and the shards it released ride back with the digests.
+                released: list[Task] = []
+                digests = hash_item(item, hash_type, buf, threads, progress, tap=tap if tapped else None,
+                                    released=released)
+                msg = ("r", (digests, tap.collect(), released), unsent)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
             msg = ("e", exc, 0)
         unsent = 0
@@ -433,7 +465,9 @@ def _run(
     on_start = _with_poll(on_start, poll)
     digests: list[bytes | None] = [None] * n_resources
     cpus = usable_cpus()
-    n_workers = max(1, min(max_workers, len(items), WORKERS_PER_CPU * cpus))
+    # With a tap a file's shards start as one item, but may be released to every worker (hash_item).
+    units = len(items) if tap is None else sum(len(item) - len({t.path for t in item}) + 1 for item in items)
+    n_workers = max(1, min(max_workers, units, WORKERS_PER_CPU * cpus))
     # blake3's threads compute, they do not wait on the disk: never more of them in all than CPUs.
     blake3_threads = min(max_workers, cpus)
     if n_workers == 1:
@@ -461,17 +495,18 @@ def _run(
     threads = max(1, blake3_threads // n_workers) if hash_type == "blake3" else 1
     workers: list[_Worker] = []
     ok = False
-    pending = deque(items)
+    # (item, whether the tap sees it): shards a tap released are hashed without it.
+    pending = deque((item, tap is not None) for item in items)
     remaining = len(items)
 
     def send_next(w: _Worker) -> None:
         nonlocal remaining
-        while pending and skip is not None and skip(pending[0]):
+        while pending and skip is not None and skip(pending[0][0]):
             pending.popleft()  # its model already failed: not worth reading
             remaining -= 1
         if pending:
-            item = pending.popleft()
-            _send(w.task_w, item)
+            item, tapped = pending.popleft()
+            _send(w.task_w, (item, tapped))
             w.inflight.append(item)
 
     # Block SIGINT while forking so no worker can be interrupted before it ignores SIGINT; a Ctrl-C
@@ -516,11 +551,22 @@ def _run(
                 else:
                     if progress is not None and done:
                         progress(done)
+                    released: list[Task] = []
                     if tap is not None:
-                        payload, collected = payload
+                        payload, collected, released = payload
                         tap.merge(collected)
                     for index, digest in payload:
                         digests[index] = digest
+                    if released:
+                        # Next, ahead of the other files: they are what is left of a big one.
+                        again = _plan.independent_items(released)
+                        pending.extendleft((it, False) for it in reversed(again))
+                        remaining += len(again)
+                        for _ in range(2):  # idle workers too: they may have had nothing to do until now
+                            for other in workers:
+                                if len(other.inflight) < 2:
+                                    send_next(other)
+                        continue
                 send_next(w)
         ok = True
     finally:

@@ -10,6 +10,13 @@ with its own hasher, one scanner for the whole file.  Files are still hashed in 
 shards of one file are no longer spread over several workers, which costs parallelism only for models
 with fewer large files than workers.  :class:`ScanTap` checks the order and refuses any other (a bug,
 never a wrong verdict).
+
+Release: most of a big model file is tensor data no scanner looks at.  Once every tap says it needs no
+more of a file (:meth:`ScanTap.wants_rest`: the file's scanner is past a safetensors header, a GGUF
+sniff, ...; see :meth:`~model_signing.scan.FileScanner.wants_more`), the worker finishes the scan there
+(:meth:`ScanTap.release`: the unseen bytes are counted, not read) and hands the file's remaining shards
+back to the pool, which spreads them over every worker as without a tap.  A pickle or a zip keeps
+its shards in one worker to the end; verified loading's tap keeps every byte and never releases.
 """
 
 from __future__ import annotations
@@ -68,6 +75,18 @@ class ScanTap:
             scanner = self._open.pop(task.path)
             self._done.append((scanner_name(self._names, task.path), scanner.finish()))
 
+    def wants_rest(self, task: Task) -> bool:
+        """Whether the scan of ``task``'s file still needs its bytes after ``task`` (see :class:`Tap`)."""
+        scanner = self._open.get(task.path)
+        return scanner is None or scanner.wants_more()  # no scanner open: a planning bug, keep the order
+
+    def release(self, task: Task) -> None:
+        """Finish the scan of ``task``'s file: the rest of it will be hashed without this tap."""
+        scanner = self._open.pop(task.path)
+        # The file's size is certain: every shard, wherever it is hashed, checks the file is unchanged.
+        scanner.skip(task.size - scanner.size)
+        self._done.append((scanner_name(self._names, task.path), scanner.finish()))
+
     def collect(self) -> list[tuple[str, list[Finding]]]:
         done, self._done = self._done, []
         return done
@@ -117,6 +136,14 @@ class Taps:
     def task_done(self, task: Task) -> None:
         for t in self.taps:
             t.task_done(task)
+
+    def wants_rest(self, task: Task) -> bool:
+        # Released only if every tap agrees: verified loading keeps every byte, so with it nothing is.
+        return any(t.wants_rest(task) for t in self.taps)
+
+    def release(self, task: Task) -> None:
+        for t in self.taps:
+            t.release(task)
 
     def collect(self) -> list[Any]:
         return [t.collect() for t in self.taps]

@@ -189,6 +189,12 @@ class _Retain:
     def task_done(self, task: Task) -> None:
         return None
 
+    def wants_rest(self, task: Task) -> bool:
+        return True  # it keeps every byte of the files it loads: their shards are never released
+
+    def release(self, task: Task) -> None:  # pragma: no cover - never called: wants_rest is always true
+        raise RuntimeError("internal error: verified loading needs every byte; nothing can be released")
+
     def collect(self) -> None:
         return None
 

@@ -69,6 +69,30 @@ class FileScanner:
         self.size += len(chunk) if not isinstance(chunk, memoryview) else chunk.nbytes
         self._content.feed(chunk)
 
+    def wants_more(self) -> bool:
+        """Whether the content of the file's later bytes can still change this file's findings.
+
+        ``False`` once the analysis only drops what follows and counts it: after a safetensors header
+        (parsed and checked; the data section is only measured against the tensors' offsets, and
+        safetensors loaders never execute tensor data), after the sniff of a GGUF file or of content no
+        parser claims, after an ONNX protobuf fails the SavedModel shape, or after an internal error.  A
+        pickle or a zip archive wants its bytes until its end.  Conservative: ``True`` whenever unsure.
+        Once ``False`` it stays ``False``; the rest of the file then goes to :meth:`skip`.
+        """
+        return not self._finished and not self._content.idle
+
+    def skip(self, n: int) -> None:
+        """The next ``n`` bytes of the file went by unseen: allowed only once :meth:`wants_more` is false.
+
+        The findings are then those of feeding those bytes (their count still counts: a safetensors data
+        section of the wrong length is still reported), so the caller must know ``n`` for certain (the
+        hashing pass takes it from the file's size, which its identity checks guarantee).
+        """
+        if self.wants_more():
+            raise RuntimeError(f"internal error: {n} bytes skipped while the scanner still needs them")
+        self.size += n
+        self._content.skip(n)
+
     def finish(self) -> list[Finding]:
         """End of the file: complete the analysis and return this file's findings (members included)."""
         if not self._finished:

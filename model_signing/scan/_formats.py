@@ -53,6 +53,15 @@ class ContentScanner:
         except Exception as exc:  # noqa: BLE001 - a scanner bug must fail closed, never crash the caller
             self._internal_error(exc)
 
+    def skip(self, n: int) -> None:
+        """The next ``n`` bytes went by unseen (only once :attr:`idle`; see ``Driver.skip``)."""
+        if self._driver.done:
+            return
+        try:
+            self._driver.skip(n)
+        except Exception as exc:  # noqa: BLE001 - as in feed
+            self._internal_error(exc)
+
     def finish(self) -> None:
         """The input ended."""
         try:

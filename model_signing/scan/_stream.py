@@ -59,6 +59,24 @@ class Driver:
         req = self._req
         return self.done or (req is not None and req[1] is None and self._left >= 1 << 60)
 
+    def skip(self, n: int) -> None:
+        """Account for the next ``n`` bytes of the input without their content; only while :attr:`idle`.
+
+        An idle parser drops what it is given and learns only how many bytes went by, so skipping ``n``
+        bytes leaves it in exactly the state feeding any ``n`` bytes would: the hashing pass uses this to
+        hash the rest of a file elsewhere once its scanner needs no more of it.
+        """
+        while n > 0 and not self.done:
+            req = self._req
+            if req is None or req[1] is not None:
+                raise RuntimeError("internal error: bytes skipped while the scanner still needs them")
+            take = min(self._left, n)
+            n -= take
+            self._left -= take
+            self._passed += take
+            if self._left == 0:
+                self._advance(self._passed)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Push the next chunk of the input (any size; it is not kept past this call)."""
         mv = data if isinstance(data, memoryview) else memoryview(data)

@@ -7,9 +7,9 @@ Shards: a scanner understands a pickle or a zip only in order, from the file's f
 When a tap is present the plan keeps every file's shards in one work item, in offset order
 (``_plan.make_plan(whole_files=True)``), so one worker hashes them one after the other -- each shard
 with its own hasher, one scanner for the whole file.  Files are still hashed in parallel; only the
-shards of one file are no longer spread over several workers, which costs parallelism only for models
-with fewer large files than workers.  :class:`ScanTap` checks the order and refuses any other (a bug,
-never a wrong verdict).
+shards of one file are not spread over several workers until they are released (below), which costs
+parallelism only for big pickles and archives in models with fewer large files than workers.
+:class:`ScanTap` checks the order and refuses any other (a bug, never a wrong verdict).
 
 Release: most of a big model file is tensor data no scanner looks at.  Once every tap says it needs no
 more of a file (:meth:`ScanTap.wants_rest`: the file's scanner is past a safetensors header, a GGUF
@@ -17,6 +17,9 @@ sniff, ...; see :meth:`~model_signing.scan.FileScanner.wants_more`), the worker 
 (:meth:`ScanTap.release`: the unseen bytes are counted, not read) and hands the file's remaining shards
 back to the pool, which spreads them over every worker as without a tap.  A pickle or a zip keeps
 its shards in one worker to the end; verified loading's tap keeps every byte and never releases.
+Releasing a safetensors file after its header is safe: its loaders never execute tensor data (a pickle
+hidden there is never unpickled), and the whole-file scan does not look at it either, only at its
+length, which the release still checks (from the file's size, which every shard's identity check holds).
 """
 
 from __future__ import annotations

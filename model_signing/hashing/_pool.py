@@ -278,11 +278,11 @@ def hash_item(
     if tap is None:
         return [(t.pos, hash_task(t, hash_type, buf, threads, progress)) for t in item]
     out = []
+    # Where each file's last shard in the item is (nothing to release without the list to release into).
     last = {t.path: i for i, t in enumerate(item)} if released is not None else {}
     gone: set[str] = set()
     for i, t in enumerate(item):
-        if t.path in gone:
-            assert released is not None
+        if t.path in gone and released is not None:
             released.append(t)
             continue
         out.append((t.pos, hash_task(t, hash_type, buf, threads, progress, feed=tap.feed_for(t))))

@@ -195,6 +195,8 @@ def _add_shares(results: Results, summary: list[Summary]) -> None:
     fixed-cost reference model, a model so small (80 KB) that its command time is start-up, imports, key
     loading, signing and writing the bundle, all of which the same command pays on any model; the share is
     the limit's time over that.  The limit is the one the mode is held to (:func:`runners.limit_for`).
+    So hashing is the time a model's bytes add to a command: fixed work a tool overlaps with hashing is
+    credited to it (a share can exceed 1), and per-file work beyond the reference's one file is charged.
     """
     ref = fixed_cost_model(results)
     fixed = {(s.tool, s.method, s.mode, s.op): s for s in summary if ref is not None and s.model == ref.name}
@@ -383,7 +385,10 @@ def _share_section(results: Results, summary: Sequence[Summary]) -> list[str]:
         "three medians). Each mode is held to the limit its format allows: `files` (one sequential sha256 per "
         "file) to the whole-files limit; `shards` (byte ranges) and `blake3` (a tree hash both tools thread "
         "within one file) to the range limit. Per-file work beyond the reference's one file (walking, opening, "
-        "manifest entries) counts as hashing: the share errs low, never high.",
+        "manifest entries) counts as hashing, which lowers the share. Hashing is thus the time the model's bytes "
+        "add to the command: fixed work that a tool overlaps with hashing (modelseal's keyless helper process "
+        "imports sigstore and talks to Fulcio while the workers hash) is not added on a big model, so it is "
+        "credited, and a share can exceed 1.",
         "",
         f"A share is judged only on a model whose limit takes at least {SHARE_NOISE_FACTOR} x δ = "
         f"{threshold * 1000:.0f} ms. δ = {noise * 1000:.0f} ms is how much a fixed cost moves between repeats in "

@@ -527,6 +527,27 @@ def test_verify_audit_log_records_and_audit_show(pack: Pack, tmp_path: Path, run
     assert code == 0 and out.strip() == "no records"
 
 
+def test_audit_log_never_records_a_forged_signatures_claim_as_its_signer(pack: Pack, tmp_path: Path,
+                                                                         run: Run) -> None:
+    # A bundle names its signer; until the signature verifies that is a claim anyone can write.
+    log = tmp_path / "audit.log"
+    root = copy_pack(pack, tmp_path)
+    bundle = json.loads((root / "asr.sig").read_text())
+    sig = bytearray(base64.b64decode(bundle["dsseEnvelope"]["signatures"][0]["sig"]))
+    sig[-1] ^= 1
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    (root / "asr.sig").write_text(json.dumps(bundle))
+    code, _, err = run("verify", root / "asr", "--signature", root / "asr.sig", "--registry",
+                       root / "publishers.json", "--audit-log", log)
+    assert code == 2, err
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["result"] in {"invalid-signature", "unknown-signer"} and record["exit_code"] == 2
+    assert record["signer_identity"] is None and record["publisher"] is None
+    pub = serialization.load_pem_public_key((pack.keys / "speech.pub").read_bytes())
+    pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert record["claimed_signer_identity"]["key_id"] == "sha256:" + hashlib.sha256(pem).hexdigest()
+
+
 def test_audit_show_malformed(tmp_path: Path, run: Run) -> None:
     log = tmp_path / "audit.log"
     log.write_text('{"time": "2026-01-01T00:00:00Z"}\nnot json\n')

@@ -902,6 +902,24 @@ def test_sign_all_signs_skips_and_updates_the_lock(pack: Pack, tmp_path: Path, r
     assert code == 1 and "--signature does not apply to sign-all" in err
 
 
+def test_sign_all_signs_again_when_the_signer_now_asks_for_timestamps(pack: Pack, tmp_path: Path,
+                                                                       run: Run) -> None:
+    root = tmp_path / "p"
+    _write_model(root / "a", {"w.bin": b"a" * 10})
+    key = ("key", root, "--private-key", pack.keys / "speech.pem")
+    assert run("sign-all", *key)[0] == 0
+    assert "rfc3161Timestamps" not in json.dumps(json.loads((root / "a.sig").read_text())["verificationMaterial"])
+    # Same key, now with a timestamp authority: the old signature has no timestamp, so it is not kept.
+    code, out, err = run("sign-all", *key, "--timestamp-authority", pack.inst.tsa_url)
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:2] == ["a", "signed"]
+    material = json.loads((root / "a.sig").read_text())["verificationMaterial"]
+    assert len(material["timestampVerificationData"]["rfc3161Timestamps"]) == 1
+    # Timestamped now: the next run with the same TSA keeps it.
+    code, out, err = run("sign-all", *key, "--timestamp-authority", pack.inst.tsa_url)
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["a", "skipped"], out + err
+
+
 def test_sign_all_keyless_one_identity_for_the_pack(pack: Pack, tmp_path: Path, run: Run) -> None:
     root = tmp_path / "p"
     for name in ("x", "y"):

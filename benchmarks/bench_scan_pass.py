@@ -18,6 +18,11 @@ seconds (``time.process_time``), alternating the two: on a shared machine this i
 (neighbours change wall-clock time, much less the CPU a computation needs).  The scanner's import, which
 the first table includes, is measured on its own (CPU of ``import model_signing.scan`` in a fresh
 interpreter that has imported the hashing modules).
+
+A third table is what a user runs: ``main.py verify key MODEL`` with and without ``--scan`` (a key
+signature made once per case, with the same serialization), whole command, alternating, wall-clock and
+CPU seconds as in the first table.  Its fixed costs (the CLI, the signature check) are the command's own,
+so its overhead is the one a user sees.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 scanned.append((elapsed, cpu))
             rows.append((f"{name}-x{factor:g}", method, size, plain, scanned, verdict))
     inprocess = _in_process(layouts, args)
+    cli_rows = _cli(layouts, args)
     # CPU time (user + system of the run and its workers) is reported beside wall-clock: on a shared machine
     # it is the steadier measure of the work the scan adds.
     header = ("case", "serialization", "bytes", "hash min/median s", "hash+scan min/median s",
@@ -132,6 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case} | {method} | {pmin:.3f} / {pmed:.3f} | {smin:.3f} / {smed:.3f} | "
               f"{pct(pmin, smin)} / {pct(pmed, smed)}")
     print()
+    print("the command a user runs, main.py verify key MODEL [--scan] (whole command):")
+    header3 = ("case", "serialization", "verify min/median s", "verify --scan min/median s",
+               "wall overhead min/median", "CPU min/median s", "--scan CPU min/median s", "CPU overhead min/median")
+    print(" | ".join(header3))
+    print(" | ".join("---" for _ in header3))
+    for case, method, plain, scanned in cli_rows:
+        cells = [case, method]
+        for col in (0, 1):
+            pv, sv = [r[col] for r in plain], [r[col] for r in scanned]
+            pmin, pmed, smin, smed = min(pv), statistics.median(pv), min(sv), statistics.median(sv)
+            cells += [f"{pmin:.3f} / {pmed:.3f}", f"{smin:.3f} / {smed:.3f}", f"{pct(pmin, smin)} / {pct(pmed, smed)}"]
+        print(" | ".join(cells))
+    print()
     print(f"import model_signing.scan (after the hashing modules), CPU ms min/median: {_import_cost()}")
     return 0
 
@@ -156,6 +175,43 @@ def _in_process(layouts: list[tuple[str, float]], args: argparse.Namespace) -> l
                 t0 = time.process_time()
                 digest_model(path, config, scan=make_config())
                 scanned.append(time.process_time() - t0)
+            out.append((f"{name}-x{factor:g}", method, plain, scanned))
+    return out
+
+
+def _cli_run(argv: list[str]) -> tuple[float, float]:
+    cpu0, t0 = _cpu(), time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), *argv], capture_output=True, text=True,
+                          check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}: {proc.stderr.strip()}")
+    return elapsed, cpu
+
+
+def _cli(layouts: list[tuple[str, float]], args: argparse.Namespace) -> list[tuple[str, str, list[tuple[float,
+                                                                                                  float]],
+                                                                              list[tuple[float, float]]]]:
+    from benchmarks.harness import families
+
+    keys = args.data_dir / "keys"
+    if not (keys / "private.pem").exists():
+        _cli_run(["keygen", "--output", str(keys), "--overwrite"])
+    out = []
+    for name, factor in layouts:
+        path = families.generate(families.LAYOUTS[name], args.data_dir, factor)
+        for method in args.methods:
+            sig = args.data_dir / f"{path.name}-{method}.sig"
+            _cli_run(["sign", "key", str(path), "--private-key", str(keys / "private.pem"), "--signature", str(sig),
+                      "--overwrite", "--serialization", method, "--quiet", "--no-digest-cache"])
+            verify = ["verify", "key", str(path), "--public-key", str(keys / "public.pem"), "--signature", str(sig)]
+            _cli_run(verify)  # warm
+            _cli_run([*verify, "--scan"])
+            plain: list[tuple[float, float]] = []
+            scanned: list[tuple[float, float]] = []
+            for _ in range(args.repeats):
+                plain.append(_cli_run(verify))
+                scanned.append(_cli_run([*verify, "--scan"]))
             out.append((f"{name}-x{factor:g}", method, plain, scanned))
     return out
 

@@ -8,9 +8,12 @@ signature when it lay outside the model.
 How it moves, and what it never does:
 
 * same file system: one ``rename`` (atomic: the model is at one place or the other);
-* across file systems: copy into the quarantine, check the copy against the original file by file
-  (type, size, SHA-256, link targets), and only then remove the original.  A copy that fails or does not
-  match is removed (it is ours) and the model stays where it was;
+* across file systems: copy into the quarantine, rename the original aside (a hidden name beside it,
+  so nothing can add to it by its path), check the copy against it file by file (type, size, SHA-256,
+  link targets), and only then remove the original, entry by entry, each only if it is still the one
+  checked (inode, size, mtime, ctime): what a writer changed or added after the check is kept and
+  reported (``left_behind``).  A copy that fails or does not match is removed (it is ours) and the
+  model is put back where it was;
 * nothing of the model is ever deleted without a verified copy in the quarantine; a quarantine that
   cannot complete leaves the model in place and says so (``completed: false`` and ``error`` in the
   record, which is written to the incident directory when it can be).
@@ -20,6 +23,7 @@ The record is attached to the error as ``incident`` (and to its ``result`` when 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -36,9 +40,12 @@ from model_signing.errors import InputError, ModelMismatchError, ModelSigningErr
 #: The incident file written beside the quarantined model.
 INCIDENT_FILE = "incident.json"
 
-#: Private test seam: called with the model and the destination between the copy and its check when a
-#: quarantine crosses file systems (a test changes the original there); production code never sets it.
+#: Private test seams, for a quarantine that crosses file systems (a test plays a writer still at work on
+#: the model there); production code never sets them.  Called with the model and the destination between
+#: the copy and the check, and with the set-aside original and the destination between the check and the
+#: removal.
 _after_copy_hook: Any = None
+_after_check_hook: Any = None
 
 
 def check_destination(model: str, directory: str) -> str:
@@ -168,24 +175,108 @@ def _move(model: str, target: str, record: dict[str, Any]) -> None:
         _copy(model, target)
         if _after_copy_hook is not None:
             _after_copy_hook(model, target)
-        problem = _compare_trees(model, target)
     except OSError:
         _discard(target)
         raise
+    # The original is renamed aside (same directory, so same file system: atomic) before it is checked:
+    # from here on nothing can add to it by its path, so what is checked is what gets removed.
+    try:
+        staged = _stage(model)
+    except OSError:
+        _discard(target)
+        raise
+    try:
+        checked = _entries(staged, identities=True)
+        problem = _compare(checked, _entries(target), os.path.basename(model))
+    except OSError:
+        problem = "it could not be read back"
     if problem is not None:
         _discard(target)
+        back = _unstage(staged, model)
         raise OSError(errno.EIO, f"the copy in the quarantine does not match the model ({problem}); "
-                                 "the model was left where it was")
-    try:
-        if os.path.isdir(model) and not os.path.islink(model):
-            shutil.rmtree(model)
-        else:
-            os.unlink(model)
-    except OSError as exc:
+                                 + ("the model was left where it was" if back else
+                                    f"the model was left at {staged} (its path is taken now)"))
+    if _after_check_hook is not None:
+        _after_check_hook(staged, target)
+    left = _remove_checked(staged, checked)
+    if left:
         record["copy_verified"] = True
-        raise OSError(exc.errno, f"copied and checked into the quarantine, but the original could not be "
-                                 f"removed ({exc.strerror or exc}); remove it by hand", exc.filename) from None
+        record["left_behind"] = {"path": staged, "entries": left[:100]}
+        raise OSError(errno.EBUSY, f"copied and checked into the quarantine, but {len(left)} entries of the "
+                                   f"original changed or appeared after the check and were kept in {staged} "
+                                   f"({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}); look at them "
+                                   "and remove them by hand", None)
     record["completed"] = True
+
+
+def _stage(model: str) -> str:
+    """Rename ``model`` to a fresh hidden name beside it; the new path."""
+    parent, name = os.path.split(os.path.normpath(os.path.abspath(model)))
+    for i in range(100):
+        staged = os.path.join(parent, f".{name}.quarantining-{os.getpid()}-{i}")
+        if os.path.lexists(staged):
+            continue
+        os.rename(model, staged)
+        return staged
+    raise OSError(errno.EEXIST, f"no free name to set {model} aside in {parent}")
+
+
+def _unstage(staged: str, model: str) -> bool:
+    """Put the original back at its path (unless something took the path meanwhile)."""
+    if os.path.lexists(model):
+        return False
+    try:
+        os.rename(staged, model)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_checked(staged: str, checked: dict[str, tuple[str, int, str, tuple[int, ...]]]) -> list[str]:
+    """Remove what was checked, entry by entry; the entries kept (changed or new since the check).
+
+    A file whose identity (inode, size, mtime, ctime) differs from the one hashed was written after the
+    check (a writer with an open descriptor): it is kept, as is anything unknown, and the directories
+    holding them.
+    """
+    left: list[str] = []
+
+    def rel_of(path: str) -> str:
+        rel = os.path.relpath(path, staged)
+        return "" if rel == "." else rel.replace(os.sep, "/")
+
+    def unchanged(path: str, rel: str) -> bool:
+        entry = checked.get(rel)
+        if entry is None:
+            return False
+        try:
+            return _identity(os.lstat(path)) == entry[3]
+        except OSError:
+            return False
+
+    if os.path.isdir(staged) and not os.path.islink(staged):
+        for dirpath, dirnames, filenames in os.walk(staged, topdown=False):
+            for name in [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
+                path = os.path.join(dirpath, name)
+                rel = rel_of(path)
+                if not (unchanged(path, rel) and _unlinked(path)):
+                    left.append(rel)
+            if rel_of(dirpath) in checked or dirpath == staged:
+                with contextlib.suppress(OSError):  # it fails when it holds what was kept
+                    os.rmdir(dirpath)
+            else:
+                left.append(rel_of(dirpath) + "/")
+    elif not (unchanged(staged, "") and _unlinked(staged)):
+        left.append(os.path.basename(staged))
+    return left
+
+
+def _unlinked(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def _copy(model: str, target: str) -> None:
@@ -206,16 +297,25 @@ def _discard(target: str) -> None:
         pass
 
 
-def _entries(root: str) -> dict[str, tuple[str, int, str]]:
-    """Relative path -> (kind, size, sha256 or link target) for every entry under ``root``."""
-    out: dict[str, tuple[str, int, str]] = {}
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _entries(root: str, *, identities: bool = False) -> dict[str, tuple[str, int, str, tuple[int, ...]]]:
+    """Relative path -> (kind, size, sha256 or link target, identity) for every entry under ``root``.
+
+    ``identities``: also the entry's identity (:func:`_identity`), taken before hashing and checked
+    unchanged after it (a file written meanwhile raises), so a later removal can tell what was checked.
+    """
+    out: dict[str, tuple[str, int, str, tuple[int, ...]]] = {}
 
     def one(path: str, rel: str) -> None:
         st = os.lstat(path)
+        ident = _identity(st) if identities else ()
         if stat.S_ISLNK(st.st_mode):
-            out[rel] = ("link", 0, os.readlink(path))
+            out[rel] = ("link", 0, os.readlink(path), ident)
         elif stat.S_ISDIR(st.st_mode):
-            out[rel] = ("dir", 0, "")
+            out[rel] = ("dir", 0, "", ())
             for name in sorted(os.listdir(path)):
                 one(os.path.join(path, name), f"{rel}/{name}" if rel else name)
         elif stat.S_ISREG(st.st_mode):
@@ -223,20 +323,22 @@ def _entries(root: str) -> dict[str, tuple[str, int, str]]:
             with open(path, "rb") as f:
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
-            out[rel] = ("file", st.st_size, h.hexdigest())
+                if identities and _identity(os.fstat(f.fileno())) != ident:
+                    raise OSError(errno.EBUSY, "changed while it was checked", path)
+            out[rel] = ("file", st.st_size, h.hexdigest(), ident)
         else:
-            out[rel] = ("special", 0, "")
+            out[rel] = ("special", 0, "", ident)
 
     one(root, "")
     return out
 
 
-def _compare_trees(model: str, copy: str) -> str | None:
-    """``None`` when the copy holds the same entries as the model, else the first difference."""
-    a, b = _entries(model), _entries(copy)
+def _compare(a: dict[str, tuple[str, int, str, tuple[int, ...]]],
+             b: dict[str, tuple[str, int, str, tuple[int, ...]]], name: str) -> str | None:
+    """``None`` when both hold the same entries (kind, size, content), else the first difference."""
     for rel in sorted(set(a) | set(b)):
-        if a.get(rel) != b.get(rel):
-            return f"{rel or os.path.basename(model)} differs"
+        if (a[rel][:3] if rel in a else None) != (b[rel][:3] if rel in b else None):
+            return f"{rel or name} differs"
     return None
 
 

@@ -27,9 +27,29 @@ import pytest
 
 from benchmarks.harness import bench, families, pagecache, realmodels
 from benchmarks.harness.machine import Machine, describe
-from benchmarks.harness.measure import LIMIT_BATCH, LimitMeter, limit_tasks, run_child
-from benchmarks.harness.report import LimitRun, ModelInfo, Results, Run, summarize
-from benchmarks.harness.runners import OURS, PEER, Context, OurRunner
+from benchmarks.harness.measure import (
+    LIMIT_BATCH,
+    LIMIT_BATCH_FILES,
+    LimitMeter,
+    file_limit_tasks,
+    limit_tasks,
+    run_child,
+)
+from benchmarks.harness.report import (
+    LimitRun,
+    ModelInfo,
+    Results,
+    Run,
+    Summary,
+    load,
+    markdown,
+    share_noise,
+    share_threshold,
+    summarize,
+    target_checks,
+    write_all,
+)
+from benchmarks.harness.runners import OURS, PEER, Context, OurRunner, limit_for
 
 FACTOR = 0.0002
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -307,8 +327,168 @@ def test_raw_limit_hashes_every_byte_once_on_every_process(tmp_path: Path) -> No
     meter = LimitMeter(2)
     try:
         assert meter.measure(files, "sha256") > 0 and meter.measure(files, "blake3") > 0
+        assert meter.measure(files, "sha256", "files") > 0
+        with pytest.raises(ValueError, match="unknown limit split"):
+            meter.measure(files, "sha256", "shards")
     finally:
         meter.close()
+
+
+def test_whole_files_limit_never_splits_a_file(tmp_path: Path) -> None:
+    """The files limit's work: every file exactly once as one range from byte 0 to its end (files
+    serialization hashes a file with one sequential hasher), largest first, small files batched."""
+    sizes = {"big.bin": 3 * LIMIT_BATCH + 5, "mid.bin": LIMIT_BATCH, "empty.bin": 0, "odd.bin": LIMIT_BATCH - 1}
+    sizes |= {f"small/{i:03d}.bin": 1000 + i for i in range(300)}
+    for rel, size in sizes.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"\0" * size)
+    files = sorted(tmp_path / rel for rel in sizes)
+    tasks = file_limit_tasks(files)
+    ranges = [r for task in tasks for r in task]
+    assert sorted(ranges) == sorted((str(tmp_path / rel), 0, size) for rel, size in sizes.items())
+    assert [task for task in tasks if len(task) == 1][:2] == [[(str(tmp_path / "big.bin"), 0, 3 * LIMIT_BATCH + 5)],
+                                                             [(str(tmp_path / "mid.bin"), 0, LIMIT_BATCH)]]
+    task_bytes = [sum(end - start for _, start, end in task) for task in tasks]
+    assert task_bytes[:2] == [3 * LIMIT_BATCH + 5, LIMIT_BATCH]  # the two big files first, alone
+    for task in tasks[2:]:  # then batches of small files, none over the batch limits
+        assert sum(e - s for _, s, e in task) <= LIMIT_BATCH and len(task) <= LIMIT_BATCH_FILES
+    assert len(tasks) < len(files) // 2
+    # the range limit, on the same files with 2 processes, does split the big file
+    assert len([r for task in limit_tasks(files, 2) for r in task if r[0].endswith("big.bin")]) == 2
+    assert file_limit_tasks(files) == tasks  # the split does not depend on the number of processes
+
+
+def test_each_mode_is_held_to_its_formats_limit() -> None:
+    assert limit_for("files") == ("sha256", "files")
+    assert limit_for("shards") == ("sha256", "ranges")
+    assert limit_for("blake3") == ("blake3", "ranges")
+
+
+def test_fixed_cost_model_always_runs(tmp_path: Path) -> None:
+    sources = bench.offline_sources(tmp_path, 0.01)
+    falcon = [s for s in sources if s.name.startswith("hf-falcon")]
+    assert [s.name for s in bench.with_fixed_cost_model(falcon, tmp_path)] == [
+        bench.FIXED_COST_MODEL, falcon[0].name]
+    assert bench.with_fixed_cost_model(sources, tmp_path) == sources
+
+
+def _share_results() -> Results:
+    """Hand-made figures: a fixed-cost reference ("ref"), a 4 GB model ("big") and a too-small one ("mid")."""
+    def runs(model: str, tool: str, mode: str, op: str, *times: float) -> list[Run]:
+        return [Run(model, tool, "key", mode, op, i, "ok", t, 1_000_000) for i, t in enumerate(times)]
+
+    return Results(
+        Machine("cpu", 2, 2**30, "Linux", "3.11", "host"), {"fixed_cost_model": "ref", "processes": 2},
+        [ModelInfo("ref", "onnx", "test", "/ref", 80_000, 1), ModelInfo("big", "huggingface", "test", "/big",
+                                                                       4_000_000_000, 2),
+         ModelInfo("mid", "onnx", "test", "/mid", 100_000_000, 1)],
+        [*runs("ref", OURS, "files", "sign", 0.30, 0.32, 0.34), *runs("ref", OURS, "files", "verify", 0.28, 0.29, 0.31),
+         *runs("ref", OURS, "shards", "sign", 0.31, 0.35, 0.36),
+         *runs("ref", OURS, "shards", "verify", 0.29, 0.30, 0.33),
+         *runs("ref", OURS, "blake3", "sign", 0.30),  # one repeat: no spread, left out of δ
+         *runs("ref", PEER, "files", "sign", 0.50, 0.55, 0.60), *runs("ref", PEER, "files", "verify", 0.45, 0.48, 0.50),
+         *runs("big", OURS, "files", "sign", 2.90, 3.00, 3.10), *runs("big", OURS, "files", "verify", 3.10, 3.20, 3.30),
+         *runs("big", OURS, "shards", "sign", 2.30, 2.40, 2.50),
+         *runs("big", OURS, "shards", "verify", 2.50, 2.60, 2.70),
+         *runs("big", OURS, "blake3", "sign", 1.40), *runs("big", OURS, "blake3", "verify", 1.30),
+         *runs("big", PEER, "files", "sign", 3.20, 2.80, 3.40), *runs("big", PEER, "files", "verify", 3.00, 3.10, 3.60),
+         *runs("mid", OURS, "files", "sign", 0.40, 0.42), *runs("mid", PEER, "files", "sign", 0.60, 0.70)],
+        [LimitRun("big", "sha256", 2, 0, 1.9), LimitRun("big", "sha256", 2, 1, 2.0),
+         LimitRun("big", "sha256", 2, 0, 2.4, "files"), LimitRun("big", "sha256", 2, 1, 2.6, "files"),
+         LimitRun("big", "blake3", 2, 0, 1.0), LimitRun("mid", "sha256", 2, 0, 0.04),
+         LimitRun("mid", "sha256", 2, 0, 0.06, "files"), LimitRun("ref", "sha256", 2, 0, 0.0001),
+         LimitRun("ref", "sha256", 2, 0, 0.0002, "files")])
+
+
+def _case(summary: list[Summary], model: str, tool: str, mode: str, op: str) -> Summary:
+    (s,) = [s for s in summary if (s.model, s.tool, s.mode, s.op) == (model, tool, mode, op)]
+    return s
+
+
+def test_hashing_share_is_limit_over_time_beyond_the_fixed_cost() -> None:
+    """hashing = min - the same command's min on the reference; share = the mode's own limit / hashing, for
+    both tools alike; by median from the three medians."""
+    results = _share_results()
+    summary = summarize(results)
+    files_sign = _case(summary, "big", OURS, "files", "sign")
+    assert (files_sign.limit_split, files_sign.limit_s, files_sign.fixed_s) == ("files", 2.4, 0.30)
+    assert files_sign.hashing_s == pytest.approx(2.60)  # 2.90 - 0.30
+    assert files_sign.share == pytest.approx(2.4 / 2.6)  # the whole-files limit, not the 1.9 s range one
+    assert files_sign.share_median == pytest.approx(2.5 / (3.00 - 0.32))  # median limit of 2.4 and 2.6
+    assert files_sign.of_limit == pytest.approx(1.9 / 2.9)  # unchanged: range limit / whole command
+    shards_verify = _case(summary, "big", OURS, "shards", "verify")
+    assert (shards_verify.limit_split, shards_verify.fixed_s) == ("ranges", 0.29)
+    assert shards_verify.share == pytest.approx(1.9 / (2.50 - 0.29))
+    blake3_sign = _case(summary, "big", OURS, "blake3", "sign")
+    assert blake3_sign.limit_s == 1.0 and blake3_sign.share == pytest.approx(1.0 / (1.40 - 0.30))
+    blake3_verify = _case(summary, "big", OURS, "blake3", "verify")  # the reference has no blake3 verify
+    assert blake3_verify.fixed_s is None and blake3_verify.share is None
+    peer_sign = _case(summary, "big", PEER, "files", "sign")
+    assert peer_sign.share == pytest.approx(2.4 / (2.80 - 0.50))  # the peer's own fixed cost
+    assert peer_sign.share_median == pytest.approx(2.5 / (3.20 - 0.55))
+    # δ: median of the reference's median - min spreads .02 .01 .04 .01 .05 .03 (the 1-repeat case left out)
+    assert share_noise(results, summary) == pytest.approx(0.025)
+    assert share_threshold(results, summary) == pytest.approx(0.25)
+    no_ref = Results(results.machine, {}, results.models[1:], [r for r in results.runs if r.model != "ref"],
+                     results.limits)
+    assert all(s.share is None for s in summarize(no_ref))  # no model under 1 MB: no fixed cost, no share
+    assert share_noise(no_ref, summarize(no_ref)) == 0.010  # the floor
+
+
+def test_target_rows_share_and_median_speed() -> None:
+    """Issue 16's rows: share >= 0.9 per case of ours (n/a on the reference and on a model under the
+    threshold), and faster than the peer by median (min shown, not deciding)."""
+    results = _share_results()
+    summary = summarize(results)
+    rows = {c.check: c for c in target_checks(results, summary)}
+    big = "big: sign (key, files) hashing share >= 0.9"
+    assert rows[big].target == "hashing share" and rows[big].verdict == "PASS"
+    assert rows[big].measured == "0.92 (2.400 s files limit / 2.600 s hashing); by median 0.93"
+    assert rows["big: verify (key, files) hashing share >= 0.9"].verdict == "FAIL"  # 2.4 / 2.82 = 0.85
+    assert rows["big: sign (key, shards) hashing share >= 0.9"].verdict == "PASS"  # 1.9 / 1.99 = 0.95
+    assert rows["big: verify (key, shards) hashing share >= 0.9"].verdict == "FAIL"  # 1.9 / 2.21 = 0.86
+    assert rows["big: sign (key, blake3) hashing share >= 0.9"].verdict == "PASS"  # 1.0 / 1.1 = 0.91
+    assert rows["big: verify (key, blake3) hashing share >= 0.9"].verdict.startswith("n/a (no fixed cost")
+    assert rows["mid: sign (key, files) hashing share >= 0.9"].verdict == "n/a (too small: 60 ms of hashing)"
+    assert rows["ref: sign (key, files) hashing share >= 0.9"].verdict == "n/a (the fixed-cost reference)"
+    sign = rows["big: sign (key, files) faster than the peer by median"]
+    # by min the peer is faster (2.80 vs 2.90 s), by median ours is (3.00 vs 3.20 s): the median decides
+    assert (sign.target, sign.measured, sign.verdict) == ("faster than the peer", "1.07x by median (0.97x by min)",
+                                                          "PASS")
+    verify = rows["big: verify (key, files) faster than the peer by median"]
+    assert (verify.measured, verify.verdict) == ("0.97x by median (0.97x by min)", "FAIL")  # 3.10 / 3.20
+    assert rows["mid: sign (key, files) faster than the peer by median"].measured == "1.59x by median (1.50x by min)"
+    assert not [c for c in rows if "shards vs peer" in c or ("shards" in c and "peer" in c)]  # like for like only
+    peer_rows = [c for c in rows.values() if c.target == "faster than the peer"]
+    assert len(peer_rows) == 5 and sum(c.verdict == "PASS" for c in peer_rows) == 4
+    md = markdown(results, summary)
+    assert "## Targets (issue 16)" in md and "## Hashing share" in md and "## Other checks (issue 5)" in md
+    assert "- Hashing share >= 0.9: 3 PASS, 2 FAIL, 7 n/a" in md
+    assert "- Faster than the peer by median: 4 PASS, 1 FAIL, 0 n/a" in md
+    assert "δ = 25 ms" in md and "10 x δ = 250 ms" in md
+    assert "| big | huggingface | test | 4.00 GB | 2 | 1.900 s (2.11 GB/s) | 2.400 s (1.67 GB/s) | 1.000 s" in md
+    assert "| big | modelseal | key | files | 2.400 files | 2.600 / 2.820 | 0.92 / 0.85 | 0.93 / 0.86 |" in md
+    assert "| mid | modelseal |" not in md.split("## Hashing share")[1].split("## Raw")[0]
+    assert "Too small to judge (a limit under 250 ms; their figures are in summary.csv): mid." in md
+
+
+def test_reports_stay_readable_by_old_readers(tmp_path: Path) -> None:
+    """New figures are added fields: old keys and CSV columns stay, and an old results.json (limits without a
+    split) still loads, as range limits."""
+    results = _share_results()
+    write_all(results, tmp_path)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert {"check", "measured", "verdict"} <= set(doc["targets"][0])
+    assert {"min_s", "median_s", "of_limit", "share", "hashing_s", "fixed_s"} <= set(doc["summary"][0])
+    with (tmp_path / "runs.csv").open() as fh:
+        ops = {r["op"] for r in csv.DictReader(fh) if r["tool"] == "raw-limit"}
+    assert ops == {"read+hash", "read+hash files"}
+    for lim in doc["limits"]:
+        if lim["split"] == "ranges":
+            del lim["split"]
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    again = load(tmp_path / "results.json")
+    assert again.limits == results.limits
 
 
 def test_summary_figures() -> None:
@@ -402,7 +582,7 @@ def test_cold_run_evicts_before_every_timed_run(disk_dir: Path) -> None:
     assert results["settings"]["resident_after_evict_bytes"] == {"onnx-resnet50-light": 0}
     assert {(s["tool"], s["op"], s["status"], s["n"]) for s in results["summary"]} == {
         (tool, op, "ok", 2) for tool in (OURS, PEER) for op in ("sign", "verify")}
-    assert len(results["limits"]) == 2
+    assert sorted(lim["split"] for lim in results["limits"]) == ["files", "files", "ranges", "ranges"]
     # the last command read the model back in, so an eviction that did nothing would have been seen
     model = Path(_model(out, "onnx-resnet50-light")["path"])
     assert pagecache.resident_bytes([model]) == model.stat().st_size

@@ -342,3 +342,40 @@ def test_cache_in_a_directory_others_can_write_is_refused(
     manifest = ms.hash_model(model, _cfg(cache))
     assert _manifest_digests(manifest) == {"a.bin": hashlib.sha256(b"a" * 100).hexdigest()}
     assert "directory" in cache.stats.disabled and cache.stats.stored == 0
+
+
+def test_mountinfo_places_this_machines_file_systems() -> None:
+    # Parsed from the real /proc/self/mountinfo: the test's own directories are on file systems whose
+    # kernel keeps ctime (ext4 or tmpfs here), and they are found by their st_dev.
+    from model_signing.hashing import cache as cache_mod
+
+    types = cache_mod._mount_types()
+    for where in (ROOT, Path("/dev/shm")):
+        fstype = types.get(os.stat(where).st_dev)
+        assert fstype is not None, where
+        assert cache_mod.ctime_trusted(os.stat(where).st_dev) is (fstype in cache_mod.CTIME_FILE_SYSTEMS)
+    assert not cache_mod.ctime_trusted(-12345)  # a device no mount names: fail closed
+
+
+@pytest.mark.parametrize("fstype", ["vfat", "exfat", "fuse.gcsfuse", "fuseblk"])
+def test_no_caching_where_a_writer_controls_ctime(make_model: Callable[..., Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, fstype: str) -> None:
+    # On FAT, exFAT or a FUSE mount the change time comes from times a writer sets: a same-size rewrite
+    # with its times put back would match every key field.  Files there are always hashed, never stored.
+    from model_signing.hashing import cache as cache_mod
+
+    model = make_model(_files())
+    time.sleep(SETTLE + 0.1)
+    monkeypatch.setitem(cache_mod._fs_types, os.stat(model).st_dev, fstype)  # this mount, seen as `fstype`
+    cache = DigestCache(tmp_path / "c.db", settle_seconds=SETTLE)
+    ms.hash_model(model, _cfg(cache))
+    assert (cache.stats.hits, cache.stats.stored, cache.stats.untrusted_fs) == (0, 0, 5)
+    p = model / "w/part-1.bin"
+    st = p.stat()
+    p.write_bytes(os.urandom(st.st_size))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = ms.hash_model(model, _cfg(cache))
+    assert cache.stats.hits == 0 and cache.stats.misses == 5
+    assert _manifest_digests(again) == _digests(model)
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM digests").fetchone() == (0,)

@@ -527,6 +527,27 @@ def test_verify_audit_log_records_and_audit_show(pack: Pack, tmp_path: Path, run
     assert code == 0 and out.strip() == "no records"
 
 
+def test_audit_log_never_records_a_forged_signatures_claim_as_its_signer(pack: Pack, tmp_path: Path,
+                                                                         run: Run) -> None:
+    # A bundle names its signer; until the signature verifies that is a claim anyone can write.
+    log = tmp_path / "audit.log"
+    root = copy_pack(pack, tmp_path)
+    bundle = json.loads((root / "asr.sig").read_text())
+    sig = bytearray(base64.b64decode(bundle["dsseEnvelope"]["signatures"][0]["sig"]))
+    sig[-1] ^= 1
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    (root / "asr.sig").write_text(json.dumps(bundle))
+    code, _, err = run("verify", root / "asr", "--signature", root / "asr.sig", "--registry",
+                       root / "publishers.json", "--audit-log", log)
+    assert code == 2, err
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["result"] in {"invalid-signature", "unknown-signer"} and record["exit_code"] == 2
+    assert record["signer_identity"] is None and record["publisher"] is None
+    pub = serialization.load_pem_public_key((pack.keys / "speech.pub").read_bytes())
+    pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert record["claimed_signer_identity"]["key_id"] == "sha256:" + hashlib.sha256(pem).hexdigest()
+
+
 def test_audit_show_malformed(tmp_path: Path, run: Run) -> None:
     log = tmp_path / "audit.log"
     log.write_text('{"time": "2026-01-01T00:00:00Z"}\nnot json\n')
@@ -879,6 +900,24 @@ def test_sign_all_signs_skips_and_updates_the_lock(pack: Pack, tmp_path: Path, r
     assert code == 0 and out.count(" signed ") == 3
     code, _, err = run("sign-all", *key, "--signature", tmp_path / "x.sig")
     assert code == 1 and "--signature does not apply to sign-all" in err
+
+
+def test_sign_all_signs_again_when_the_signer_now_asks_for_timestamps(pack: Pack, tmp_path: Path,
+                                                                       run: Run) -> None:
+    root = tmp_path / "p"
+    _write_model(root / "a", {"w.bin": b"a" * 10})
+    key = ("key", root, "--private-key", pack.keys / "speech.pem")
+    assert run("sign-all", *key)[0] == 0
+    assert "rfc3161Timestamps" not in json.dumps(json.loads((root / "a.sig").read_text())["verificationMaterial"])
+    # Same key, now with a timestamp authority: the old signature has no timestamp, so it is not kept.
+    code, out, err = run("sign-all", *key, "--timestamp-authority", pack.inst.tsa_url)
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:2] == ["a", "signed"]
+    material = json.loads((root / "a.sig").read_text())["verificationMaterial"]
+    assert len(material["timestampVerificationData"]["rfc3161Timestamps"]) == 1
+    # Timestamped now: the next run with the same TSA keeps it.
+    code, out, err = run("sign-all", *key, "--timestamp-authority", pack.inst.tsa_url)
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["a", "skipped"], out + err
 
 
 def test_sign_all_keyless_one_identity_for_the_pack(pack: Pack, tmp_path: Path, run: Run) -> None:

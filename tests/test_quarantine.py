@@ -138,6 +138,43 @@ def test_a_copy_that_does_not_match_leaves_the_model_in_place(make_model: Callab
         shutil.rmtree(qdir, ignore_errors=True)
 
 
+def test_a_writer_after_the_check_loses_nothing(make_model: Callable[..., Path], ec_keypair: Keypair,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Run) -> None:
+    # Across file systems the original is removed only after the copy is checked; a writer that still
+    # holds a file open (or creates one) between the check and the removal must not lose its bytes.
+    model, _, pub, sig = _signed(make_model, ec_keypair, tmp_path)
+    (model / "config.json").write_bytes(b"{}")  # a mismatch, to be quarantined
+    checked = _tree(model)
+    qdir = SHM / f"modelseal-test-{os.getpid()}-{tmp_path.name}-c"
+    seen: list[str] = []
+
+    def late_writer(original: str, copy: str) -> None:
+        seen.append(original)
+        assert not model.exists()  # set aside before the check: nothing can add to it by its path
+        with open(os.path.join(original, "weights", "w.bin"), "ab") as f:
+            f.write(b"late")
+        Path(original, "new.txt").write_bytes(b"written after the check")
+
+    monkeypatch.setattr(q, "_after_check_hook", late_writer)
+    try:
+        code, _, err = run("verify", "key", model, "--public-key", pub, "--signature", sig, "--quarantine", qdir)
+        assert code == 3, err  # the verification's verdict stays the one reported
+        incident_dir, record = _incident(qdir)
+        assert _tree(incident_dir / "model") == checked  # the checked copy
+        (staged,) = seen
+        assert record["completed"] is False and record["copy_verified"] is True
+        assert record["left_behind"]["path"] == staged
+        assert sorted(record["left_behind"]["entries"]) == ["new.txt", "weights/w.bin"]
+        # Kept, with the late bytes; what was checked and copied (config.json) is gone from there.
+        assert _tree(Path(staged)) == {"new.txt": b"written after the check",
+                                       "weights/w.bin": FILES["weights/w.bin"] + b"late"}
+        assert "quarantine incomplete" in err and staged in err
+    finally:
+        import shutil
+
+        shutil.rmtree(qdir, ignore_errors=True)
+
+
 def test_nothing_moves_when_the_model_verifies_or_without_quarantine(make_model: Callable[..., Path],
                                                                     ec_keypair: Keypair, tmp_path: Path) -> None:
     model, _, pub, sig = _signed(make_model, ec_keypair, tmp_path)

@@ -267,3 +267,31 @@ def test_allow_global_clears_unknown_globals_only(tmp_path: Path) -> None:
         report = scan_path(path, allow_globals=[allow, "os.system"])  # gadgets cannot be allowed
         assert {f.kind for f in report.findings} == {"dangerous-global"}, allow
     assert not os.path.exists(tmp_path / "canary")
+
+
+def _scan_in_chunks(data: bytes, size: int) -> list[tuple[str, Severity, str, str, int | None]]:
+    scanner = FileScanner("sample")
+    for i in range(0, len(data), size):
+        # Each chunk is a view of a buffer that is overwritten once the call returns, as in the hashing
+        # pass: a scanner that kept a view past a request would see the garbage.
+        buf = bytearray(data[i:i + size])
+        scanner.feed(memoryview(buf))
+        buf[:] = b"\xa5" * len(buf)
+    return [(f.file, f.severity, f.kind, f.detail, f.offset) for f in scanner.finish()]
+
+
+@pytest.mark.parametrize("container", sorted(S.CONTAINERS))
+def test_findings_do_not_depend_on_how_the_bytes_are_chunked(container: str) -> None:
+    # The scanner reads at most a window of each chunk into its own buffer and passes the rest on as a
+    # view: every chunking, from single bytes to one chunk bigger than the window, must give the same.
+    pad = S.Member("archive/data/0", b"\x00" * 200_000)  # tensor bytes, longer than the reader's window
+    for name, build in S.MALICIOUS.items():
+        data = S.CONTAINERS[container](build(S.Asm(2), "id"))
+        samples = [data]
+        if container.startswith("torch-zip"):
+            samples.append(S.zip_bytes([pad, S.Member("archive/data.pkl", build(S.Asm(4), "id"))]))
+        for sample in samples:
+            whole = _scan_in_chunks(sample, len(sample))
+            assert any(f[1] is Severity.CRITICAL for f in whole), (container, name)
+            for size in (1, 7, 4096, 70_000) if len(sample) < 20_000 else (7, 4096, 70_000):
+                assert _scan_in_chunks(sample, size) == whole, (container, name, size)

@@ -229,6 +229,15 @@ def test_key_bundle_reports_its_signing_time(
     code, _, err = run("verify", "key", small_model, "--public-key", pub, "--signature", sig, *FAST,
                        "--trusted-root", retired)
     assert code == 2 and "is not trusted for timestamps made at" in _one_error(err)
+    # validFor times written without an offset are UTC (protobuf JSON), never a crash comparing them.
+    for end, expected in (((before - dt.timedelta(minutes=2)), 2), ((before + dt.timedelta(days=1)), 0)):
+        doc["timestampAuthorities"][0]["validFor"] = {"start": "2020-01-01T00:00:00",
+                                                      "end": end.strftime("%Y-%m-%dT%H:%M:%S")}
+        retired.write_text(json.dumps(doc))
+        code, _, err = run("verify", "key", small_model, "--public-key", pub, "--signature", sig, *FAST,
+                           "--trusted-root", retired)
+        assert code == expected, err
+        assert "Traceback" not in err
     code, _, err = run("sign", "key", small_model, "--private-key", priv, "--signature", sig, "--overwrite",
                        "--timestamp-authority", inst.tsa_url, "--timeout", 0)
     assert code == 1 and "--timeout 0: give a positive number of seconds" in _one_error(err)

@@ -1,12 +1,14 @@
 """The harness: materialize each model, run every runner on it (alternating), measure, report.
 
 Per model: the files are read once (warm page cache, untimed), then each repeat measures the raw
-read+hash limit and runs every runner's ``sign`` then ``verify`` (and ``digest``), reversing the runner
-order on odd repeats so neither tool always runs right after the other.  With ``--cold`` nothing is
-warmed: the model's files are evicted from the page cache before every timed run (the limit and every
-command of both tools), so every byte comes from the disk.  A runner whose command does not
-exist is recorded once as "n/a" with the reason; a command that fails is recorded as "error" with the
-tail of its stderr, and that case is not retried.
+read+hash limits (byte ranges, and whole files for files serialization) and runs every runner's ``sign``
+then ``verify`` (and ``digest``), reversing the runner order on odd repeats so neither tool always runs
+right after the other.  Every run includes the tiny :data:`FIXED_COST_MODEL` (added to ``--models`` when
+left out): its command times are each case's fixed cost, which the report subtracts for the hashing
+share.  With ``--cold`` nothing is warmed: the model's files are evicted from the page cache before every
+timed run (the limits and every command of both tools), so every byte comes from the disk.  A runner whose
+command does not exist is recorded once as "n/a" with the reason; a command that fails is recorded as
+"error" with the tail of its stderr, and that case is not retried.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ from benchmarks.harness.runners import (
     KeylessMaterial,
     Runner,
     build_runners,
+    limit_for,
 )
 
 BENCH_IDENTITY = "bench@modelseal.test"
+#: the 80 KB real model whose command times are every case's fixed cost (start-up, keys, signing, bundle)
+FIXED_COST_MODEL = "onnx-resnet50-light"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,16 @@ def offline_sources(data_dir: Path, factor: float) -> list[ModelSource]:
                                f"generated, modelled on {layout.modelled_on}",
                                functools.partial(_generated, layout, data_dir, factor)))
     return out
+
+
+def with_fixed_cost_model(sources: list[ModelSource], data_dir: Path) -> list[ModelSource]:
+    """``sources`` with :data:`FIXED_COST_MODEL` first if it is not among them (it comes from a PyPI
+    package, so online runs have it too)."""
+    if any(s.name == FIXED_COST_MODEL for s in sources):
+        return sources
+    m = realmodels.REAL_MODELS[FIXED_COST_MODEL]
+    return [ModelSource(m.name, m.family, m.source, functools.partial(realmodels.materialize, m, data_dir)),
+            *sources]
 
 
 def _generated(layout: families.Layout, data_dir: Path, factor: float) -> Path:
@@ -155,12 +170,13 @@ def run(args: argparse.Namespace) -> Results:
         "repeats": args.repeats, "processes": args.processes, "methods": args.methods, "modes": args.modes,
         "peer_modes": args.peer_modes, "ops": args.ops, "shard_size": args.shard_size, "cold": args.cold,
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "data_dir": str(data_dir)})
+        "data_dir": str(data_dir), "fixed_cost_model": FIXED_COST_MODEL})
     sources = online_sources(data_dir, args.cleanup) if args.online else offline_sources(data_dir, args.size_factor)
     if args.models:
         wanted = set(args.models)
         sources = [s for s in sources if s.name in wanted or s.family in wanted
                    or any(s.name.startswith(w) for w in wanted)]
+    sources = with_fixed_cost_model(sources, data_dir)
     peer_python, peer_reason = None, ""
     try:
         from benchmarks.peer import ensure_peer_venv
@@ -172,7 +188,12 @@ def run(args: argparse.Namespace) -> Results:
     private_key, public_key = _make_keys(out)
     runners = build_runners(args.methods, args.modes, args.peer_modes)
     ops = [op for op in OPS if op in args.ops]
-    algos = sorted({r.hash_type for r in runners})  # the raw limits to measure
+    algos = sorted({r.hash_type for r in runners})
+    # the raw limits to measure: each mode's own (runners.limit_for), and for sha256 both splits, so the
+    # report can show what whole files cost against ranges
+    limits = {limit_for(r.mode) for r in runners}
+    if "sha256" in algos:
+        limits |= {("sha256", "ranges"), ("sha256", "files")}
 
     def wanted_op(runner: Runner, op: str) -> bool:
         # hashing alone does not depend on the signing method: measure it once per tool and mode
@@ -214,10 +235,10 @@ def run(args: argparse.Namespace) -> Results:
                 for rep in range(args.repeats):
                     bar.set_description(f"{src.name} #{rep + 1}: raw limit")
                     bar.update(1)
-                    for algo in algos:
+                    for algo, split in sorted(limits, key=lambda lim: (lim[0], lim[1] != "ranges")):
                         timed_start(src.name, files)
                         results.limits.append(LimitRun(src.name, algo, args.processes, rep,
-                                                       meter.measure(files, algo)))
+                                                       meter.measure(files, algo, split), split))
                     for runner in runners if rep % 2 == 0 else list(reversed(runners)):
                         signed = False
                         for op in ops:
@@ -300,7 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA"),
                    help="where models are generated or fetched (default $BENCH_DATA or OUT/models)")
     p.add_argument("--models", type=_csv, default=None,
-                   help="comma list of model names, name prefixes or families to run (default all)")
+                   help=f"comma list of model names, name prefixes or families to run (default all; "
+                   f"{FIXED_COST_MODEL} always runs: it measures each command's fixed cost)")
     p.add_argument("--methods", type=_csv, default=None, help=f"signing methods, from {','.join(METHODS)} "
                    "(default: both offline, sigstore online)")
     p.add_argument("--modes", type=_csv, default=list(OUR_MODES), help="this project's modes (default "

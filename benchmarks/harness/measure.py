@@ -6,6 +6,10 @@ so for a tool that hashes in worker processes it is the biggest single process. 
 hashes the model's own files in ``N`` warm processes (byte ranges no larger than 1 GB or an even share of
 the model, largest first, small ones batched; a reused 1 MiB buffer, ``os.preadv``), which is the best any
 tool can do on this machine with the same page cache state, whatever the model's file layout.
+
+A second limit, ``files``, does the same work in whole files (:func:`file_limit_tasks`): a manifest that
+lists each file's sha256 (files serialization) needs one sequential hasher per file, so no tool can split
+one file over processes, and a model with one big file is bound by one core however many there are.
 """
 
 from __future__ import annotations
@@ -89,6 +93,10 @@ def model_files(model: Path) -> list[Path]:
     return sorted(out)
 
 
+#: how :class:`LimitMeter` splits the work: byte ranges over the processes, or whole files only
+SPLITS = ("ranges", "files")
+
+
 def limit_tasks(files: Sequence[Path], processes: int) -> list[list[Range]]:
     """The raw limit's work: every byte of ``files`` exactly once, as tasks of ``(path, start, end)`` ranges.
 
@@ -102,7 +110,22 @@ def limit_tasks(files: Sequence[Path], processes: int) -> list[list[Range]]:
     step = max(_BUF, min(LIMIT_RANGE, -(-sum(size for _, size in sizes) // processes)))
     ranges = [(path, start, min(size, start + step)) for path, size in sizes for start in range(0, size, step)]
     ranges += [(path, 0, 0) for path, size in sizes if size == 0]
-    ranges.sort(key=lambda r: r[1] - r[2])
+    return _batched(ranges)
+
+
+def file_limit_tasks(files: Sequence[Path]) -> list[list[Range]]:
+    """The whole-files limit's work: each file as one range ``(path, 0, size)``, largest first, small ones batched.
+
+    This is the bound of files serialization, which hashes a file with one sequential hasher: the processes
+    pull whole files from one queue (largest first, so they finish as close together as whole files allow),
+    and a file is never split, so one big file keeps one process busy while the others idle.
+    """
+    return _batched([(str(f), 0, f.stat().st_size) for f in files])
+
+
+def _batched(ranges: list[Range]) -> list[list[Range]]:
+    """``ranges`` largest first as tasks: one per range of ``LIMIT_BATCH`` bytes or more, small ones batched."""
+    ranges = sorted(ranges, key=lambda r: r[1] - r[2])
     tasks: list[list[Range]] = []
     batch: list[Range] = []  # small ranges, filled up to LIMIT_BATCH bytes or LIMIT_BATCH_FILES ranges
     batch_bytes = 0
@@ -153,9 +176,13 @@ class LimitMeter:
         self._pool: multiprocessing.pool.Pool = multiprocessing.get_context("spawn").Pool(processes)
         self._pool.map(_noop, range(processes))
 
-    def measure(self, files: Sequence[Path], algo: str) -> float:
-        """Seconds to read and hash ``files`` with ``algo`` ("sha256" or "blake3")."""
-        tasks = [(task, algo) for task in limit_tasks(files, self.processes)]
+    def measure(self, files: Sequence[Path], algo: str, split: str = "ranges") -> float:
+        """Seconds to read and hash ``files`` with ``algo`` ("sha256" or "blake3"), split as ``split`` says
+        ("ranges": :func:`limit_tasks`; "files": whole files, :func:`file_limit_tasks`)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown limit split {split!r}; choose from {', '.join(SPLITS)}")
+        work = limit_tasks(files, self.processes) if split == "ranges" else file_limit_tasks(files)
+        tasks = [(task, algo) for task in work]
         start = time.perf_counter()
         list(self._pool.imap_unordered(_hash_ranges, tasks, chunksize=1))
         return time.perf_counter() - start

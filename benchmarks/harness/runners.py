@@ -26,6 +26,20 @@ METHODS = ("key", "sigstore")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def limit_for(mode: str) -> tuple[str, str]:
+    """The raw read+hash limit a hashing mode is held to: ``(algorithm, split)`` of a :class:`LimitRun`.
+
+    ``files`` lists one sha256 per file, computed by one sequential hasher: no tool can split a file over
+    processes, so its bound is the whole-files limit.  ``shards`` lists byte ranges, each hashed on its
+    own: the range limit.  ``blake3`` is files serialization too, but a blake3 digest is a tree of
+    independent chunks that both tools hash with several threads (``max_threads``), so one file does
+    spread over the cores: the range limit, with blake3.
+    """
+    if mode == "files":
+        return "sha256", "files"
+    return ("blake3" if mode == "blake3" else "sha256"), "ranges"
+
+
 @dataclass(frozen=True)
 class KeylessMaterial:
     """What keyless runs need: a trust config, an identity, its issuer, and a token source."""

@@ -404,6 +404,9 @@ def warn_about_cache(config: "HashingConfig") -> None:
               file=sys.stderr)
     elif cache.stats.prior_unused and config.reuse_from is not None:
         print(f"warning: nothing reused from {config.reuse_from}: {cache.stats.prior_unused}", file=sys.stderr)
+    if cache.stats.untrusted_fs:
+        print(f"warning: digest cache not used for {cache.stats.untrusted_fs} resources on a file system whose "
+              "change time a writer can set (FAT, exFAT, NTFS, FUSE); they were hashed", file=sys.stderr)
 
 
 def capped_workers(max_workers: int | None) -> int | None:

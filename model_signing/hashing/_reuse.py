@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 
 from model_signing.hashing._plan import Plan, Task
-from model_signing.hashing.cache import DigestCache, Key, PriorSignature, Settings
+from model_signing.hashing.cache import DigestCache, Key, PriorSignature, Settings, ctime_trusted
 from model_signing.hashing.walk import FileEntry
 
 
@@ -26,7 +26,11 @@ def known_digests(
     """Resource position -> digest, for every resource the cache or ``prior`` can vouch for."""
     cache.begin_run()
     by_path = {f.path: f for f in files}
-    tasks = [t for item in plan.items for t in item]
+    all_tasks = [t for item in plan.items for t in item]
+    # Files on a file system whose change time a writer controls are always hashed (see ctime_trusted).
+    trusted = {dev: ctime_trusted(dev) for dev in {f.dev for f in files}}
+    tasks = [t for t in all_tasks if trusted[by_path[t.path].dev]]
+    cache.stats.untrusted_fs = len(all_tasks) - len(tasks)
     keys = {t.pos: Key.of(by_path[t.path], t.start, t.end) for t in tasks}
     found = cache.lookup(settings, list(keys.values()))
     known = {pos: found[k] for pos, k in keys.items() if k in found}
@@ -53,7 +57,7 @@ def known_digests(
                 if t.pos not in known and was is not None and digest is not None and _same_file(was, f):
                     known[t.pos] = digest
                     cache.stats.reused_from_signature += 1
-    cache.stats.misses = len(tasks) - len(known)
+    cache.stats.misses = len(all_tasks) - len(known)
     return known
 
 
@@ -77,8 +81,9 @@ def store(
     ``hashed`` are the tasks just hashed, with their positions in ``digests`` (manifest order).
     """
     start = walk_start_ns if walk_start_ns is not None else time.time_ns()
+    files = [f for f in files if ctime_trusted(f.dev)]  # never stored (see known_digests)
     by_path = {f.path: f for f in files}
-    read = {t.path for t in hashed}
+    read = {t.path for t in hashed if t.path in by_path}
     kept: set[str] = set()
     for path in read:
         f = by_path[path]
@@ -94,6 +99,8 @@ def store(
             kept.add(path)
     entries = []
     for t in hashed:
+        if t.path not in by_path:
+            continue
         f = by_path[t.path]
         key = Key.of(f, t.start, t.end)
         digest = digests[t.pos]

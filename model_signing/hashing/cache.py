@@ -18,7 +18,10 @@ A digest is reused only when every field matches.  Two more rules keep a stale d
   are coarser than a nanosecond, and a network file system's clock is not quite this machine's), which
   would leave every key field equal over different bytes;
 * a digest is stored only if the file still has the walk's identity, ``ctime_ns`` included, after it
-  was read.
+  was read;
+* only file systems whose kernel keeps ``ctime`` are cached (:func:`ctime_trusted`): on FAT, exFAT,
+  NTFS and FUSE mounts (a mounted bucket, sshfs) the change time is derived from times a writer sets, so
+  a same-size rewrite with its times set back would keep every key field; files there are always hashed.
 
 Verification never reads the cache: :func:`model_signing.verify` hashes with
 ``HashingConfig.from_serialization``, which never carries one.  Signing (and ``digest``) reuse digests
@@ -143,6 +146,52 @@ class CacheStats:
     prior_known: bool | None = None
     #: Why the prior signature offered nothing (empty when it did, or none was given).
     prior_unused: str = ""
+    #: Resources on file systems whose change time cannot be trusted (see :func:`ctime_trusted`):
+    #: always hashed, never stored.
+    untrusted_fs: int = 0
+
+
+#: File systems whose inode change time the kernel keeps (no user can set it back).  Anything else,
+#: and any device this process cannot place, gets no caching (fail closed).
+CTIME_FILE_SYSTEMS = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "bcachefs", "zfs", "f2fs", "jfs", "reiserfs", "nilfs2",
+    "tmpfs", "ramfs", "overlay", "nfs", "nfs4", "lustre", "ceph", "gpfs", "beegfs", "ocfs2", "gfs2",
+    "apfs", "hfs", "hfsplus",
+})
+_fs_types: dict[int, str] = {}
+
+
+def _mount_types() -> dict[int, str]:
+    """st_dev -> file system type, from /proc/self/mountinfo (Linux); empty when it cannot be read."""
+    out: dict[int, str] = {}
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                # "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+                fields = line.split()
+                if " - " not in line or len(fields) < 3:
+                    continue
+                major, _, minor = fields[2].partition(":")
+                fstype = line.split(" - ", 1)[1].split()[0]
+                with contextlib.suppress(ValueError):
+                    out[os.makedev(int(major), int(minor))] = fstype
+    except OSError:
+        return {}
+    return out
+
+
+def ctime_trusted(dev: int) -> bool:
+    """Whether files on device ``dev`` have a change time the kernel keeps (see :data:`CTIME_FILE_SYSTEMS`).
+
+    Linux: the device's file system type from /proc/self/mountinfo (read again for a device not seen
+    yet: a new mount).  Elsewhere (no mountinfo): ``True`` -- macOS keeps ctime on its native systems.
+    """
+    if dev not in _fs_types:
+        if not os.path.exists("/proc/self/mountinfo"):
+            return True
+        _fs_types.update(_mount_types())
+    fstype = _fs_types.get(dev, "")
+    return fstype.split(".")[0] in CTIME_FILE_SYSTEMS  # "fuse.sshfs" -> "fuse": not trusted
 
 
 @dataclass

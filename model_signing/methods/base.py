@@ -97,6 +97,16 @@ class IdentifiedSigner(Signer, Protocol):
 
 
 @runtime_checkable
+class Timestamping(Protocol):
+    """A signer that asks RFC 3161 timestamp authorities to timestamp each signature (key, certificate)."""
+
+    @property
+    def timestamp_authorities(self) -> tuple[str, ...]:
+        """The TSA URLs asked, in order (empty: no timestamps)."""
+        ...
+
+
+@runtime_checkable
 class Preparing(Protocol):
     """A signer with slow preparation of its own (keyless: the Fulcio certificate), started on request.
 

@@ -115,6 +115,11 @@ class CertificateSigner:
         return _certs.certificate_signer(self._chain[0])
 
     @property
+    def timestamp_authorities(self) -> tuple[str, ...]:
+        """The RFC 3161 TSA URLs asked for a timestamp over each signature, in order."""
+        return self._timestamper.urls
+
+    @property
     def description(self) -> str:
         """The leaf certificate's subject and issuer."""
         return self.identity.description

@@ -79,6 +79,11 @@ class KeySigner:
         return _keys.check_key(self._key.public_key(), "the private key")
 
     @property
+    def timestamp_authorities(self) -> tuple[str, ...]:
+        """The RFC 3161 TSA URLs asked for a timestamp over each signature, in order."""
+        return self._timestamper.urls
+
+    @property
     def description(self) -> str:
         """``P-256 key sha256:<hint>``."""
         return self.identity.description

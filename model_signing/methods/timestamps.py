@@ -295,12 +295,21 @@ class TimestampAuthority:
         name = ", ".join(p for p in (subject.common_name, subject.organization) if p)
         name = name or chain[0].subject.rfc4514_string()
         valid = entry.valid_for
+        start, end = _utc(valid.start), _utc(valid.end)
         if len(chain) == 1:
-            return cls(name=name, roots=(chain[0],), valid_from=valid.start, valid_until=valid.end)
+            return cls(name=name, roots=(chain[0],), valid_from=start, valid_until=end)
         return cls(
             name=name, roots=(chain[-1],), intermediates=tuple(chain[1:-1]), certificate=chain[0],
-            valid_from=valid.start, valid_until=valid.end,
+            valid_from=start, valid_until=end,
         )
+
+
+def _utc(when: dt.datetime | None) -> dt.datetime | None:
+    """A ``validFor`` bound as an aware UTC time: protobuf JSON times are UTC, so one written without an
+    offset ("2026-01-01T00:00:00") means UTC -- and must still compare with the timestamps' aware times."""
+    if when is None:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
 def _is_tsa_certificate(cert: x509.Certificate) -> bool:

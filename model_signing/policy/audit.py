@@ -55,7 +55,10 @@ class AuditRecord:
     root_digest_expected: str | None = None
     root_digest_actual: str | None = None
     method: str | None = None
+    #: The signer, only when the signature verified.
     signer_identity: Mapping[str, Any] | None = None
+    #: Who the signature claims to be from when it did not verify: a claim, never an identity.
+    claimed_signer_identity: Mapping[str, Any] | None = None
     publisher: str | None = None
     differences: int = 0
     policy_action: str | None = None
@@ -81,6 +84,8 @@ class AuditRecord:
             "root_digest_actual": self.root_digest_actual,
             "method": self.method,
             "signer_identity": dict(self.signer_identity) if self.signer_identity is not None else None,
+            "claimed_signer_identity": (dict(self.claimed_signer_identity)
+                                        if self.claimed_signer_identity is not None else None),
             "publisher": self.publisher,
             "result": self.result,
             "exit_code": self.exit_code,
@@ -110,6 +115,9 @@ def record_for(
     """The record of a registry check (``expected_root``: a lock file's recorded digest, else the signed one)."""
     verified = check.result
     code = check.exit_code if exit_code is None else exit_code
+    # A signer is recorded as one only if the signature verified; a failed one's signer is only a claim
+    # (anyone can write any name into a forged bundle), kept apart so that no reader mistakes it.
+    signer = check.signer.as_dict() if check.signer is not None else None
     message = error if error is not None else (str(check.error) if check.error is not None else None)
     return AuditRecord(
         model_path=check.model_path,
@@ -118,7 +126,8 @@ def record_for(
         root_digest_expected=expected_root or (verified.root_digest if verified else None),
         root_digest_actual=verified.actual_root_digest if verified else None,
         method=check.method,
-        signer_identity=check.signer.as_dict() if check.signer is not None else None,
+        signer_identity=signer if verified is not None else None,
+        claimed_signer_identity=signer if verified is None else None,
         publisher=check.publisher.id if check.publisher else None,
         result=result or ("unknown-signer" if isinstance(check.error, PublisherError) else result_word(code)),
         exit_code=code,

@@ -161,7 +161,7 @@ def _still_good(
     from model_signing import inspecting, methods
     from model_signing.hashing import HashingConfig, hash_model
     from model_signing.hashing import walk as _walk
-    from model_signing.methods.base import ChecksOwnSignatures
+    from model_signing.methods.base import ChecksOwnSignatures, Timestamping
     from model_signing.oms import statement as _statement
 
     try:
@@ -169,6 +169,10 @@ def _still_good(
     except ModelSigningError:
         return None
     if identity is None or not _same_signer(claim.signer, identity):
+        return None
+    if isinstance(signer, Timestamping) and len(claim.rfc3161_timestamps) < len(signer.timestamp_authorities):
+        # The signer now asks timestamp authorities: a signature without their timestamps is not what this
+        # run would make (its time would rest on nothing but the signer's word).
         return None
     # The paths a signature ignores stay out of its coverage for good (verify ignores them too): when
     # this run would ignore others, the old signature is not what was asked for.

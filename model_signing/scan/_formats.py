@@ -8,7 +8,6 @@ is certain; a text-protocol opcode is a guess that must survive the walk to coun
 
 from __future__ import annotations
 
-import json
 import struct
 import warnings
 from collections.abc import Iterator
@@ -273,6 +272,8 @@ def _safetensors(r: Reader, scope: Scope) -> Pull:
         bad("the file ends inside the header")
         return
     try:
+        import json  # lazily, as every import here: the scan in the hashing pass pays only for what it meets
+
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         bad(f"not a JSON object ({exc})")
@@ -379,6 +380,8 @@ def _json(r: Reader, scope: Scope) -> Pull:
         scope.set_format("json")
         return
     try:
+        import json
+
         obj = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         scope.set_format("text")
@@ -419,6 +422,8 @@ def _hdf5(r: Reader, scope: Scope) -> Pull:
             config_done = True
             window = data[i:]
             start = base + i
+            import json
+
             decoder = json.JSONDecoder()
             while True:
                 try:

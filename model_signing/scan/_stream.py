@@ -25,6 +25,8 @@ Parser: TypeAlias = Generator[Request, Any, None]
 Pull: TypeAlias = Generator[Request, Any, Any]
 
 _EMPTY = memoryview(b"")
+#: The least a :class:`Reader` copies out of a chunk at a time.
+WINDOW = 64 * 1024
 
 
 class Driver:
@@ -110,18 +112,24 @@ class Driver:
 class Reader:
     """A parser's own small buffer over the chunks it asks for, with the absolute stream position.
 
-    Use it inside a parser generator: ``data = yield from r.read(n)``.  It keeps only what was asked for
-    and not yet consumed (at most one chunk plus ``n``), so memory stays bounded by the largest ``n``.
+    Use it inside a parser generator: ``data = yield from r.read(n)``.  ``buf[pos:]`` is what was asked
+    for and not yet consumed; behind it, ``_pend`` is the rest of the chunk last received, a view of the
+    caller's buffer that is never kept across a request.  Copying only what a parser asks for (a window
+    of at least :data:`WINDOW` bytes) and passing the rest of a chunk to ``skip`` as a view is what keeps
+    a zip's tensor members from being copied just to read the next member's 30-byte header; memory stays
+    bounded by the largest ``n`` plus one window.
     """
 
-    __slots__ = ("base", "buf", "eof", "pos")
+    __slots__ = ("_pend", "base", "buf", "eof", "pos")
 
     def __init__(self) -> None:
         self.buf = b""
         self.pos = 0
-        #: Stream offset of ``buf[0]``.
+        #: Stream offset of ``buf[0]`` (the pending view starts at ``base + len(buf)``).
         self.base = 0
+        #: The input has ended and nothing is pending: ``buf[pos:]`` is all that is left.
         self.eof = False
+        self._pend: memoryview | None = None
 
     @property
     def offset(self) -> int:
@@ -130,19 +138,27 @@ class Reader:
 
     @property
     def available(self) -> int:
+        """Bytes in ``buf`` not yet consumed (more may be pending: :meth:`fill` moves them in)."""
         return len(self.buf) - self.pos
 
     def fill(self, n: int) -> Pull:
-        """Make at least ``n`` bytes available (fewer only at the end of the input)."""
+        """Make at least ``n`` bytes available in ``buf`` (fewer only at the end of the input)."""
         while len(self.buf) - self.pos < n and not self.eof:
-            chunk = yield None
-            if not len(chunk):
-                self.eof = True
-                break
+            pend = self._pend
+            if pend is None:
+                # Nothing of the caller's buffer is held here: asking for the next chunk is safe.
+                chunk = yield None
+                if not len(chunk):
+                    self.eof = True
+                    break
+                pend = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+            take = max(n - (len(self.buf) - self.pos), WINDOW)
             self.base += self.pos
-            # One copy of the chunk (join takes the caller's view as it is), not two.
-            self.buf = b"".join((self.buf[self.pos:], chunk)) if self.pos < len(self.buf) else bytes(chunk)
+            rest = self.buf[self.pos:] if self.pos < len(self.buf) else b""
+            # One copy of what is taken (join takes the view as it is).
+            self.buf = b"".join((rest, pend[:take])) if rest else bytes(pend[:take])
             self.pos = 0
+            self._pend = pend[take:] if take < len(pend) else None
 
     def read(self, n: int) -> Pull:
         """The next ``n`` bytes (fewer at the end of the input)."""
@@ -171,6 +187,17 @@ class Reader:
         # Drop the consumed buffer, so the bytes that stream by are counted in base.
         self.base += len(self.buf)
         self.buf, self.pos = b"", 0
+        pend = self._pend
+        if pend is not None:
+            take = min(rest, len(pend))
+            if sink is not None:
+                sink(pend[:take])
+            self.base += take
+            rest -= take
+            avail += take
+            self._pend = pend[take:] if take < len(pend) else None
+            if rest == 0:
+                return avail
         got: int = yield (rest, sink)
         self.base += got
         if got < rest:

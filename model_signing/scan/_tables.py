@@ -6,6 +6,10 @@ pickle imports that is in neither table is an "unknown global" (medium): the ver
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from model_signing.scan._model import Severity
 
 # --- safe globals --------------------------------------------------------------------------------------
@@ -89,7 +93,7 @@ SAFE_MODULE_PREFIXES: tuple[str, ...] = ("numpy.dtypes.",)
 _CRIT = Severity.CRITICAL
 _HIGH = Severity.HIGH
 
-GADGET_MODULES: dict[str, tuple[Severity, str]] = {
+GADGET_MODULES: Mapping[str, tuple[Severity, str]] = MappingProxyType({
     "os": (_CRIT, "runs commands and touches files (os.system, os.popen, os.exec*)"),
     "posix": (_CRIT, "os's implementation on POSIX (posix.system)"),
     "nt": (_CRIT, "os's implementation on Windows (nt.system)"),
@@ -175,9 +179,9 @@ GADGET_MODULES: dict[str, tuple[Severity, str]] = {
     "numpy.ctypeslib": (_CRIT, "loads native libraries"),
     "pandas.io.pickle": (_CRIT, "loads nested pickles"),
     "keras.src.saving": (_HIGH, "loads nested models"),
-}
+})
 
-GADGET_NAMES: dict[str, tuple[Severity, str]] = {
+GADGET_NAMES: Mapping[str, tuple[Severity, str]] = MappingProxyType({
     "builtins.eval": (_CRIT, "runs source"),
     "builtins.exec": (_CRIT, "runs source"),
     "builtins.execfile": (_CRIT, "runs a file (Python 2)"),
@@ -215,7 +219,7 @@ GADGET_NAMES: dict[str, tuple[Severity, str]] = {
     "keras.models.load_model": (_HIGH, "loads nested models"),
     "uuid._get_command_stdout": (_CRIT, "runs commands"),
     "uuid._popen": (_CRIT, "runs commands"),
-}
+})
 
 
 def _module_match(dotted: str) -> tuple[Severity, str, str] | None:
@@ -232,6 +236,9 @@ def _module_match(dotted: str) -> tuple[Severity, str, str] | None:
     return None
 
 
+# Cached: a checkpoint's pickle imports the same few globals hundreds of times, and the tables are
+# read-only (mapping proxies and frozensets), so a verdict never goes stale.  Bounded.
+@functools.lru_cache(maxsize=4096)
 def classify(module: str, name: str) -> tuple[Severity, str] | None:
     """Judge the global ``module.name``: ``None`` if safe, else (severity, reason).
 

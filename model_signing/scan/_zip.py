@@ -14,7 +14,6 @@ and size match the bytes so far.
 
 from __future__ import annotations
 
-import bz2
 import struct
 import zlib
 from collections.abc import Callable
@@ -66,7 +65,12 @@ class _Inflater:
     def __init__(self, method: int) -> None:
         self.method = method
         self._z = zlib.decompressobj(-15) if method == 8 else None
-        self._b = bz2.BZ2Decompressor() if method == 12 else None
+        if method == 12:
+            import bz2  # rare in checkpoints: not imported up front
+
+            self._b: bz2.BZ2Decompressor | None = bz2.BZ2Decompressor()
+        else:
+            self._b = None
 
     @property
     def eof(self) -> bool:

@@ -23,6 +23,12 @@ A third table is what a user runs: ``main.py verify key MODEL`` with and without
 signature made once per case, with the same serialization), whole command, alternating, wall-clock and
 CPU seconds as in the first table.  Its fixed costs (the CLI, the signature check) are the command's own,
 so its overhead is the one a user sees.
+
+``--single-file-gb G`` (default 0: off) adds the case where ``shards`` and a scan meet: one safetensors file
+of G GB (written by hand: an 8-byte length, the JSON header, 64 MiB tensors), sharded at 64 MiB.  A scanner
+needs a file's bytes in order, so a file is read by one worker while its scanner needs it; a safetensors file
+is handed to every worker after its header.  The table gives ``digest_model`` with and without the scan, whole
+process, as the first table does.
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hf-factor", type=float, default=0.05, help="size factor of the HF layout (1.0 = 28.9 GB)")
     ap.add_argument("--hub-factor", type=float, default=1.0, help="size factor of the PyTorch Hub layout")
     ap.add_argument("--methods", nargs="+", default=["files", "shards"], choices=["files", "shards"])
+    ap.add_argument("--single-file-gb", type=float, default=0.0,
+                    help="also time one safetensors file of this size in shards of 64 MiB (0: off)")
     args = ap.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     layouts = [("hf-falcon-7b-like", args.hf_factor), ("torchhub-yolop-like", args.hub_factor)]
@@ -147,6 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         cells = [case, method]
         for col in (0, 1):
             pv, sv = [r[col] for r in plain], [r[col] for r in scanned]
+            pmin, pmed, smin, smed = min(pv), statistics.median(pv), min(sv), statistics.median(sv)
+            cells += [f"{pmin:.3f} / {pmed:.3f}", f"{smin:.3f} / {smed:.3f}", f"{pct(pmin, smin)} / {pct(pmed, smed)}"]
+        print(" | ".join(cells))
+    if args.single_file_gb > 0:
+        print()
+        single = _single_file(args)
+        print(f"one {single[0]:,}-byte safetensors file, shards of 64 MiB, digest_model (whole process):")
+        header4 = ("runs", "hash min/median s", "hash+scan min/median s", "wall overhead min/median",
+                   "hash CPU min/median s", "hash+scan CPU min/median s", "CPU overhead min/median")
+        print(" | ".join(header4))
+        print(" | ".join("---" for _ in header4))
+        cells = [str(len(single[1]))]
+        for col in (0, 1):
+            pv, sv = [r[col] for r in single[1]], [r[col] for r in single[2]]
             pmin, pmed, smin, smed = min(pv), statistics.median(pv), min(sv), statistics.median(sv)
             cells += [f"{pmin:.3f} / {pmed:.3f}", f"{smin:.3f} / {smed:.3f}", f"{pct(pmin, smin)} / {pct(pmed, smed)}"]
         print(" | ".join(cells))
@@ -214,6 +236,65 @@ def _cli(layouts: list[tuple[str, float]], args: argparse.Namespace) -> list[tup
                 scanned.append(_cli_run([*verify, "--scan"]))
             out.append((f"{name}-x{factor:g}", method, plain, scanned))
     return out
+
+
+SINGLE_SNIPPET = """
+import sys
+from model_signing.hashing import HashingConfig, digest_model
+path, scan = sys.argv[1], sys.argv[2] == "1"
+config = HashingConfig(method="shards", shard_size=64 << 20, progress=False)
+if scan:
+    from model_signing.scan import make_config
+    result = digest_model(path, config, scan=make_config())
+    assert result.scan is not None and not result.scan.findings, result.scan
+else:
+    digest_model(path, config)
+"""
+
+
+def _write_safetensors(path: Path, size: int) -> None:
+    """A well-formed safetensors file of about ``size`` bytes: float32 tensors of 64 MiB, random bytes."""
+    import json
+
+    tensor = 64 << 20
+    count = max(1, size // tensor)
+    header = {f"layer.{i}.weight": {"dtype": "F32", "shape": [tensor // 4], "data_offsets": [i * tensor,
+                                                                                          (i + 1) * tensor]}
+              for i in range(count)}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        for _ in range(count * tensor // len(block)):
+            f.write(block)
+
+
+def _single_file(args: argparse.Namespace) -> tuple[int, list[tuple[float, float]], list[tuple[float, float]]]:
+    model = args.data_dir / f"single-safetensors-{args.single_file_gb:g}gb"
+    target = model / "model.safetensors"
+    if not target.exists():
+        model.mkdir(parents=True, exist_ok=True)
+        _write_safetensors(target, int(args.single_file_gb * 1e9))
+
+    def run(scan: bool) -> tuple[float, float]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cpu0, t0 = _cpu(), time.perf_counter()
+        proc = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                               + SINGLE_SNIPPET, str(model), "1" if scan else "0"],
+                              env=env, capture_output=True, text=True, check=False)
+        elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
+        if proc.returncode != 0:
+            raise SystemExit(f"benchmark run failed: {proc.stderr.strip()}")
+        return elapsed, cpu
+
+    run(False)
+    run(True)
+    plain, scanned = [], []
+    for _ in range(args.repeats):
+        plain.append(run(False))
+        scanned.append(run(True))
+    return target.stat().st_size, plain, scanned
 
 
 def _import_cost(repeats: int = 9) -> str:

@@ -34,6 +34,7 @@ from benchmarks.harness.measure import (
     file_limit_tasks,
     limit_tasks,
     run_child,
+    shard_limit_tasks,
 )
 from benchmarks.harness.report import (
     LimitRun,
@@ -328,7 +329,10 @@ def test_raw_limit_hashes_every_byte_once_on_every_process(tmp_path: Path) -> No
     try:
         assert meter.measure(files, "sha256") > 0 and meter.measure(files, "blake3") > 0
         assert meter.measure(files, "sha256", "files") > 0
+        assert meter.measure(files, "sha256", "shards", LIMIT_BATCH) > 0
         with pytest.raises(ValueError, match="unknown limit split"):
+            meter.measure(files, "sha256", "bogus")
+        with pytest.raises(ValueError, match="needs the shard size"):
             meter.measure(files, "sha256", "shards")
     finally:
         meter.close()
@@ -358,9 +362,50 @@ def test_whole_files_limit_never_splits_a_file(tmp_path: Path) -> None:
     assert file_limit_tasks(files) == tasks  # the split does not depend on the number of processes
 
 
+def test_shards_limit_cuts_every_file_at_the_shard_size(tmp_path: Path) -> None:
+    """The shards limit's work: every byte of every file exactly once, in the shards that shards serialization
+    hashes (each file cut at the shard size), a task being one whole shard or a batch of whole small shards,
+    never a range across a shard boundary, largest first; it does not depend on the number of processes."""
+    shard = LIMIT_BATCH + 10  # shards at or over the batch limit are tasks alone, the tails under it batched
+    sizes = {"two.bin": 2 * shard + 7, "one.bin": shard, "under.bin": shard - 3, "tiny.bin": 5, "empty.bin": 0}
+    for rel, size in sizes.items():
+        (tmp_path / rel).write_bytes(b"\1" * size)
+    files = sorted(tmp_path / rel for rel in sizes)
+    tasks = shard_limit_tasks(files, shard)
+
+    def p(rel: str) -> str:
+        return str(tmp_path / rel)
+
+    expected_alone = [[(p("one.bin"), 0, shard)], [(p("two.bin"), 0, shard)], [(p("two.bin"), shard, 2 * shard)]]
+    # under.bin's one shard (LIMIT_BATCH + 7 bytes) is over the batch limit too: alone, after the full shards
+    expected_alone.append([(p("under.bin"), 0, shard - 3)])
+    expected_batch = [(p("two.bin"), 2 * shard, 2 * shard + 7), (p("tiny.bin"), 0, 5), (p("empty.bin"), 0, 0)]
+    assert sorted(tasks[:3]) == sorted(expected_alone[:3])  # the three full shards first (ties in any order)
+    assert tasks[3:] == [expected_alone[3], expected_batch]
+    ranges = [r for task in tasks for r in task]
+    assert len(ranges) == len(set(ranges)) == 7
+    for rel, size in sizes.items():  # every byte exactly once, each range inside one shard
+        spans = sorted((s, e) for path, s, e in ranges if path == p(rel))
+        assert spans[0][0] == 0 and spans[-1][1] == size
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+        assert all(s % shard == 0 and e - s <= shard and (e - s == shard or e == size) for s, e in spans)
+    # the batch holds whole small shards only, within the batch limits
+    assert sum(e - s for _, s, e in tasks[-1]) <= LIMIT_BATCH and len(tasks[-1]) <= LIMIT_BATCH_FILES
+    # a file under one shard is one task however many processes: the range limit would split it
+    assert shard_limit_tasks([tmp_path / "under.bin"], shard) == [[(p("under.bin"), 0, shard - 3)]]
+    assert len([r for task in limit_tasks([tmp_path / "under.bin"], 2) for r in task]) == 2
+    # a shard size of one byte: every byte its own shard, small shards batched up to LIMIT_BATCH_FILES each
+    tiny = shard_limit_tasks([tmp_path / "tiny.bin"], 1)
+    assert tiny == [[(p("tiny.bin"), i, i + 1) for i in range(5)]]
+    with pytest.raises(ValueError, match="shard size"):
+        shard_limit_tasks(files, 0)
+    # the default the harness cuts at, without --shard-size, is the tools' default
+    assert bench.DEFAULT_SHARD_SIZE == 1_000_000_000
+
+
 def test_each_mode_is_held_to_its_formats_limit() -> None:
     assert limit_for("files") == ("sha256", "files")
-    assert limit_for("shards") == ("sha256", "ranges")
+    assert limit_for("shards") == ("sha256", "shards")
     assert limit_for("blake3") == ("blake3", "ranges")
 
 
@@ -372,8 +417,9 @@ def test_fixed_cost_model_always_runs(tmp_path: Path) -> None:
     assert bench.with_fixed_cost_model(sources, tmp_path) == sources
 
 
-def _share_results() -> Results:
-    """Hand-made figures: a fixed-cost reference ("ref"), a 4 GB model ("big") and a too-small one ("mid")."""
+def _share_results(*, shards: bool = True) -> Results:
+    """Hand-made figures: a fixed-cost reference ("ref"), a 4 GB model ("big") and a too-small one ("mid");
+    without ``shards``, the limits of results written before the shards limit existed."""
     def runs(model: str, tool: str, mode: str, op: str, *times: float) -> list[Run]:
         return [Run(model, tool, "key", mode, op, i, "ok", t, 1_000_000) for i, t in enumerate(times)]
 
@@ -397,7 +443,10 @@ def _share_results() -> Results:
          LimitRun("big", "sha256", 2, 0, 2.4, "files"), LimitRun("big", "sha256", 2, 1, 2.6, "files"),
          LimitRun("big", "blake3", 2, 0, 1.0), LimitRun("mid", "sha256", 2, 0, 0.04),
          LimitRun("mid", "sha256", 2, 0, 0.06, "files"), LimitRun("ref", "sha256", 2, 0, 0.0001),
-         LimitRun("ref", "sha256", 2, 0, 0.0002, "files")])
+         LimitRun("ref", "sha256", 2, 0, 0.0002, "files"),
+         *([LimitRun("big", "sha256", 2, 0, 2.1, "shards"), LimitRun("big", "sha256", 2, 1, 2.3, "shards"),
+            LimitRun("mid", "sha256", 2, 0, 0.05, "shards"), LimitRun("ref", "sha256", 2, 0, 0.0002, "shards")]
+           if shards else [])])
 
 
 def _case(summary: list[Summary], model: str, tool: str, mode: str, op: str) -> Summary:
@@ -417,8 +466,9 @@ def test_hashing_share_is_limit_over_time_beyond_the_fixed_cost() -> None:
     assert files_sign.share_median == pytest.approx(2.5 / (3.00 - 0.32))  # median limit of 2.4 and 2.6
     assert files_sign.of_limit == pytest.approx(1.9 / 2.9)  # unchanged: range limit / whole command
     shards_verify = _case(summary, "big", OURS, "shards", "verify")
-    assert (shards_verify.limit_split, shards_verify.fixed_s) == ("ranges", 0.29)
-    assert shards_verify.share == pytest.approx(1.9 / (2.50 - 0.29))
+    assert (shards_verify.limit_split, shards_verify.limit_s, shards_verify.fixed_s) == ("shards", 2.1, 0.29)
+    assert shards_verify.share == pytest.approx(2.1 / (2.50 - 0.29))  # the shards limit, not the range one
+    assert shards_verify.share_median == pytest.approx(2.2 / (2.60 - 0.30))
     blake3_sign = _case(summary, "big", OURS, "blake3", "sign")
     assert blake3_sign.limit_s == 1.0 and blake3_sign.share == pytest.approx(1.0 / (1.40 - 0.30))
     blake3_verify = _case(summary, "big", OURS, "blake3", "verify")  # the reference has no blake3 verify
@@ -445,8 +495,10 @@ def test_target_rows_share_and_median_speed() -> None:
     assert rows[big].target == "hashing share" and rows[big].verdict == "PASS"
     assert rows[big].measured == "0.92 (2.400 s files limit / 2.600 s hashing); by median 0.93"
     assert rows["big: verify (key, files) hashing share >= 0.9"].verdict == "FAIL"  # 2.4 / 2.82 = 0.85
-    assert rows["big: sign (key, shards) hashing share >= 0.9"].verdict == "PASS"  # 1.9 / 1.99 = 0.95
-    assert rows["big: verify (key, shards) hashing share >= 0.9"].verdict == "FAIL"  # 1.9 / 2.21 = 0.86
+    assert rows["big: sign (key, shards) hashing share >= 0.9"].verdict == "PASS"  # 2.1 / 1.99 = 1.06
+    shards_verify = rows["big: verify (key, shards) hashing share >= 0.9"]
+    assert shards_verify.verdict == "PASS"  # 2.1 / 2.21 = 0.95
+    assert shards_verify.measured == "0.95 (2.100 s shards limit / 2.210 s hashing); by median 0.96"
     assert rows["big: sign (key, blake3) hashing share >= 0.9"].verdict == "PASS"  # 1.0 / 1.1 = 0.91
     assert rows["big: verify (key, blake3) hashing share >= 0.9"].verdict.startswith("n/a (no fixed cost")
     assert rows["mid: sign (key, files) hashing share >= 0.9"].verdict == "n/a (too small: 60 ms of hashing)"
@@ -463,10 +515,13 @@ def test_target_rows_share_and_median_speed() -> None:
     assert len(peer_rows) == 5 and sum(c.verdict == "PASS" for c in peer_rows) == 4
     md = markdown(results, summary)
     assert "## Targets (issue 16)" in md and "## Hashing share" in md and "## Other checks (issue 5)" in md
-    assert "- Hashing share >= 0.9: 3 PASS, 2 FAIL, 7 n/a" in md
+    assert "- Hashing share >= 0.9: 4 PASS, 1 FAIL, 7 n/a" in md
     assert "- Faster than the peer by median: 4 PASS, 1 FAIL, 0 n/a" in md
     assert "δ = 25 ms" in md and "10 x δ = 250 ms" in md
-    assert "| big | huggingface | test | 4.00 GB | 2 | 1.900 s (2.11 GB/s) | 2.400 s (1.67 GB/s) | 1.000 s" in md
+    assert ("| big | huggingface | test | 4.00 GB | 2 | 1.900 s (2.11 GB/s) | 2.400 s (1.67 GB/s) "
+            "| 2.100 s (1.90 GB/s) | 1.000 s") in md
+    assert "| sha256 shards |" in md and "no shards limit" not in md
+    assert "`shards` (one sequential sha256 per shard) to the shards limit" in md
     assert "| big | modelseal | key | files | 2.400 files | 2.600 / 2.820 | 0.92 / 0.85 | 0.93 / 0.86 |" in md
     assert "| mid | modelseal |" not in md.split("## Hashing share")[1].split("## Raw")[0]
     assert "Too small to judge (a limit under 250 ms; their figures are in summary.csv): mid." in md
@@ -482,13 +537,41 @@ def test_reports_stay_readable_by_old_readers(tmp_path: Path) -> None:
     assert {"min_s", "median_s", "of_limit", "share", "hashing_s", "fixed_s"} <= set(doc["summary"][0])
     with (tmp_path / "runs.csv").open() as fh:
         ops = {r["op"] for r in csv.DictReader(fh) if r["tool"] == "raw-limit"}
-    assert ops == {"read+hash", "read+hash files"}
+    assert ops == {"read+hash", "read+hash files", "read+hash shards"}
     for lim in doc["limits"]:
         if lim["split"] == "ranges":
             del lim["split"]
     (tmp_path / "results.json").write_text(json.dumps(doc))
     again = load(tmp_path / "results.json")
     assert again.limits == results.limits
+
+
+def test_old_results_without_a_shards_limit_hold_shards_to_the_range_limit(tmp_path: Path) -> None:
+    """A results.json written before the shards limit existed still loads and reports: shards mode falls back
+    to the range limit (its bound then), and the report says so."""
+    write_all(_share_results(shards=False), tmp_path)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    for lim in doc["limits"]:
+        if lim["split"] == "ranges":
+            del lim["split"]  # as the oldest results.json has it
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    results = load(tmp_path / "results.json")
+    assert {lim.split for lim in results.limits} == {"ranges", "files"}
+    summary = summarize(results)
+    shards_verify = _case(summary, "big", OURS, "shards", "verify")
+    assert (shards_verify.limit_split, shards_verify.limit_s) == ("ranges", 1.9)
+    assert shards_verify.share == pytest.approx(1.9 / (2.50 - 0.29))
+    assert _case(summary, "big", OURS, "files", "sign").limit_split == "files"  # the others unchanged
+    assert _case(summary, "big", OURS, "blake3", "sign").limit_split == "ranges"
+    rows = {c.check: c for c in target_checks(results, summary)}
+    shards_row = rows["big: verify (key, shards) hashing share >= 0.9"]
+    assert shards_row.verdict == "FAIL"  # 1.9 / 2.21 = 0.86
+    assert shards_row.measured.startswith("0.86 (1.900 s ranges limit / 2.210 s hashing)")
+    md = markdown(results, summary)
+    assert "These results have no shards limit" in md and "`shards` is held to the range limit here" in md
+    # the limits table keeps its shards column, empty; its text says no shard size was recorded
+    assert "| 2.400 s (1.67 GB/s) | - | 1.000 s" in md
+    assert "cut at the shard size (not measured in these results)" in md
 
 
 def test_summary_figures() -> None:
@@ -582,7 +665,8 @@ def test_cold_run_evicts_before_every_timed_run(disk_dir: Path) -> None:
     assert results["settings"]["resident_after_evict_bytes"] == {"onnx-resnet50-light": 0}
     assert {(s["tool"], s["op"], s["status"], s["n"]) for s in results["summary"]} == {
         (tool, op, "ok", 2) for tool in (OURS, PEER) for op in ("sign", "verify")}
-    assert sorted(lim["split"] for lim in results["limits"]) == ["files", "files", "ranges", "ranges"]
+    assert sorted(lim["split"] for lim in results["limits"]) == ["files", "files", "ranges", "ranges", "shards",
+                                                                 "shards"]
     # the last command read the model back in, so an eviction that did nothing would have been seen
     model = Path(_model(out, "onnx-resnet50-light")["path"])
     assert pagecache.resident_bytes([model]) == model.stat().st_size

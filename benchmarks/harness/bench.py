@@ -1,9 +1,9 @@
 """The harness: materialize each model, run every runner on it (alternating), measure, report.
 
 Per model: the files are read once (warm page cache, untimed), then each repeat measures the raw
-read+hash limits (byte ranges, and whole files for files serialization) and runs every runner's ``sign``
-then ``verify`` (and ``digest``), reversing the runner order on odd repeats so neither tool always runs
-right after the other.  Every run includes the tiny :data:`FIXED_COST_MODEL` (added to ``--models`` when
+read+hash limits (byte ranges; whole files and shards for files and shards serialization) and runs every
+runner's ``sign`` then ``verify`` (and ``digest``), reversing the runner order on odd repeats so neither tool
+always runs right after the other.  Every run includes the tiny :data:`FIXED_COST_MODEL` (added to ``--models`` when
 left out): its command times are each case's fixed cost, which the report subtracts for the hashing
 share.  With ``--cold`` nothing is warmed: the model's files are evicted from the page cache before every
 timed run (the limits and every command of both tools), so every byte comes from the disk.  A runner whose
@@ -43,6 +43,7 @@ from benchmarks.harness.runners import (
     build_runners,
     limit_for,
 )
+from model_signing.manifest import DEFAULT_SHARD_SIZE
 
 BENCH_IDENTITY = "bench@modelseal.test"
 #: the 80 KB real model whose command times are every case's fixed cost (start-up, keys, signing, bundle)
@@ -189,11 +190,15 @@ def run(args: argparse.Namespace) -> Results:
     runners = build_runners(args.methods, args.modes, args.peer_modes)
     ops = [op for op in OPS if op in args.ops]
     algos = sorted({r.hash_type for r in runners})
-    # the raw limits to measure: each mode's own (runners.limit_for), and for sha256 both splits, so the
-    # report can show what whole files cost against ranges
+    # the raw limits to measure: each mode's own (runners.limit_for), and for sha256 every split, so the
+    # report can show what whole files and shards cost against ranges
     limits = {limit_for(r.mode) for r in runners}
     if "sha256" in algos:
-        limits |= {("sha256", "ranges"), ("sha256", "files")}
+        limits |= {("sha256", "ranges"), ("sha256", "files"), ("sha256", "shards")}
+    # the shards limit cuts the files where shards mode does: at the run's shard size, else the tools' default
+    # (modelseal's DEFAULT_SHARD_SIZE; model-signing 1.1.1 defaults to the same 1,000,000,000 bytes)
+    limit_shard_size = args.shard_size or DEFAULT_SHARD_SIZE
+    results.settings["limit_shard_size"] = limit_shard_size
 
     def wanted_op(runner: Runner, op: str) -> bool:
         # hashing alone does not depend on the signing method: measure it once per tool and mode
@@ -238,7 +243,8 @@ def run(args: argparse.Namespace) -> Results:
                     for algo, split in sorted(limits, key=lambda lim: (lim[0], lim[1] != "ranges")):
                         timed_start(src.name, files)
                         results.limits.append(LimitRun(src.name, algo, args.processes, rep,
-                                                       meter.measure(files, algo, split), split))
+                                                       meter.measure(files, algo, split, limit_shard_size),
+                                                       split))
                     for runner in runners if rep % 2 == 0 else list(reversed(runners)):
                         signed = False
                         for op in ops:

@@ -10,6 +10,10 @@ tool can do on this machine with the same page cache state, whatever the model's
 A second limit, ``files``, does the same work in whole files (:func:`file_limit_tasks`): a manifest that
 lists each file's sha256 (files serialization) needs one sequential hasher per file, so no tool can split
 one file over processes, and a model with one big file is bound by one core however many there are.
+
+A third, ``shards``, does it in the work units of shards serialization (:func:`shard_limit_tasks`): every
+file cut at the shard size the run uses, each shard a task.  A shard is the unit a tool can hash in
+parallel, so a model whose one file is smaller than a shard is bound by one core in shards mode too.
 """
 
 from __future__ import annotations
@@ -93,8 +97,8 @@ def model_files(model: Path) -> list[Path]:
     return sorted(out)
 
 
-#: how :class:`LimitMeter` splits the work: byte ranges over the processes, or whole files only
-SPLITS = ("ranges", "files")
+#: how :class:`LimitMeter` splits the work: byte ranges over the processes, whole files only, or shards
+SPLITS = ("ranges", "files", "shards")
 
 
 def limit_tasks(files: Sequence[Path], processes: int) -> list[list[Range]]:
@@ -121,6 +125,23 @@ def file_limit_tasks(files: Sequence[Path]) -> list[list[Range]]:
     and a file is never split, so one big file keeps one process busy while the others idle.
     """
     return _batched([(str(f), 0, f.stat().st_size) for f in files])
+
+
+def shard_limit_tasks(files: Sequence[Path], shard_size: int) -> list[list[Range]]:
+    """The shards limit's work: each file cut at ``shard_size`` bytes, each shard ``(path, start, end)`` one
+    range, largest first, small ones batched (an empty file is one shard of 0 bytes, as the tools list it).
+
+    This is the bound of shards serialization, which hashes each shard with one sequential hasher: a shard
+    is never split, so the number of shards, not the number of processes, caps the parallelism (one file
+    under ``shard_size`` keeps one process busy, like the whole-files limit).
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard size must be >= 1, not {shard_size}")
+    sizes = [(str(f), f.stat().st_size) for f in files]
+    ranges = [(path, start, min(size, start + shard_size))
+              for path, size in sizes for start in range(0, size, shard_size)]
+    ranges += [(path, 0, 0) for path, size in sizes if size == 0]
+    return _batched(ranges)
 
 
 def _batched(ranges: list[Range]) -> list[list[Range]]:
@@ -176,12 +197,19 @@ class LimitMeter:
         self._pool: multiprocessing.pool.Pool = multiprocessing.get_context("spawn").Pool(processes)
         self._pool.map(_noop, range(processes))
 
-    def measure(self, files: Sequence[Path], algo: str, split: str = "ranges") -> float:
+    def measure(self, files: Sequence[Path], algo: str, split: str = "ranges",
+                shard_size: int | None = None) -> float:
         """Seconds to read and hash ``files`` with ``algo`` ("sha256" or "blake3"), split as ``split`` says
-        ("ranges": :func:`limit_tasks`; "files": whole files, :func:`file_limit_tasks`)."""
+        ("ranges": :func:`limit_tasks`; "files": whole files, :func:`file_limit_tasks`; "shards": shards of
+        ``shard_size`` bytes, :func:`shard_limit_tasks`, which needs it)."""
         if split not in SPLITS:
             raise ValueError(f"unknown limit split {split!r}; choose from {', '.join(SPLITS)}")
-        work = limit_tasks(files, self.processes) if split == "ranges" else file_limit_tasks(files)
+        if split == "shards":
+            if shard_size is None:
+                raise ValueError("the shards split needs the shard size")
+            work = shard_limit_tasks(files, shard_size)
+        else:
+            work = limit_tasks(files, self.processes) if split == "ranges" else file_limit_tasks(files)
         tasks = [(task, algo) for task in work]
         start = time.perf_counter()
         list(self._pool.imap_unordered(_hash_ranges, tasks, chunksize=1))

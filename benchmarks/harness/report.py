@@ -71,7 +71,8 @@ class LimitRun:
     processes: int
     repeat: int
     wall_s: float
-    #: "ranges" (files split in ranges over the processes) or "files" (whole files only); older results: ranges
+    #: "ranges" (files split in ranges over the processes), "files" (whole files only) or "shards" (files cut
+    #: at the run's shard size, settings["limit_shard_size"]); older results: ranges
     split: str = "ranges"
 
 
@@ -95,7 +96,8 @@ class Summary:
     peak_rss_mb: float | None = None
     of_limit: float | None = None  # range limit / min: whole-command time, start-up included (kept for old readers)
     note: str = ""
-    #: the hashing share (see :func:`summarize`): the limit this mode is held to ("files" or "ranges" split),
+    #: the hashing share (see :func:`summarize`): the limit this mode is held to ("files", "shards" or "ranges"
+    #: split; "ranges" for shards mode in older results, which have no shards split),
     #: its fastest time, the fixed cost (min of the same case on the fixed-cost reference model), min - fixed,
     #: and limit / (min - fixed); ``share_median`` is the same from medians
     limit_split: str = ""
@@ -194,14 +196,19 @@ def _add_shares(results: Results, summary: list[Summary]) -> None:
     hashing = min - fixed, where fixed is the min of the same command (tool, method, mode, op) on the
     fixed-cost reference model, a model so small (80 KB) that its command time is start-up, imports, key
     loading, signing and writing the bundle, all of which the same command pays on any model; the share is
-    the limit's time over that.  The limit is the one the mode is held to (:func:`runners.limit_for`).
+    the limit's time over that.  The limit is the one the mode is held to (:func:`runners.limit_for`), but
+    shards mode in results measured before the shards limit existed (no "shards" split at all) falls back
+    to the range limit, its bound before then, and says so in ``limit_split``.
     So hashing is the time a model's bytes add to a command: fixed work a tool overlaps with hashing is
     credited to it (a share can exceed 1), and per-file work beyond the reference's one file is charged.
     """
     ref = fixed_cost_model(results)
     fixed = {(s.tool, s.method, s.mode, s.op): s for s in summary if ref is not None and s.model == ref.name}
+    has_shards = any(lim.split == "shards" for lim in results.limits)
     for s in summary:
         algo, split = limit_for(s.mode)
+        if split == "shards" and not has_shards:
+            split = "ranges"
         s.limit_split = split
         s.limit_s = limit_seconds(results, s.model, algo, split)
         f = fixed.get((s.tool, s.method, s.mode, s.op))
@@ -383,11 +390,14 @@ def _share_section(results: Results, summary: Sequence[Summary]) -> list[str]:
         "command pays on any model: interpreter start-up, imports, key loading, signing, writing or reading the "
         "bundle. **share** = the limit's min / hashing (1.00: hashing at the limit; by median: the same from the "
         "three medians). Each mode is held to the limit its format allows: `files` (one sequential sha256 per "
-        "file) to the whole-files limit; `shards` (byte ranges) and `blake3` (a tree hash both tools thread "
-        "within one file) to the range limit. Per-file work beyond the reference's one file (walking, opening, "
-        "manifest entries) counts as hashing, which lowers the share. Hashing is thus the time the model's bytes "
-        "add to the command: fixed work that a tool overlaps with hashing (modelseal's keyless helper process "
-        "imports sigstore and talks to Fulcio while the workers hash) is not added on a big model, so it is "
+        "file) to the whole-files limit; `shards` (one sequential sha256 per shard) to the shards limit, the "
+        "same raw hashing with the same work units, every file cut at the run's shard size, so a file smaller "
+        "than one shard keeps one process busy for every tool; `blake3` (a tree hash both tools thread within "
+        f"one file) to the range limit.{_shards_fallback(summary)} Per-file work beyond the reference's one "
+        "file (walking, opening, manifest entries) counts as hashing, which lowers the share. Hashing is thus "
+        "the time the model's bytes add to the command: fixed work that a tool overlaps with hashing "
+        "(modelseal's keyless helper process imports sigstore and talks to Fulcio while the workers hash) is "
+        "not added on a big model, so it is "
         "credited, and a share can exceed 1.",
         "",
         f"A share is judged only on a model whose limit takes at least {SHARE_NOISE_FACTOR} x δ = "
@@ -433,6 +443,20 @@ def _share_section(results: Results, summary: Sequence[Summary]) -> list[str]:
         lines += ["", f"Too small to judge (a limit under {threshold * 1000:.0f} ms; their figures are in "
                   f"summary.csv): {', '.join(names)}."]
     return lines
+
+
+def _shard_size_text(settings: dict[str, Any]) -> str:
+    size = settings.get("limit_shard_size")
+    return f" ({size:,} bytes)" if isinstance(size, int) else " (not measured in these results)"
+
+
+def _shards_fallback(summary: Sequence[Summary]) -> str:
+    """The sentence saying shards mode is held to the range limit, for results without a shards limit."""
+    if any(s.mode == "shards" and s.limit_split == "ranges" for s in summary):
+        return (" These results have no shards limit (measured before the harness had one), so `shards` is "
+                "held to the range limit here, a bound it cannot reach on a model with fewer shards than "
+                "processes.")
+    return ""
 
 
 def markdown(results: Results, summary: Sequence[Summary]) -> str:
@@ -490,12 +514,15 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
               f"Raw `hashlib` / `blake3` over the model's own files in {st.get('processes')} warm processes, "
               "largest task first. **ranges**: each file cut into byte ranges of at most 1 GB or an even share of "
               "the model, the bound of any tool whatever its layout (`shards`, `blake3`). **whole files**: files "
-              "are never split, the bound of files serialization (one sequential sha256 per file).", "",
-              "| model | family | source | size | files | sha256 ranges | sha256 whole files | blake3 ranges |",
-              "|---|---|---|---|---|---|---|---|"]
+              "are never split, the bound of files serialization (one sequential sha256 per file). **shards**: "
+              f"files cut at the shard size{_shard_size_text(st)}, each shard one task, the bound of shards "
+              "serialization (one sequential sha256 per shard).", "",
+              "| model | family | source | size | files | sha256 ranges | sha256 whole files | sha256 shards "
+              "| blake3 ranges |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m in results.models:
         cells = []
-        for algo, split in (("sha256", "ranges"), ("sha256", "files"), ("blake3", "ranges")):
+        for algo, split in (("sha256", "ranges"), ("sha256", "files"), ("sha256", "shards"), ("blake3", "ranges")):
             t = limit_seconds(results, m.name, algo, split)
             cells.append(f"{_duration(t)} ({m.size_bytes / t / 1e9:.2f} GB/s)" if t else "-")
         lines.append(f"| {m.name} | {m.family} | {m.source} | {_size(m.size_bytes)} | {m.files} | "

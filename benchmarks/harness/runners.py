@@ -30,13 +30,14 @@ def limit_for(mode: str) -> tuple[str, str]:
     """The raw read+hash limit a hashing mode is held to: ``(algorithm, split)`` of a :class:`LimitRun`.
 
     ``files`` lists one sha256 per file, computed by one sequential hasher: no tool can split a file over
-    processes, so its bound is the whole-files limit.  ``shards`` lists byte ranges, each hashed on its
-    own: the range limit.  ``blake3`` is files serialization too, but a blake3 digest is a tree of
-    independent chunks that both tools hash with several threads (``max_threads``), so one file does
-    spread over the cores: the range limit, with blake3.
+    processes, so its bound is the whole-files limit.  ``shards`` lists one sha256 per shard, each hashed
+    by one sequential hasher: the shards limit, the files cut at the run's shard size (a file under one
+    shard is one unit of work, however many processes there are).  ``blake3`` is files serialization too,
+    but a blake3 digest is a tree of independent chunks that both tools hash with several threads
+    (``max_threads``), so one file does spread over the cores: the range limit, with blake3.
     """
-    if mode == "files":
-        return "sha256", "files"
+    if mode in ("files", "shards"):
+        return "sha256", mode
     return ("blake3" if mode == "blake3" else "sha256"), "ranges"
 
 

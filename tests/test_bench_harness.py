@@ -400,7 +400,7 @@ def test_shards_limit_cuts_every_file_at_the_shard_size(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shard size"):
         shard_limit_tasks(files, 0)
     # the default the harness cuts at, without --shard-size, is the tools' default
-    assert bench.DEFAULT_SHARD_SIZE == 1_000_000_000
+    assert bench.shard_size_used(None) == 1_000_000_000 and bench.shard_size_used(4096) == 4096
 
 
 def test_each_mode_is_held_to_its_formats_limit() -> None:

@@ -158,6 +158,13 @@ def _slug(runner: Runner) -> str:
     return runner.label.replace(" ", "_").replace(".", "")
 
 
+def shard_size_used(shard_size: int | None) -> int:
+    """The shard size shards mode runs with, where the shards limit cuts the files: ``--shard-size``, else
+    the tools' default (modelseal's ``DEFAULT_SHARD_SIZE``; model-signing 1.1.1 defaults to the same
+    1,000,000,000 bytes, and neither tool is passed a size then)."""
+    return shard_size or DEFAULT_SHARD_SIZE
+
+
 def run(args: argparse.Namespace) -> Results:
     """Run the benchmark described by parsed ``args``; return what was measured."""
     from tqdm import tqdm
@@ -195,9 +202,7 @@ def run(args: argparse.Namespace) -> Results:
     limits = {limit_for(r.mode) for r in runners}
     if "sha256" in algos:
         limits |= {("sha256", "ranges"), ("sha256", "files"), ("sha256", "shards")}
-    # the shards limit cuts the files where shards mode does: at the run's shard size, else the tools' default
-    # (modelseal's DEFAULT_SHARD_SIZE; model-signing 1.1.1 defaults to the same 1,000,000,000 bytes)
-    limit_shard_size = args.shard_size or DEFAULT_SHARD_SIZE
+    limit_shard_size = shard_size_used(args.shard_size)
     results.settings["limit_shard_size"] = limit_shard_size
 
     def wanted_op(runner: Runner, op: str) -> bool:

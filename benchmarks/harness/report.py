@@ -513,8 +513,9 @@ def markdown(results: Results, summary: Sequence[Summary]) -> str:
     lines += ["", f"## Raw read+hash limit (same run, same files{cold})", "",
               f"Raw `hashlib` / `blake3` over the model's own files in {st.get('processes')} warm processes, "
               "largest task first. **ranges**: each file cut into byte ranges of at most 1 GB or an even share of "
-              "the model, the bound of any tool whatever its layout (`shards`, `blake3`). **whole files**: files "
-              "are never split, the bound of files serialization (one sequential sha256 per file). **shards**: "
+              "the model, the bound of `blake3` (hashed in threads within a file) and of any tool whatever its "
+              "layout. **whole files**: files are never split, the bound of files serialization (one sequential "
+              "sha256 per file). **shards**: "
               f"files cut at the shard size{_shard_size_text(st)}, each shard one task, the bound of shards "
               "serialization (one sequential sha256 per shard).", "",
               "| model | family | source | size | files | sha256 ranges | sha256 whole files | sha256 shards "

@@ -1,5 +1,5 @@
 """``python -m model_signing``."""
 
-from model_signing.cli import main
+from model_signing.cli import run
 
-main()
+run()

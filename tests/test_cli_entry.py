@@ -47,3 +47,34 @@ def test_help_does_not_import_sigstore() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
     assert proc.stdout.splitlines()[-1] == "HEAVY="
+
+
+def test_the_quick_exit_keeps_exit_codes_output_and_exit_handlers(tmp_path: Path) -> None:
+    # The entry points end with os._exit after running the exit handlers and flushing: every byte printed
+    # must still arrive, each exit code be the command's, and an atexit handler still run.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"w" * 5000)
+    proc = _run(sys.executable, "main.py", "digest", str(model), "--no-digest-cache", "--quiet", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("}") and '"root_digest"' in proc.stdout
+    proc = _run(sys.executable, "main.py", "verify", "key", str(model), "--public-key", str(tmp_path / "none.pem"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "none.pem" in proc.stderr
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "sys.argv = ['modelseal', 'digest', sys.argv[1], '--no-digest-cache', '--quiet']\n"
+        "from model_signing.cli import run\n"
+        "run()\n"
+    )
+    proc = _run(sys.executable, "-c", code, str(model))
+    assert proc.returncode == 0 and len(proc.stdout.split()) >= 1, proc.stderr
+    assert marker.read_text() == "yes"
+    # Thousands of lines on a pipe are not cut short by the exit.
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(3000):
+        (big / f"f{i:04d}.txt").write_bytes(b"%d" % i)
+    proc = _run(sys.executable, "main.py", "digest", str(big), "--no-digest-cache", "--quiet", "--json")
+    assert proc.returncode == 0 and proc.stdout.count('"name"') == 3000, proc.stderr[-300:]

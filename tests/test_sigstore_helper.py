@@ -304,3 +304,43 @@ def test_closing_with_work_owed_stops_the_helper_at_once() -> None:
     busy.submit("forget_signer", 12345)  # the helper is still importing sigstore: the reply is owed
     busy.close()
     assert busy._proc.returncode == -9
+
+
+@pytest.mark.parametrize("how", ["fork", "threads", "env"])
+def test_the_helper_is_forked_only_from_a_single_threaded_process(how: str) -> None:
+    # Forked (no second interpreter start-up on a keyless command's critical path) from the CLI, which has
+    # no other thread then; with a thread alive a fork could copy a held lock, so a new interpreter it is.
+    script = (
+        "import os, sys, threading, time; sys.path.insert(0, sys.argv[1])\n"
+        "if sys.argv[2] == 'threads':\n"
+        "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "from model_signing.methods.sigstore import service as s\n"
+        "r, w = os.pipe()\n"
+        "s.prestart()\n"
+        "os.close(w)\n"
+        "import select; assert select.select([r], [], [], 10)[0] and os.read(r, 1) == b'', 'the helper kept w'\n"
+        "svc = s.shared()\n"
+        "argv = open(f'/proc/{svc._proc.pid}/cmdline', 'rb').read().split(b'\\0')\n"
+        "print(type(svc._proc).__name__, argv[1:3] == [b'-P', b'-c'])\n"
+        "print(svc.submit('forget_signer', 0).result())\n"
+        "svc.close()\n"
+        "print(svc._proc.returncode)\n"
+    )
+    env = {**os.environ, "MODELSEAL_HELPER_SPAWN": "1" if how == "env" else "0"}
+    proc = subprocess.run([sys.executable, "-c", script, str(ROOT), how], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    kind, spawned = proc.stdout.splitlines()[0].split()
+    assert (kind, spawned) == (("_Forked", "False") if how == "fork" else ("Popen", "True"))
+    assert proc.stdout.splitlines()[1:] == ["None", "0"]
+
+
+def test_a_library_caller_always_gets_a_new_interpreter(tmp_path: Path) -> None:
+    # A library caller's process may hold threads and open files (a pipe's write end a fork would keep
+    # open): helpers started on first use are spawned; only the CLI's prestart forks.
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "from model_signing.methods.sigstore import service as s\n"
+              "svc = s.shared(); print(type(svc._proc).__name__); svc.close()\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert proc.stdout.split() == ["Popen"]

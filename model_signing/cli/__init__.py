@@ -6,6 +6,7 @@ turned into one line on stderr and an exit code here, in one place (:func:`main`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -38,17 +39,25 @@ def _uses_sigstore(args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the only place that maps errors to exit codes (and, with ``--json``, error documents)."""
-    from model_signing.cli import _report
-
     args = sys.argv[1:] if argv is None else argv
-    _report.start(args)
+    early: BaseException | None = None
     try:
         if _uses_sigstore(args):
-            # Start the Sigstore helper first: it imports sigstore while this process imports the CLI,
-            # parses the arguments and hashes the model.
+            # Start the Sigstore helper before anything else: it imports sigstore (the longest step of a
+            # keyless command) while this process imports the CLI, parses the arguments and hashes.
             from model_signing.methods.sigstore import service
 
             service.prestart()
+    except (ModelSigningError, KeyboardInterrupt) as exc:
+        early = exc  # reported below, once the report knows the command (--json)
+    from model_signing.cli import _report
+
+    _report.start(args)
+    try:
+        if isinstance(early, ModelSigningError):
+            raise early
+        if early is not None:
+            raise KeyboardInterrupt
         import click
         import typer
 
@@ -85,3 +94,40 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {exc!r} (set MODEL_SIGNING_DEBUG=1 for a traceback and report it)", 1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def run() -> NoReturn:
+    """The program's entry point (``modelseal``, ``python main.py``): :func:`main`, then a quick exit.
+
+    Once the command is done, nothing is left for the interpreter's tear-down to do but free the
+    modules a signing loads (sigstore, pydantic, cryptography): a tenth of a second that every command
+    would wait for.  So the exit handlers run (the Sigstore helper is closed, logs are flushed), the
+    standard streams are flushed, and the process ends with the command's exit code.  A thread of
+    ours still running, which the interpreter would join, makes it exit the usual way.
+    """
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    _exit_now(code)
+
+
+def _exit_now(code: object) -> NoReturn:
+    import threading
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): what the interpreter would print, and 1
+        print(code, file=sys.stderr)
+        code = 1
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed pipe: the command's own output checks already reported what they could.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -96,19 +96,25 @@ class Pending(Generic[T]):
 class Service:
     """One helper process and its two pipes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fork: bool = False) -> None:
+        """Start the helper: a new interpreter, or with ``fork`` (the CLI, at its start) a fork if
+        :func:`_may_fork` allows it."""
         task_r, self._task_w = os.pipe()
         self._result_r, result_w = os.pipe()
         # The helper starts with SIGINT blocked (the mask survives exec) until serve() ignores it: a Ctrl-C
         # during its start-up would otherwise kill it, or print a KeyboardInterrupt traceback.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-P", "-c", _BOOT, _PACKAGE_PARENT, str(task_r), str(result_w)],
-                pass_fds=(task_r, result_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # the protocol has its own pipes; sigstore's warnings go to stderr
-            )
+            self._proc: subprocess.Popen[bytes] | _Forked
+            if fork and _may_fork():
+                self._proc = _Forked.start(task_r, result_w, (self._task_w, self._result_r))
+            else:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-P", "-c", _BOOT, _PACKAGE_PARENT, str(task_r), str(result_w)],
+                    pass_fds=(task_r, result_w),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,  # the protocol has its own pipes; sigstore's warnings go to stderr
+                )
         except OSError as exc:
             for fd in (self._task_w, self._result_r):
                 os.close(fd)
@@ -223,6 +229,91 @@ class Service:
             self._proc.wait()
 
 
+def _may_fork() -> bool:
+    """Whether the helper can be forked from this process instead of started as a new interpreter.
+
+    A fork skips the helper's own interpreter start-up and its import of this package (about 70 ms on
+    a keyless command's critical path: the helper's import of sigstore cannot begin before it).  Only
+    from a process with no other thread (the CLI, right at its start): a fork copies whatever locks
+    other threads hold at that instant (imports, logging, OpenSSL), which could deadlock the helper.
+    POSIX only.  ``MODELSEAL_HELPER_SPAWN=1`` forces the new interpreter.
+    """
+    return (hasattr(os, "fork") and threading.active_count() == 1
+            and os.environ.get("MODELSEAL_HELPER_SPAWN") != "1")
+
+
+class _Forked:
+    """A forked helper, handled like the :class:`subprocess.Popen` of a spawned one (pid, poll, wait, kill)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, task_r: int, result_w: int, parent_ends: tuple[int, ...]) -> _Forked:
+        """Fork; the child serves on ``task_r`` / ``result_w`` and never returns."""
+        pid = os.fork()
+        if pid:
+            return cls(pid)
+        try:  # the child: from here on nothing may return into the parent's code
+            for fd in parent_ends:
+                os.close(fd)
+            _close_inherited((task_r, result_w))
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)  # as the spawned helper: the protocol has its own pipes; warnings go to stderr
+            os.close(devnull)
+            # What -P does for the spawned helper: nothing the user's current directory holds is importable
+            # (a model directory may hold .py files that would shadow modules sigstore imports).
+            here = os.getcwd()
+            sys.path[:] = [p for p in sys.path if p == _PACKAGE_PARENT or p not in ("", ".", here)]
+            serve(task_r, result_w)
+        finally:
+            os._exit(1)  # serve() ends with os._exit(0); anything else is a failure
+
+    def poll(self) -> int | None:
+        """The exit code if the helper has ended (negative: the signal that ended it), else ``None``."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0  # reaped elsewhere: all that is known is that it ended
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the helper to end; :class:`subprocess.TimeoutExpired` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"sigstore helper {self.pid}", timeout or 0.0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL (nothing if it has already ended)."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+def _close_inherited(keep: tuple[int, ...]) -> None:
+    """In a forked helper: close every descriptor but the standard ones and ``keep`` (as a spawned
+    helper would have them: a copy of a pipe's write end would hold its reader's end of file open)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _readable(fd: int, wait: float = 0.0) -> bool:
     # poll, not select: select fails for descriptors above 1023, which long-running callers can reach.
     poller = select.poll()
@@ -234,29 +325,36 @@ _shared: list[Service] = []  # at most one: the process-wide helper
 _shared_lock = threading.Lock()
 
 
-def shared() -> Service:
+def shared(*, fork: bool = False) -> Service:
     """The process-wide helper, started on first use (or earlier by :func:`prestart`)."""
     with _shared_lock:
         if not _shared or _shared[0]._closed or _shared[0]._pid != os.getpid():
-            service = Service()
+            service = Service(fork=fork)
             atexit.register(service.close)
             _shared[:] = [service]
         return _shared[0]
 
 
 def prestart() -> None:
-    """Start the helper now, so sigstore is imported while the caller does other work."""
-    shared()
+    """Start the helper now, so sigstore is imported while the caller does other work.
+
+    The CLI calls it first thing, when its process holds no thread and no open file: the helper is
+    forked there (see :func:`_may_fork`).  A library caller's process may hold both, so helpers started
+    on first use are new interpreters.
+    """
+    shared(fork=True)
 
 
-def serve() -> None:
-    """The helper's main loop (``argv``: package dir, request fd, reply fd)."""
+def serve(task_fd: int | None = None, result_fd: int | None = None) -> None:
+    """The helper's main loop, on the request and reply pipes (spawned: ``argv`` is package dir, request fd,
+    reply fd; forked: given)."""
     from model_signing._internal.framing import recv as _recv
     from model_signing._internal.framing import send as _send
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our pipe
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now
-    task_r, result_w = int(sys.argv[2]), int(sys.argv[3])
+    task_r = task_fd if task_fd is not None else int(sys.argv[2])
+    result_w = result_fd if result_fd is not None else int(sys.argv[3])
     execute: Callable[[str, tuple[object, ...], float, Callable[[str], None]], object] | None = None
     failure = HelperError("internal error: the Sigstore client did not load")
     try:

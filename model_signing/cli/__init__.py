@@ -127,7 +127,9 @@ def _exit_now(code: object) -> NoReturn:
 
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        # A closed pipe: the command's own output checks already reported what they could.
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+        # A closed pipe, or no stream at all (started with the descriptor closed): the command's own
+        # output checks already reported what they could.
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     os._exit(code)

@@ -316,11 +316,14 @@ def test_the_helper_is_forked_only_from_a_single_threaded_process(how: str) -> N
         "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
         "from model_signing.methods.sigstore import service as s\n"
         "r, w = os.pipe()\n"
-        "s.prestart()\n"
+        "s.prestart(fork=True)\n"
         "os.close(w)\n"
         "import select; assert select.select([r], [], [], 10)[0] and os.read(r, 1) == b'', 'the helper kept w'\n"
         "svc = s.shared()\n"
-        "argv = open(f'/proc/{svc._proc.pid}/cmdline', 'rb').read().split(b'\\0')\n"
+        "for _ in range(100):  # a new interpreter's command line shows once its exec is through\n"
+        "    argv = open(f'/proc/{svc._proc.pid}/cmdline', 'rb').read().split(b'\\0')\n"
+        "    if argv[1:3] == [b'-P', b'-c'] or sys.argv[2] == 'fork': break\n"
+        "    time.sleep(0.05)\n"
         "print(type(svc._proc).__name__, argv[1:3] == [b'-P', b'-c'])\n"
         "print(svc.submit('forget_signer', 0).result())\n"
         "svc.close()\n"
@@ -344,3 +347,17 @@ def test_a_library_caller_always_gets_a_new_interpreter(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60,
                           check=True)
     assert proc.stdout.split() == ["Popen"]
+
+
+def test_a_forked_helper_works_from_a_removed_working_directory(tmp_path: Path) -> None:
+    # CI scratch directories vanish under running commands; the spawned helper never minded, nor may the fork.
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = ("import os, sys; sys.path.insert(0, sys.argv[1]); os.chdir(sys.argv[2]); os.rmdir(sys.argv[2])\n"
+              "from model_signing.methods.sigstore import service as s\n"
+              "s.prestart(fork=True); svc = s.shared()\n"
+              "print(type(svc._proc).__name__, svc.submit('forget_signer', 0).result()); svc.close()\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(ROOT), str(gone)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["_Forked", "None"]

@@ -6,7 +6,6 @@ turned into one line on stderr and an exit code here, in one place (:func:`main`
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -14,6 +13,9 @@ from typing import NoReturn
 from model_signing.errors import ModelSigningError
 
 EXIT_BAD_INPUT = 1
+#: Set by :func:`run`: this process is the program, not a caller of :func:`main` (which keeps its own
+#: process as it is: no fork of it for the Sigstore helper, no quick exit).
+_as_program = [False]
 
 
 def _fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             # keyless command) while this process imports the CLI, parses the arguments and hashes.
             from model_signing.methods.sigstore import service
 
-            service.prestart()
+            service.prestart(fork=_as_program[0])
     except (ModelSigningError, KeyboardInterrupt) as exc:
         early = exc  # reported below, once the report knows the command (--json)
     from model_signing.cli import _report
@@ -105,6 +107,7 @@ def run() -> NoReturn:
     standard streams are flushed, and the process ends with the command's exit code.  A thread of
     ours still running, which the interpreter would join, makes it exit the usual way.
     """
+    _as_program[0] = True
     try:
         main()
         code: object = 0
@@ -130,6 +133,9 @@ def _exit_now(code: object) -> NoReturn:
         # A closed pipe, or no stream at all (started with the descriptor closed): the command's own
         # output checks already reported what they could.
         if stream is not None:
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 stream.flush()
+            except (OSError, ValueError):
+                if stream is sys.stdout and code == 0:
+                    code = 120  # output lost: what the interpreter's own exit would return
     os._exit(code)

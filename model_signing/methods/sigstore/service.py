@@ -265,9 +265,18 @@ class _Forked:
             os.close(devnull)
             # What -P does for the spawned helper: nothing the user's current directory holds is importable
             # (a model directory may hold .py files that would shadow modules sigstore imports).
-            here = os.getcwd()
+            try:
+                here: str | None = os.getcwd()
+            except OSError:  # the working directory was removed: nothing there to import anyway
+                here = None
             sys.path[:] = [p for p in sys.path if p == _PACKAGE_PARENT or p not in ("", ".", here)]
             serve(task_r, result_w)
+        except BaseException:  # noqa: BLE001 - said on stderr as the spawned helper's interpreter would
+            import traceback
+
+            traceback.print_exc()
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
         finally:
             os._exit(1)  # serve() ends with os._exit(0); anything else is a failure
 
@@ -335,14 +344,15 @@ def shared(*, fork: bool = False) -> Service:
         return _shared[0]
 
 
-def prestart() -> None:
+def prestart(*, fork: bool = False) -> None:
     """Start the helper now, so sigstore is imported while the caller does other work.
 
-    The CLI calls it first thing, when its process holds no thread and no open file: the helper is
-    forked there (see :func:`_may_fork`).  A library caller's process may hold both, so helpers started
-    on first use are new interpreters.
+    ``fork``: the CLI's program entry point (:func:`model_signing.cli.run`) asks for it first thing, when
+    its process holds no thread and no open file: the helper is then forked (see :func:`_may_fork`).
+    Any other caller (``cli.main`` called in-process, the library) may hold both, and gets a new
+    interpreter.
     """
-    shared(fork=True)
+    shared(fork=fork)
 
 
 def serve(task_fd: int | None = None, result_fd: int | None = None) -> None:
